@@ -1,0 +1,259 @@
+//! Wire codec: a stream entry's `payload` JSON -> [`Position`], per the wire contract.
+//!
+//! Every input is either a `Position` whose every value PostgreSQL accepts for its column, or a
+//! [`DecodeError`] naming the contract field at fault (`payload` when the entry has no payload or
+//! the payload is not a JSON object); a bad record is data for the dead-letter path, never a panic.
+//!
+//! How (and why this way, given a budget of a few microseconds of CPU per record):
+//! - one pass of serde_json over the payload bytes, with hand-written visitors (`fields.rs`): no
+//!   `serde_json::Value` tree; strings are borrowed from the payload when they have no escapes;
+//!   unknown fields are skipped without allocating; a duplicate known field is an error naming it;
+//! - `attributes` is transcoded during that same pass straight into its output text
+//!   (`attributes.rs`), resolving the producer's `__bigint` / `__buffer_b64` / `Buffer.toJSON()`
+//!   sentinels; a big integer is copied as digits and never passes through an `f64`;
+//! - `timestamp` is parsed by a small exact parser (`timestamp.rs`) and bounded to what a
+//!   `timestamptz` stores.
+//!
+//! Text: the payload must be UTF-8 JSON. A string holding an unpaired surrogate escape (`"\ud800"`)
+//! is not valid Unicode; serde_json refuses it (as would `jsonb`), so it fails as `payload`
+//! (unless it sits in an unknown field, which is skipped unread).
+//!
+//! A successful decode allocates the `device_id` and the `attributes` strings, nothing else (plus
+//! a scratch buffer when buffers are present, and a copy of any string sentinel argument that had
+//! JSON escapes).
+//!
+//! Floats: the workspace enables serde_json's `float_roundtrip` feature for this crate. Without it
+//! serde_json's parser is only approximately correct: about one double in three (and about one
+//! computed coordinate in ten) comes back one ulp off, so `latitude` would not be the number the
+//! producer sent and an attribute float would be re-printed with different digits.
+
+mod attributes;
+mod fields;
+mod timestamp;
+
+use serde_json::error::Category;
+
+use crate::{DecodeError, Entry, Position};
+
+pub use attributes::MAX_BIGINT_DIGITS;
+pub use fields::MAX_DEVICE_ID_CHARS;
+pub use timestamp::{MAX_TS_MICROS, MIN_TS_MICROS};
+
+/// Decodes a stream entry: its `payload` field must hold the contract's JSON object. Other fields
+/// are ignored; when `payload` appears more than once, the first one counts.
+pub fn decode_entry(entry: &Entry) -> Result<Position, DecodeError> {
+    match entry.field("payload") {
+        Some(payload) => decode_payload(payload),
+        None => Err(DecodeError::new(
+            fields::name::PAYLOAD,
+            "entry has no payload field",
+        )),
+    }
+}
+
+/// Decodes the payload JSON bytes (UTF-8) into a validated [`Position`].
+pub fn decode_payload(payload: &[u8]) -> Result<Position, DecodeError> {
+    let mut error = None;
+    match fields::parse(payload, &mut error) {
+        Ok(parsed) => parsed.into_position(),
+        Err(json_error) => Err(error.unwrap_or_else(|| payload_error(&json_error))),
+    }
+}
+
+/// A serde_json failure that no field claimed: the payload as a whole is at fault.
+fn payload_error(error: &serde_json::Error) -> DecodeError {
+    let reason = match error.classify() {
+        Category::Data => format!("is not a JSON object ({error})"),
+        Category::Eof => format!("is truncated JSON ({error})"),
+        Category::Syntax | Category::Io => format!("is not valid JSON ({error})"),
+    };
+    DecodeError::new(fields::name::PAYLOAD, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""device_id":"356307042441013","timestamp":"2026-11-29T10:15:30.123Z","latitude":54.687157,"longitude":25.279652"#;
+
+    fn with(extra: &str) -> Result<Position, DecodeError> {
+        decode_payload(format!("{{{BASE}{extra}}}").as_bytes())
+    }
+
+    fn field_of(result: Result<Position, DecodeError>) -> &'static str {
+        match result {
+            Err(error) => error.field,
+            Ok(position) => panic!("accepted: {position:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_record() {
+        let position = with("").unwrap();
+        assert_eq!(position.device_id, "356307042441013");
+        assert_eq!(position.ts_micros, 1_795_947_330_123_000);
+        assert_eq!(position.latitude, 54.687157);
+        assert_eq!(position.longitude, 25.279652);
+        assert_eq!(position.altitude, None);
+        assert_eq!(position.event_id, None);
+        assert_eq!(position.attributes, "{}");
+        assert_eq!(with(r#","attributes":null"#).unwrap().attributes, "{}");
+    }
+
+    #[test]
+    fn nulls_are_absent_for_optional_fields_only() {
+        let position =
+            with(r#","altitude":null,"angle":null,"speed":null,"satellites":null,"priority":null,"event_id":null"#)
+                .unwrap();
+        assert_eq!(position.altitude, None);
+        assert_eq!(position.satellites, None);
+        let payload = br#"{"device_id":null,"timestamp":1,"latitude":0,"longitude":0}"#;
+        assert_eq!(field_of(decode_payload(payload)), "device_id");
+        let payload = br#"{"device_id":"a","timestamp":1,"latitude":null,"longitude":0}"#;
+        assert_eq!(field_of(decode_payload(payload)), "latitude");
+    }
+
+    #[test]
+    fn integral_floats_count_as_integers() {
+        let position = with(r#","satellites":2.0,"priority":1e0,"event_id":247.0"#).unwrap();
+        assert_eq!(position.satellites, Some(2));
+        assert_eq!(position.priority, Some(1));
+        assert_eq!(position.event_id, Some(247));
+        assert_eq!(field_of(with(r#","satellites":1.5"#)), "satellites");
+        assert_eq!(field_of(with(r#","event_id":2147483648"#)), "event_id");
+        assert_eq!(field_of(with(r#","event_id":-1"#)), "event_id");
+        assert_eq!(field_of(with(r#","priority":3"#)), "priority");
+        assert_eq!(field_of(with(r#","priority":"1""#)), "priority");
+        assert_eq!(field_of(with(r#","satellites":1e300"#)), "satellites");
+    }
+
+    #[test]
+    fn reals() {
+        let position = with(r#","altitude":-12.5,"angle":360,"speed":0"#).unwrap();
+        assert_eq!(position.altitude, Some(-12.5));
+        assert_eq!(position.angle, Some(360.0));
+        assert_eq!(position.speed, Some(0.0));
+        assert_eq!(field_of(with(r#","altitude":1e39"#)), "altitude");
+        assert_eq!(
+            with(r#","altitude":3.4e38"#).unwrap().altitude,
+            Some(3.4e38)
+        );
+        assert_eq!(field_of(with(r#","angle":360.5"#)), "angle");
+        assert_eq!(field_of(with(r#","angle":-0.1"#)), "angle");
+        assert_eq!(field_of(with(r#","speed":-1"#)), "speed");
+        assert_eq!(field_of(with(r#","speed":1e40"#)), "speed");
+        assert_eq!(field_of(with(r#","speed":true"#)), "speed");
+    }
+
+    #[test]
+    fn reasons_read_well() {
+        let payload = br#"{"device_id":"a","timestamp":1,"latitude":91,"longitude":0}"#;
+        let error = decode_payload(payload).unwrap_err();
+        assert_eq!(error.to_string(), "latitude: 91 is out of range -90..=90");
+        let payload =
+            br#"{"device_id":"a","timestamp":"2026-11-29T10:15:30","latitude":0,"longitude":0}"#;
+        let error = decode_payload(payload).unwrap_err();
+        assert_eq!(error.field, "timestamp");
+        assert!(error.reason.contains("no time zone"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_fields_name_the_field() {
+        assert_eq!(field_of(with(r#","latitude":1"#)), "latitude");
+        assert_eq!(
+            field_of(with(r#","attributes":{},"attributes":{}"#)),
+            "attributes"
+        );
+        // Escaped spellings of a name are the same name.
+        assert_eq!(field_of(with(r#","device\u005fid":"b""#)), "device_id");
+        // Unknown fields may repeat.
+        assert!(with(r#","x":1,"x":2"#).is_ok());
+    }
+
+    #[test]
+    fn device_id_rules() {
+        let id = |id: &str| {
+            decode_payload(
+                serde_json::json!({"device_id": id, "timestamp": 0, "latitude": 0, "longitude": 0})
+                    .to_string()
+                    .as_bytes(),
+            )
+        };
+        // 64 characters, counted as characters rather than bytes.
+        assert!(id(&"é".repeat(64)).is_ok());
+        assert_eq!(field_of(id(&"é".repeat(65))), "device_id");
+        assert_eq!(field_of(id("a\0b")), "device_id");
+        assert_eq!(field_of(id("")), "device_id");
+        assert_eq!(id("tab\there").unwrap().device_id, "tab\there");
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let ts = |value: &str| {
+            decode_payload(
+                format!(r#"{{"device_id":"a","timestamp":{value},"latitude":0,"longitude":0}}"#)
+                    .as_bytes(),
+            )
+            .map(|p| p.ts_micros)
+        };
+        assert_eq!(ts("1795947330123"), Ok(1_795_947_330_123_000));
+        assert_eq!(ts("-1"), Ok(-1000));
+        assert_eq!(ts("1.7e12"), Ok(1_700_000_000_000_000));
+        assert_eq!(ts(r#""1969-12-31T23:59:59.999Z""#), Ok(-1000));
+        assert_eq!(ts("-210866803200000"), Ok(MIN_TS_MICROS));
+        for bad in [
+            "-210866803200001",
+            "1.5",
+            "18446744073709551615",
+            "1e300",
+            "true",
+            "[1]",
+            r#""""#,
+            r#""2026-11-29T10:15:30""#,
+        ] {
+            assert_eq!(
+                field_of(ts(bad).map(|_| unreachable!())),
+                "timestamp",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn payload_level_failures() {
+        for payload in [
+            &b""[..],
+            b"   ",
+            b"{",
+            b"[1,2,3]",
+            b"null",
+            b"\"x\"",
+            b"{}x",
+            b"{\"device_id\":\"\xff\"}",
+            br#"{"device_id":"\ud800"}"#,
+            br#"{"attributes":{"a":"\udc00"}}"#,
+            b"\xef\xbb\xbf{}",
+            br#"{"latitude":NaN}"#,
+            br#"{"latitude":1e400}"#,
+        ] {
+            let error = decode_payload(payload).unwrap_err();
+            assert_eq!(
+                error.field,
+                "payload",
+                "{:?}: {error}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+        let entry = Entry {
+            id: "1-0".into(),
+            fields: vec![("data".into(), b"{}".to_vec())],
+        };
+        assert_eq!(decode_entry(&entry).unwrap_err().field, "payload");
+    }
+
+    #[test]
+    fn unknown_fields_of_any_shape_are_skipped() {
+        let position = with(r#","codec":142,"x":{"y":[1,{"z":null}]},"s":"\u0000""#).unwrap();
+        assert_eq!(position.attributes, "{}");
+    }
+}

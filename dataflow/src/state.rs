@@ -1,0 +1,146 @@
+//! Per-device state, folded in the dataflow and bounded by an LRU.
+//!
+//! Each device's records reach exactly one worker (the exchange by `device_id`), so the worker's
+//! table is the only place that device's state lives and no locking is needed. The table is a
+//! cache, not a source of truth: the database holds every row, and a restart begins a new
+//! *session* (hence `position_count_session`). Capacity is capped so that a fleet of millions of
+//! trackers cannot grow memory without bound; the least recently seen device is evicted first.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use crate::Position;
+
+/// What the processor remembers about one device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceState {
+    /// The position with the latest fix time seen this session.
+    pub last_position: Position,
+    /// The latest fix time (`ts_micros`) seen. It never moves back: a replayed or out-of-order
+    /// record older than this leaves it alone, so redelivery after a crash cannot rewind it.
+    pub last_seen: i64,
+    /// Records folded for this device since it entered the table (this process's session).
+    pub position_count_session: u64,
+}
+
+/// The LRU-bounded table of device states held by one worker.
+pub struct StateTable {
+    devices: LruCache<String, DeviceState>,
+    evictions: u64,
+}
+
+impl StateTable {
+    /// A table holding at most `capacity` devices.
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        StateTable {
+            devices: LruCache::new(capacity),
+            evictions: 0,
+        }
+    }
+
+    /// Folds one position into its device's state. Called before the position is written, so the
+    /// state reflects everything handed to the sink; folding the same record twice (redelivery)
+    /// leaves `last_seen` and `last_position` as they were and only counts it again.
+    pub fn fold(&mut self, position: &Position) {
+        if let Some(state) = self.devices.get_mut(&position.device_id) {
+            state.position_count_session += 1;
+            if position.ts_micros > state.last_seen {
+                state.last_seen = position.ts_micros;
+                state.last_position = position.clone();
+            }
+            return;
+        }
+        let state = DeviceState {
+            last_position: position.clone(),
+            last_seen: position.ts_micros,
+            position_count_session: 1,
+        };
+        if let Some((evicted, _)) = self.devices.push(position.device_id.clone(), state) {
+            // `push` returns the displaced entry: for a new key that is the evicted LRU device.
+            if evicted != position.device_id {
+                self.evictions += 1;
+            }
+        }
+    }
+
+    /// The state of `device_id`, without touching its recency.
+    pub fn get(&self, device_id: &str) -> Option<&DeviceState> {
+        self.devices.peek(device_id)
+    }
+
+    /// Devices currently held.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether no device is held.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Devices evicted to respect the capacity since the table was created.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Every held device and its state, most recently seen first.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &DeviceState)> {
+        self.devices.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(device: &str, ts: i64) -> Position {
+        Position {
+            device_id: device.to_owned(),
+            ts_micros: ts,
+            latitude: 1.0,
+            longitude: 2.0,
+            altitude: None,
+            angle: None,
+            speed: None,
+            satellites: None,
+            priority: None,
+            event_id: None,
+            attributes: "{}".to_owned(),
+        }
+    }
+
+    fn table(capacity: usize) -> StateTable {
+        StateTable::new(NonZeroUsize::new(capacity).expect("capacity > 0"))
+    }
+
+    #[test]
+    fn last_seen_never_moves_back() {
+        let mut t = table(10);
+        t.fold(&at("a", 200));
+        t.fold(&at("a", 100));
+        let s = t.get("a").expect("held");
+        assert_eq!(s.last_seen, 200);
+        assert_eq!(s.last_position.ts_micros, 200);
+        assert_eq!(s.position_count_session, 2);
+        t.fold(&at("a", 300));
+        assert_eq!(t.get("a").expect("held").last_seen, 300);
+    }
+
+    #[test]
+    fn capacity_evicts_least_recent_and_counts() {
+        let mut t = table(2);
+        t.fold(&at("a", 1));
+        t.fold(&at("b", 1));
+        t.fold(&at("a", 2)); // a is now the most recent
+        t.fold(&at("c", 1)); // evicts b
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.evictions(), 1);
+        assert!(t.get("b").is_none());
+        assert_eq!(t.get("a").expect("held").position_count_session, 2);
+        // an evicted device starts a fresh count when it comes back
+        t.fold(&at("b", 5));
+        assert_eq!(t.get("b").expect("held").position_count_session, 1);
+        assert_eq!(t.evictions(), 2);
+    }
+}

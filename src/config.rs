@@ -1,0 +1,373 @@
+//! One `Config`, parsed once in `main`: every setting is an environment variable and a `--flag`.
+//!
+//! A bad value must stop the service before it touches Redis or PostgreSQL, with one line that
+//! names the variable: [`Config::parse_from_env`] turns clap's multi-line errors into a
+//! [`ConfigError`] of that shape, and [`Config::validate`] checks what clap cannot (URLs, names).
+
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, ValueEnum};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines (for a terminal).
+    Text,
+}
+
+/// The service's configuration.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "processor",
+    version,
+    about = "Redis Stream telemetry -> timely dataflow -> PostgreSQL/TimescaleDB, acknowledged only after commit"
+)]
+pub struct Config {
+    /// Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// PostgreSQL/TimescaleDB connection (URL or key=value form).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+
+    /// The stream the ingestion service appends positions to.
+    #[arg(long, env = "STREAM_KEY", default_value = "telemetry:t")]
+    pub stream_key: String,
+
+    /// Consumer group shared by every replica.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "processor")]
+    pub consumer_group: String,
+
+    /// This replica's consumer name; worker N reads as `<CONSUMER_NAME>-<N>`. Must be stable
+    /// across restarts so pending entries are resumed. Default: the host name.
+    #[arg(long, env = "CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+
+    /// Where a newly created group starts reading (`0`: the whole backlog; `$`: only new entries).
+    #[arg(long, env = "GROUP_START_ID", default_value = "0")]
+    pub group_start_id: String,
+
+    /// Timely worker threads in this process (each reads as its own consumer).
+    #[arg(long, env = "WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Entries per XREADGROUP call.
+    #[arg(long, env = "READ_COUNT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub read_count: u32,
+
+    /// How long one XREADGROUP waits for new entries, in milliseconds (also bounds how long
+    /// shutdown waits for the read in progress).
+    #[arg(long, env = "READ_BLOCK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub read_block_ms: u64,
+
+    /// Length of an epoch in milliseconds: entries read in one tick are committed and
+    /// acknowledged together. Smaller: lower latency; larger: bigger transactions.
+    #[arg(long, env = "EPOCH_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub epoch_ms: u64,
+
+    /// Rows per INSERT statement inside an epoch's transaction.
+    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub write_batch_size: u32,
+
+    /// Devices held in per-device state per worker; the least recently seen is evicted beyond it.
+    #[arg(long, env = "STATE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub state_capacity: u64,
+
+    /// A worker stops reading while this many of its epochs are read but not yet acknowledged
+    /// (bounds memory when PostgreSQL is slow or down).
+    #[arg(long, env = "MAX_INFLIGHT_EPOCHS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_inflight_epochs: u32,
+
+    /// Stream that refused entries are moved to. Default: `<STREAM_KEY>:dead`.
+    #[arg(long, env = "DEAD_LETTER_STREAM")]
+    pub dead_letter_stream: Option<String>,
+
+    /// Upper bound of the retry backoff for Redis and PostgreSQL operations, in milliseconds.
+    #[arg(long, env = "RETRY_MAX_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub retry_max_ms: u64,
+
+    /// How long SIGTERM/SIGINT may take to drain (commit and acknowledge everything read), in seconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,processor=debug`).
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+}
+
+/// A configuration value that cannot be used; `Display` is the one line printed at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable (or flag) at fault.
+    pub variable: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What the command line asked for besides running the service.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run the service.
+    Run(Box<Config>),
+    /// `--help` or `--version`: print this and exit 0.
+    Info(String),
+}
+
+impl Config {
+    /// Parses the process's arguments and environment, then validates.
+    pub fn parse_from_env() -> Result<Parsed, ConfigError> {
+        Self::parse_from(std::env::args_os())
+    }
+
+    /// Parses the given arguments (and the environment), then validates.
+    pub fn parse_from<I, T>(args: I) -> Result<Parsed, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        match Config::try_parse_from(args) {
+            Ok(config) => {
+                config.validate()?;
+                Ok(Parsed::Run(Box::new(config)))
+            }
+            Err(error) => match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Parsed::Info(error.render().to_string()))
+                }
+                _ => Err(one_line(&error)),
+            },
+        }
+    }
+
+    /// Checks what the argument parser cannot: URLs parse, names are usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |variable: &str, reason: String| ConfigError {
+            variable: variable.to_owned(),
+            reason,
+        };
+        redis::Client::open(self.redis_url.as_str()).map_err(|e| {
+            bad(
+                "REDIS_URL",
+                format!("not a Redis URL ({})", crate::logging::redact_error(&e)),
+            )
+        })?;
+        tokio_postgres::Config::from_str(&self.database_url).map_err(|e| {
+            bad(
+                "DATABASE_URL",
+                format!(
+                    "not a PostgreSQL connection string ({})",
+                    crate::logging::redact_error(&e)
+                ),
+            )
+        })?;
+        for (variable, value) in [
+            ("STREAM_KEY", Some(self.stream_key.as_str())),
+            ("CONSUMER_GROUP", Some(self.consumer_group.as_str())),
+            ("CONSUMER_NAME", self.consumer_name.as_deref()),
+            ("DEAD_LETTER_STREAM", self.dead_letter_stream.as_deref()),
+            ("GROUP_START_ID", Some(self.group_start_id.as_str())),
+        ] {
+            if let Some(value) = value {
+                if value.trim().is_empty() {
+                    return Err(bad(variable, "must not be empty".to_owned()));
+                }
+                if value.chars().any(char::is_whitespace) {
+                    return Err(bad(variable, format!("{value:?} contains white space")));
+                }
+            }
+        }
+        if !valid_start_id(&self.group_start_id) {
+            return Err(bad(
+                "GROUP_START_ID",
+                format!(
+                    "{:?} is not a stream id (`0`, `$` or `<ms>-<seq>`)",
+                    self.group_start_id
+                ),
+            ));
+        }
+        if self.dead_letter_stream() == self.stream_key {
+            return Err(bad(
+                "DEAD_LETTER_STREAM",
+                "must differ from STREAM_KEY".to_owned(),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.rust_log)
+            .map_err(|e| bad("RUST_LOG", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The dead-letter stream key.
+    pub fn dead_letter_stream(&self) -> String {
+        self.dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}:dead", self.stream_key))
+    }
+
+    /// This replica's consumer name (the host name unless set).
+    pub fn consumer_name(&self) -> String {
+        self.consumer_name.clone().unwrap_or_else(host_name)
+    }
+
+    /// Devices per worker's state table.
+    pub fn state_capacity(&self) -> NonZeroUsize {
+        let capacity = usize::try_from(self.state_capacity).unwrap_or(usize::MAX);
+        NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)
+    }
+
+    /// The epoch length.
+    pub fn epoch(&self) -> Duration {
+        Duration::from_millis(self.epoch_ms)
+    }
+
+    /// The drain deadline after a shutdown signal.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// The longest pause between two retries.
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
+    }
+}
+
+fn valid_start_id(id: &str) -> bool {
+    if id == "$" {
+        return true;
+    }
+    let mut parts = id.splitn(2, '-');
+    let ms_ok = parts
+        .next()
+        .is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()));
+    let seq_ok = parts
+        .next()
+        .is_none_or(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()));
+    ms_ok && seq_ok
+}
+
+/// The host name, as the kernel reports it (stable across restarts of a pod or a host).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "processor".to_owned())
+}
+
+/// Renders a clap error as one line naming the environment variable and the flag.
+fn one_line(error: &clap::Error) -> ConfigError {
+    let arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => Some(arg.clone()),
+        _ => None,
+    };
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let variable = arg
+        .as_deref()
+        .and_then(env_name_of)
+        .map(|(env, flag)| format!("{env} ({flag})"))
+        .or(arg)
+        .unwrap_or_else(|| "arguments".to_owned());
+    let reason = match (value, std::error::Error::source(error)) {
+        (Some(value), Some(source)) => format!("invalid value {value:?}: {source}"),
+        (Some(value), None) => format!("invalid value {value:?}"),
+        _ => error
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    ConfigError { variable, reason }
+}
+
+/// Finds the environment variable behind a flag as clap prints it (`--workers <WORKERS>`).
+fn env_name_of(printed: &str) -> Option<(String, String)> {
+    let long = printed.split_whitespace().next()?.trim_start_matches("--");
+    Config::command().get_arguments().find_map(|arg| {
+        if arg.get_long() == Some(long) {
+            let env = arg.get_env()?.to_string_lossy().into_owned();
+            Some((env, format!("--{long}")))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, ConfigError> {
+        Config::parse_from(std::iter::once("processor").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let Ok(Parsed::Run(config)) = parse(&[]) else {
+            panic!("defaults must parse")
+        };
+        assert_eq!(config.workers, 1);
+        assert_eq!(config.group_start_id, "0");
+        assert_eq!(
+            config.dead_letter_stream(),
+            format!("{}:dead", config.stream_key)
+        );
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_on_one_line() {
+        let error = parse(&["--workers", "many"]).expect_err("must fail");
+        let line = error.to_string();
+        assert!(line.contains("WORKERS (--workers)"), "{line}");
+        assert!(line.contains("\"many\""), "{line}");
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let error = parse(&["--workers", "0"]).expect_err("must fail");
+        assert!(error.to_string().contains("WORKERS"), "{error}");
+    }
+
+    #[test]
+    fn bad_urls_and_names_are_refused() {
+        let error =
+            parse(&["--database-url", "postgres://u:secret@h:notaport/db"]).expect_err("bad");
+        assert_eq!(error.variable, "DATABASE_URL");
+        assert!(!error.to_string().contains("secret"), "{error}");
+        let error = parse(&["--redis-url", "http://x"]).expect_err("bad");
+        assert_eq!(error.variable, "REDIS_URL");
+        let error = parse(&["--group-start-id", "yesterday"]).expect_err("bad");
+        assert_eq!(error.variable, "GROUP_START_ID");
+        let error = parse(&["--dead-letter-stream", "telemetry:t"]).expect_err("bad");
+        assert_eq!(error.variable, "DEAD_LETTER_STREAM");
+        let error = parse(&["--log-format", "xml"]).expect_err("bad");
+        assert!(error.to_string().contains("LOG_FORMAT"), "{error}");
+    }
+
+    #[test]
+    fn start_ids() {
+        for ok in ["0", "$", "1700000000000-0", "5"] {
+            assert!(valid_start_id(ok), "{ok}");
+        }
+        for bad in ["", "-", "1-", "a-1", ">"] {
+            assert!(!valid_start_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The `processor` binary: parse the configuration, set up logging, run until a signal.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use processor::config::{Config, Parsed};
+use processor::metrics::Metrics;
+use processor::shutdown::{self, Shutdown};
+
+fn main() -> ExitCode {
+    let config = match Config::parse_from_env() {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Info(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("processor: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    processor::logging::init(config.log_format, &config.rust_log);
+    match serve(*config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "processor failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("processor-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+        let shutdown = Shutdown::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown::signal().await;
+            tracing::info!("shutdown signal received; draining");
+            on_signal.trigger();
+        });
+        processor::run(config, metrics, shutdown)
+            .await
+            .context("running the pipeline")?;
+        Ok(())
+    })
+}

@@ -1,0 +1,75 @@
+//! A worker's acknowledgement task: XACK of ids whose epoch is committed everywhere.
+//!
+//! Requests are coalesced (everything queued goes into one XACK). A failed XACK is retried with
+//! backoff, never dropped: an id left unacknowledged would be redelivered and written again,
+//! harmlessly (`ON CONFLICT DO NOTHING`), but counted as a duplicate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::sinks::pause;
+use crate::metrics::Metrics;
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+
+/// Ids to acknowledge, and why.
+#[derive(Debug)]
+pub enum AckRequest {
+    /// Their epoch is committed on every worker.
+    Committed(Vec<String>),
+    /// They were pending but their entries no longer exist in the stream.
+    Deleted(Vec<String>),
+}
+
+/// Acknowledges until every sender is dropped and the queue is empty (or the drain is abandoned).
+pub async fn ack_loop(
+    mut requests: mpsc::UnboundedReceiver<AckRequest>,
+    mut conn: ConnectionManager,
+    stream: String,
+    group: String,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    retry_max: Duration,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), retry_max);
+    while let Some(first) = requests.recv().await {
+        let (mut committed, mut deleted) = (Vec::new(), Vec::new());
+        let mut take = |request| match request {
+            AckRequest::Committed(mut ids) => committed.append(&mut ids),
+            AckRequest::Deleted(mut ids) => deleted.append(&mut ids),
+        };
+        take(first);
+        while let Ok(more) = requests.try_recv() {
+            take(more);
+        }
+        let ids: Vec<String> = committed.iter().chain(&deleted).cloned().collect();
+        loop {
+            match crate::redis::ack(&mut conn, &stream, &group, &ids).await {
+                Ok(_) => {
+                    backoff.reset();
+                    metrics.entries_acked.inc_by(committed.len() as u64);
+                    metrics.deleted_pending.inc_by(deleted.len() as u64);
+                    break;
+                }
+                Err(error) if error.is_no_group() => {
+                    // The group is gone (Redis lost its data): nothing is pending any more.
+                    tracing::warn!(count = ids.len(), error = %error, "group missing; nothing left to acknowledge");
+                    break;
+                }
+                Err(error) => {
+                    metrics
+                        .redis_errors
+                        .with_label_values(&[error.operation()])
+                        .inc();
+                    tracing::warn!(count = ids.len(), error = %error, "acknowledgement failed; retrying");
+                    if !pause(&mut backoff, &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

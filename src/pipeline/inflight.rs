@@ -1,0 +1,60 @@
+//! The stream ids a worker has read, by epoch, until their epoch is committed everywhere.
+
+use std::collections::BTreeMap;
+
+use dataflow::Epoch;
+
+/// Ids read per epoch, waiting for the commit frontier to pass their epoch.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    epochs: BTreeMap<Epoch, Vec<String>>,
+}
+
+impl InFlight {
+    /// Records ids read and stamped with `epoch`.
+    pub fn record(&mut self, epoch: Epoch, ids: impl IntoIterator<Item = String>) {
+        self.epochs.entry(epoch).or_default().extend(ids);
+    }
+
+    /// Epochs holding ids that are not yet acknowledged (what backpressure counts).
+    pub fn epochs(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Whether nothing waits for acknowledgement.
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+
+    /// Removes and returns the ids of every epoch for which `committed(epoch)` holds, oldest
+    /// first, stopping at the first epoch that is not committed (a later epoch is never
+    /// acknowledged before an earlier one).
+    pub fn take_committed(&mut self, committed: impl Fn(Epoch) -> bool) -> Vec<String> {
+        let mut ids = Vec::new();
+        while let Some(entry) = self.epochs.first_entry() {
+            if !committed(*entry.key()) {
+                break;
+            }
+            ids.append(&mut entry.remove());
+        }
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_only_a_committed_prefix() {
+        let mut inflight = InFlight::default();
+        inflight.record(3, ["a".to_owned()]);
+        inflight.record(5, ["b".to_owned(), "c".to_owned()]);
+        inflight.record(3, ["d".to_owned()]);
+        assert_eq!(inflight.epochs(), 2);
+        assert!(inflight.take_committed(|e| e < 3).is_empty());
+        assert_eq!(inflight.take_committed(|e| e < 5), vec!["a", "d"]);
+        assert_eq!(inflight.take_committed(|e| e < 6), vec!["b", "c"]);
+        assert!(inflight.is_empty());
+    }
+}

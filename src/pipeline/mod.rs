@@ -1,0 +1,191 @@
+//! The service's run: connect, migrate, join the group, start the timely workers, drain.
+
+mod acker;
+mod clock;
+mod committer;
+mod inflight;
+mod sinks;
+mod source;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::config::Config;
+use crate::logging::redact_url;
+use crate::metrics::Metrics;
+use crate::postgres::{self, PostgresError};
+use crate::redis::{self as redis_io, RedisError};
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+
+pub use worker::WorkerReport;
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// One report per worker of this process, by index.
+    pub workers: Vec<WorkerReport>,
+}
+
+/// Why the service could not run to a clean stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// PostgreSQL failed in a way start-up cannot get past.
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    /// Redis failed in a way start-up cannot get past.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The timely computation could not start or a worker panicked.
+    #[error("dataflow: {0}")]
+    Dataflow(String),
+    /// The shutdown drain did not finish in time; unacknowledged entries stay pending.
+    #[error("shutdown drain did not finish within {0:?}; unacknowledged entries stay pending for the next start")]
+    DrainTimeout(Duration),
+}
+
+/// What every worker shares.
+pub struct Context {
+    pub(crate) config: Config,
+    pub(crate) consumer_name: String,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) runtime: Handle,
+    pub(crate) redis_client: redis::Client,
+    pub(crate) redis_commands: redis::aio::ConnectionManager,
+}
+
+/// Runs the service until `shutdown` is triggered and the drain completes.
+///
+/// Start-up waits (with backoff) for PostgreSQL and Redis rather than failing, so a service
+/// started before its databases comes up by itself. Returns early with an empty report when
+/// shutdown is triggered during start-up.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> Result<RunReport, RunError> {
+    let consumer_name = config.consumer_name();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        redis_url = %redact_url(&config.redis_url),
+        database_url = %redact_url(&config.database_url),
+        stream = %config.stream_key,
+        group = %config.consumer_group,
+        consumer = %consumer_name,
+        workers = config.workers,
+        epoch_ms = config.epoch_ms,
+        "starting"
+    );
+    let retry_max = config.retry_max();
+
+    // PostgreSQL: schema first, so no row is read before there is a table to write it to.
+    let Some(mut client) = until_ok(&shutdown, retry_max, "postgres connect", || {
+        postgres::connect(&config.database_url)
+    })
+    .await
+    else {
+        return Ok(RunReport::default());
+    };
+    let migrated = postgres::migrate(&mut client).await?;
+    if migrated.hypertable {
+        tracing::info!(applied = ?migrated.applied, "schema ready: positions is a TimescaleDB hypertable");
+    } else {
+        tracing::info!(applied = ?migrated.applied, "schema ready: positions is a plain table (timescaledb not available)");
+    }
+    drop(client);
+
+    // Redis: the group exists before any worker reads.
+    let redis_client = redis_io::connect::client(&config.redis_url)?;
+    let Some(mut redis_commands) = until_ok(&shutdown, retry_max, "redis connect", || {
+        redis_io::connect::command_connection(&redis_client)
+    })
+    .await
+    else {
+        return Ok(RunReport::default());
+    };
+    let created = redis_io::ensure_group(
+        &mut redis_commands,
+        &config.stream_key,
+        &config.consumer_group,
+        &config.group_start_id,
+    )
+    .await?;
+    tracing::info!(created, group = %config.consumer_group, "consumer group joined");
+
+    let workers = usize::from(config.workers);
+    let shutdown_timeout = config.shutdown_timeout();
+    let context = Arc::new(Context {
+        config,
+        consumer_name,
+        metrics,
+        shutdown: shutdown.clone(),
+        runtime: Handle::current(),
+        redis_client,
+        redis_commands,
+    });
+
+    // After SHUTDOWN_TIMEOUT_SECS of draining, give up: what is unacknowledged stays pending.
+    let deadline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.triggered().await;
+            tokio::time::sleep(shutdown_timeout).await;
+            tracing::error!(?shutdown_timeout, "drain is taking too long; stopping now");
+            shutdown.force();
+        })
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            worker::run(worker, &context)
+        })
+        .map_err(RunError::Dataflow)?;
+        guards
+            .join()
+            .into_iter()
+            .map(|result| result.map_err(RunError::Dataflow))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    deadline.abort();
+    let mut reports = joined.map_err(|e| RunError::Dataflow(e.to_string()))??;
+    reports.sort_by_key(|report| report.index);
+    if reports.iter().any(|report| !report.drained) {
+        return Err(RunError::DrainTimeout(shutdown_timeout));
+    }
+    tracing::info!("stopped: everything read was committed and acknowledged");
+    Ok(RunReport { workers: reports })
+}
+
+/// Retries `attempt` with backoff until it succeeds; `None` if shutdown begins first.
+async fn until_ok<T, E, F, Fut>(
+    shutdown: &Shutdown,
+    retry_max: Duration,
+    what: &str,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), retry_max);
+    loop {
+        if shutdown.is_triggered() {
+            return None;
+        }
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(error = %error, "{what} failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutdown.triggered() => return None,
+                }
+            }
+        }
+    }
+}

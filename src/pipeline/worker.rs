@@ -1,0 +1,202 @@
+//! One timely worker: its dataflow, its reader, its acknowledgements, and the loop that ties them.
+//!
+//! # Where epochs advance and where the acknowledgement happens
+//! Each turn of the loop advances the input to the shared clock's epoch (also when idle), feeds
+//! the batches the reader delivered (stamped with that epoch, their ids recorded in
+//! [`InFlight`]), and then asks the probe which epochs are committed: the probe sits after both
+//! sinks of every worker, so `!probe.less_equal(e)` means every row and dead letter of every
+//! epoch `<= e` is durable cluster-wide. Only those epochs' ids are sent to the acknowledger.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataflow::{graph, DeviceState, Entry, Epoch, StateTable};
+use timely::dataflow::operators::vec::Input;
+use timely::dataflow::InputHandleVec;
+use timely::worker::Worker;
+use tokio::sync::mpsc;
+
+use super::acker::{ack_loop, AckRequest};
+use super::committer::spawn_committer;
+use super::inflight::InFlight;
+use super::sinks::{DeadLetterSink, RowSink};
+use super::source::read_loop;
+use super::{clock::EpochClock, Context};
+use crate::postgres::RowWriter;
+use crate::redis::StreamReader;
+
+/// What a worker reports when it stops.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// The worker's index in the timely computation.
+    pub index: usize,
+    /// The consumer name it read as.
+    pub consumer: String,
+    /// The devices its state held at the end, with their state.
+    pub devices: Vec<(String, DeviceState)>,
+    /// Whether the worker stopped with everything it read committed and acknowledged.
+    pub drained: bool,
+}
+
+/// Batches buffered between the reader task and the worker (the worker's backpressure does
+/// the real bounding; this only smooths hand-over).
+const BATCH_CHANNEL: usize = 2;
+
+/// Runs one worker until its input is drained (or the drain is abandoned).
+pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
+    let index = worker.index();
+    let consumer = format!("{}-{}", ctx.consumer_name, index);
+    let config = &ctx.config;
+    let metrics = &ctx.metrics;
+
+    let table = Rc::new(RefCell::new(StateTable::new(config.state_capacity())));
+    let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
+    let probe = worker.dataflow::<Epoch, _, _>(|scope| {
+        let entries = scope.input_from(&mut input);
+        let rows = RowSink {
+            writer: RowWriter::new(&config.database_url, config.write_batch_size as usize),
+            worker: index,
+            metrics: Arc::clone(metrics),
+            shutdown: ctx.shutdown.clone(),
+            retry_max: config.retry_max(),
+        };
+        let dead_letters = DeadLetterSink {
+            conn: ctx.redis_commands.clone(),
+            stream: config.stream_key.clone(),
+            group: config.consumer_group.clone(),
+            dead_letter_stream: config.dead_letter_stream(),
+            consumer: consumer.clone(),
+            metrics: Arc::clone(metrics),
+            shutdown: ctx.shutdown.clone(),
+            retry_max: config.retry_max(),
+        };
+        graph::build(
+            entries,
+            Rc::clone(&table),
+            |activator| spawn_committer(&ctx.runtime, rows, activator),
+            |activator| spawn_committer(&ctx.runtime, dead_letters, activator),
+        )
+    });
+
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let acker = ctx.runtime.spawn(ack_loop(
+        ack_rx,
+        ctx.redis_commands.clone(),
+        config.stream_key.clone(),
+        config.consumer_group.clone(),
+        Arc::clone(metrics),
+        ctx.shutdown.clone(),
+        config.retry_max(),
+    ));
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Entry>>(BATCH_CHANNEL);
+    let reader = StreamReader::new(
+        ctx.redis_client.clone(),
+        &config.stream_key,
+        &config.consumer_group,
+        &consumer,
+        &config.group_start_id,
+        config.read_count,
+        Duration::from_millis(config.read_block_ms),
+    );
+    ctx.runtime.spawn(read_loop(
+        reader,
+        batch_tx,
+        ack_tx.clone(),
+        std::thread::current(),
+        Arc::clone(metrics),
+        ctx.shutdown.clone(),
+        config.retry_max(),
+    ));
+    tracing::info!(worker = index, consumer = %consumer, "worker started");
+
+    let max_inflight = config.max_inflight_epochs as usize;
+    let mut clock = EpochClock::new(config.epoch());
+    let mut input = Some(input);
+    let mut inflight = InFlight::default();
+    let mut gauges = GaugeDeltas::default();
+    let drained = loop {
+        if ctx.shutdown.is_forced() {
+            break false;
+        }
+        let epoch = clock.now();
+        if let Some(handle) = input.as_mut() {
+            if *handle.time() < epoch {
+                handle.advance_to(epoch);
+            }
+            let mut reader_done = false;
+            // Backpressure: take more only while fewer than MAX_INFLIGHT_EPOCHS are unacknowledged.
+            while inflight.epochs() < max_inflight {
+                match batch_rx.try_recv() {
+                    Ok(mut batch) => {
+                        inflight.record(*handle.time(), batch.iter().map(|entry| entry.id.clone()));
+                        handle.send_batch(&mut batch);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        reader_done = true;
+                        break;
+                    }
+                }
+            }
+            if reader_done {
+                // Closing the input lets the frontier run to the end once all is committed.
+                input = None;
+            }
+        }
+        // The probe has passed `e` when no worker can still commit anything at `e`: every
+        // epoch strictly below the probe's frontier is durable everywhere and may be acked.
+        let committed = inflight.take_committed(|epoch| !probe.less_equal(&epoch));
+        if !committed.is_empty() {
+            let _ = ack_tx.send(AckRequest::Committed(committed));
+        }
+        gauges.update(metrics, &table.borrow(), inflight.epochs());
+        if input.is_none() && inflight.is_empty() && probe.done() {
+            break true;
+        }
+        worker.step_or_park(Some(clock.until_next_tick()));
+    };
+    gauges.update(metrics, &table.borrow(), 0);
+
+    // Every acknowledgement is queued; wait until the acknowledger has sent them all.
+    drop(ack_tx);
+    if drained {
+        let _ = ctx.runtime.block_on(acker);
+    }
+    tracing::info!(worker = index, consumer = %consumer, drained, "worker stopped");
+    let devices = table
+        .borrow()
+        .iter()
+        .map(|(device, state)| (device.clone(), state.clone()))
+        .collect();
+    WorkerReport {
+        index,
+        consumer,
+        devices,
+        drained,
+    }
+}
+
+/// Keeps the process-wide gauges as sums over workers by adding each worker's change.
+#[derive(Default)]
+struct GaugeDeltas {
+    devices: i64,
+    evictions: u64,
+    epochs: i64,
+}
+
+impl GaugeDeltas {
+    fn update(&mut self, metrics: &crate::metrics::Metrics, table: &StateTable, epochs: usize) {
+        let devices = i64::try_from(table.len()).unwrap_or(i64::MAX);
+        metrics.devices_in_state.add(devices - self.devices);
+        self.devices = devices;
+        metrics
+            .state_evictions
+            .inc_by(table.evictions().saturating_sub(self.evictions));
+        self.evictions = table.evictions();
+        let epochs = i64::try_from(epochs).unwrap_or(i64::MAX);
+        metrics.epochs_in_flight.add(epochs - self.epochs);
+        self.epochs = epochs;
+    }
+}

@@ -1,0 +1,47 @@
+//! Opening Redis connections with timeouts that fit their use.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::AsyncConnectionConfig;
+
+use super::RedisError;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Response timeout for short commands (XACK, XADD, MULTI/EXEC).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses the URL (already validated at start-up).
+pub fn client(url: &str) -> Result<redis::Client, RedisError> {
+    redis::Client::open(url).map_err(|e| RedisError::command("connect", &e))
+}
+
+/// A connection of a reader's own. The client's default 500 ms response timeout would fail
+/// every `XREADGROUP ... BLOCK` longer than that (and poison the next command), so the
+/// timeout is set above the block time.
+pub async fn reader_connection(
+    client: &redis::Client,
+    block: Duration,
+) -> Result<MultiplexedConnection, RedisError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(block + COMMAND_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| RedisError::command("connect", &e))
+}
+
+/// The shared connection for acknowledgements and dead letters; it reconnects in the
+/// background after a drop (the failed command itself returns an error: callers retry).
+pub async fn command_connection(client: &redis::Client) -> Result<ConnectionManager, RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(2);
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| RedisError::command("connect", &e))
+}

@@ -1,0 +1,199 @@
+//! The real binary: configuration errors, SIGKILL and restart, SIGTERM under load.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{payloads, TestEnv};
+
+fn signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill(2) on a child we own; no memory is touched.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// Waits for the child to exit, returning its status and everything it wrote to stderr.
+fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the processor did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+#[test]
+fn a_bad_variable_exits_2_naming_it_on_one_line() {
+    for (variable, value) in [
+        ("WORKERS", "lots"),
+        ("EPOCH_MS", "0"),
+        ("REDIS_URL", "http://nope"),
+        ("LOG_FORMAT", "xml"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+            .env(variable, value)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
+
+#[test]
+fn help_lists_every_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "REDIS_URL",
+        "DATABASE_URL",
+        "STREAM_KEY",
+        "CONSUMER_GROUP",
+        "CONSUMER_NAME",
+        "GROUP_START_ID",
+        "WORKERS",
+        "READ_COUNT",
+        "READ_BLOCK_MS",
+        "EPOCH_MS",
+        "WRITE_BATCH_SIZE",
+        "STATE_CAPACITY",
+        "MAX_INFLIGHT_EPOCHS",
+        "DEAD_LETTER_STREAM",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        assert!(
+            help.contains(variable),
+            "--help does not mention {variable}"
+        );
+    }
+}
+
+/// SIGKILL mid-stream, restart with the same consumer name: every published position is one
+/// row, none twice, nothing pending. Also: the database password never reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
+    let mut env = TestEnv::new("sigkill").await;
+    let total = 30_000;
+    let published = payloads("kill", 300, total);
+    let (first, second) = published.split_at(total / 2);
+    env.publish(first).await;
+    // trust auth ignores the password, but the service must never print it
+    let secret = "hunter2-secret";
+    let url = env
+        .database_url
+        .replacen("postgres@", &format!("postgres:{secret}@"), 1);
+    assert!(url.contains(secret), "the test URL carries a password");
+    let vars = [("WORKERS", "2"), ("DATABASE_URL", url.as_str())];
+    let child = env.spawn_binary("killme", &vars);
+    // kill once some, but not all, of the first half has landed
+    env.wait_for(
+        Duration::from_secs(60),
+        "the first rows",
+        async |env: &mut TestEnv| env.rows().await > 0,
+    )
+    .await;
+    env.publish(second).await;
+    signal(&child, libc::SIGKILL);
+    let (status, first_log) = wait_exit(child, Duration::from_secs(10));
+    assert!(!status.success());
+    let rows_at_kill = env.rows().await;
+    assert!(
+        rows_at_kill < total as i64,
+        "the kill came too late to test anything"
+    );
+
+    let restarted = env.spawn_binary("killme", &vars);
+    env.wait_landed(total as i64, Duration::from_secs(120))
+        .await;
+    let distinct: i64 = env
+        .db
+        .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
+        .await
+        .expect("distinct keys")
+        .get(0);
+    assert_eq!(distinct, total as i64);
+    signal(&restarted, libc::SIGTERM);
+    let (status, log) = wait_exit(restarted, Duration::from_secs(30));
+    assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
+    assert!(
+        log.contains("\"level\":\"INFO\""),
+        "JSON log lines expected:\n{log}"
+    );
+    for text in [&first_log, &log] {
+        assert!(!text.contains(secret), "the password was logged:\n{text}");
+    }
+    assert!(
+        log.contains("postgres:***@"),
+        "the redacted URL is logged:\n{log}"
+    );
+}
+
+/// SIGTERM while entries are arriving: exit 0, and everything the group delivered is committed
+/// and acknowledged (nothing pending, a row for every delivered entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_exits_zero() {
+    let mut env = TestEnv::new("sigterm").await;
+    let child = env.spawn_binary("drainer", &[("WORKERS", "2"), ("READ_COUNT", "200")]);
+    let batches = payloads("term", 200, 20_000);
+    let mut chunks = batches.chunks(1000);
+    for chunk in chunks.by_ref().take(5) {
+        env.publish(chunk).await;
+    }
+    env.wait_for(
+        Duration::from_secs(60),
+        "the first rows",
+        async |env: &mut TestEnv| env.rows().await > 0,
+    )
+    .await;
+    // keep publishing while the signal arrives
+    signal(&child, libc::SIGTERM);
+    for chunk in chunks {
+        env.publish(chunk).await;
+    }
+    let (status, log) =
+        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
+            .await
+            .expect("join");
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert_eq!(env.pending().await, 0, "entries read but not acknowledged");
+
+    // every entry up to the group's last delivered id has its row
+    let groups: redis::streams::StreamInfoGroupsReply =
+        redis::AsyncCommands::xinfo_groups(&mut env.redis, &env.stream)
+            .await
+            .expect("XINFO GROUPS");
+    let last = groups.groups[0].last_delivered_id.clone();
+    let delivered: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(&env.stream)
+        .arg("-")
+        .arg(&last)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XRANGE");
+    assert!(!delivered.is_empty());
+    assert_eq!(env.rows().await, delivered.len() as i64);
+    assert!(log.contains("drain"), "the drain is logged:\n{log}");
+}

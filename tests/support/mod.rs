@@ -1,0 +1,386 @@
+//! Shared harness of the integration tests: real Redis and PostgreSQL, one isolated namespace
+//! (stream, group, dead-letter stream, PostgreSQL schema) per test, so tests run in parallel.
+//!
+//! Servers are found in this order: `TEST_REDIS_URL` / `TEST_DATABASE_URL`; else the local
+//! defaults (127.0.0.1:6379, postgres@127.0.0.1:5432) if they answer; else containers started
+//! with testcontainers (Redis 7, TimescaleDB on PostgreSQL 16) when a Docker engine is reachable;
+//! else the test fails with one message naming these three ways.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use processor::config::{Config, Parsed};
+use processor::metrics::Metrics;
+use processor::shutdown::Shutdown;
+use processor::{RunError, RunReport};
+use redis::AsyncCommands;
+
+/// Where the test servers are.
+#[derive(Clone, Debug)]
+pub struct Servers {
+    pub redis_url: String,
+    pub database_url: String,
+}
+
+static SERVERS: OnceLock<Servers> = OnceLock::new();
+
+const HOW: &str = "integration tests need Redis 7 and PostgreSQL: set TEST_REDIS_URL and \
+TEST_DATABASE_URL, or run them locally on 127.0.0.1:6379 and 127.0.0.1:5432 (user postgres, \
+trust auth), or make a Docker engine reachable for testcontainers";
+
+/// The servers, found once per test binary.
+pub fn servers() -> Servers {
+    SERVERS
+        .get_or_init(|| {
+            // Discovery may start containers with a blocking runner, which must not run inside
+            // the test's async runtime: do it on a thread of its own.
+            std::thread::spawn(discover)
+                .join()
+                .unwrap_or_else(|_| panic!("{HOW}"))
+        })
+        .clone()
+}
+
+fn discover() -> Servers {
+    let redis_url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .or_else(|| answers("127.0.0.1:6379").then(|| "redis://127.0.0.1:6379".to_owned()));
+    let database_url = std::env::var("TEST_DATABASE_URL").ok().or_else(|| {
+        answers("127.0.0.1:5432").then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    });
+    match (redis_url, database_url) {
+        (Some(redis_url), Some(database_url)) => Servers {
+            redis_url,
+            database_url,
+        },
+        (redis_url, database_url) => containers(redis_url, database_url),
+    }
+}
+
+fn answers(address: &str) -> bool {
+    address
+        .parse()
+        .ok()
+        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .is_some()
+}
+
+/// Starts what is missing in containers; they live as long as the test process.
+fn containers(redis_url: Option<String>, database_url: Option<String>) -> Servers {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::redis::{Redis, REDIS_PORT};
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+    use testcontainers_modules::testcontainers::ImageExt;
+
+    let redis_url = redis_url.unwrap_or_else(|| {
+        let container = Redis::default()
+            .with_tag("7")
+            .start()
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        let port = container
+            .get_host_port_ipv4(REDIS_PORT)
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        std::mem::forget(container);
+        format!("redis://127.0.0.1:{port}")
+    });
+    let database_url = database_url.unwrap_or_else(|| {
+        let container = Postgres::default()
+            .with_host_auth()
+            .with_name("timescale/timescaledb")
+            .with_tag("latest-pg16")
+            .start()
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        let port = container
+            .get_host_port_ipv4(5432)
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        std::mem::forget(container);
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    });
+    Servers {
+        redis_url,
+        database_url,
+    }
+}
+
+/// One test's private namespace on the shared servers.
+pub struct TestEnv {
+    pub name: String,
+    pub servers: Servers,
+    pub stream: String,
+    pub group: String,
+    pub dead_letter: String,
+    pub schema: String,
+    /// `DATABASE_URL` for the processor: the test's schema first on `search_path`.
+    pub database_url: String,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub db: tokio_postgres::Client,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestEnv {
+    /// A fresh namespace named after the test.
+    pub async fn new(test: &str) -> TestEnv {
+        let servers = servers();
+        let name = format!(
+            "t{}_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>(),
+            test
+        );
+        let schema = name.to_lowercase();
+        let separator = if servers.database_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let database_url = format!(
+            "{}{}options=-csearch_path%3D{}",
+            servers.database_url, separator, schema
+        );
+        let (db, connection) =
+            tokio_postgres::connect(&servers.database_url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        tokio::spawn(connection);
+        db.batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+        ))
+        .await
+        .expect("create the test schema");
+        let client = redis::Client::open(servers.redis_url.as_str()).expect("redis url");
+        let redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        TestEnv {
+            stream: format!("{name}:t"),
+            group: format!("{name}-g"),
+            dead_letter: format!("{name}:t:dead"),
+            name,
+            servers,
+            schema,
+            database_url,
+            redis,
+            db,
+        }
+    }
+
+    /// The processor's configuration for this namespace, plus `extra` flags.
+    pub fn config(&self, extra: &[&str]) -> Config {
+        let mut args = vec![
+            "processor".to_owned(),
+            "--redis-url".to_owned(),
+            self.servers.redis_url.clone(),
+            "--database-url".to_owned(),
+            self.database_url.clone(),
+            "--stream-key".to_owned(),
+            self.stream.clone(),
+            "--consumer-group".to_owned(),
+            self.group.clone(),
+            "--consumer-name".to_owned(),
+            format!("{}-c", self.name),
+            "--epoch-ms".to_owned(),
+            "20".to_owned(),
+            "--read-block-ms".to_owned(),
+            "200".to_owned(),
+            "--retry-max-ms".to_owned(),
+            "500".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        match Config::parse_from(args) {
+            Ok(Parsed::Run(config)) => *config,
+            other => panic!("test configuration: {other:?}"),
+        }
+    }
+
+    /// The same settings as environment variables, for the binary.
+    pub fn env_vars(&self, consumer: &str) -> Vec<(String, String)> {
+        [
+            ("REDIS_URL", self.servers.redis_url.clone()),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("STREAM_KEY", self.stream.clone()),
+            ("CONSUMER_GROUP", self.group.clone()),
+            ("CONSUMER_NAME", consumer.to_owned()),
+            ("EPOCH_MS", "20".to_owned()),
+            ("READ_BLOCK_MS", "200".to_owned()),
+            ("RETRY_MAX_MS", "500".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Appends entries (`payload` field) in pipelined batches; returns their ids.
+    pub async fn publish(&mut self, payloads: &[String]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(payloads.len());
+        for chunk in payloads.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for payload in chunk {
+                pipe.cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("*")
+                    .arg("payload")
+                    .arg(payload);
+            }
+            let chunk_ids: Vec<String> = pipe.query_async(&mut self.redis).await.expect("XADD");
+            ids.extend(chunk_ids);
+        }
+        ids
+    }
+
+    /// Appends one entry with arbitrary fields.
+    pub async fn publish_fields(&mut self, fields: &[(String, String)]) -> String {
+        self.redis
+            .xadd(&self.stream, "*", fields)
+            .await
+            .expect("XADD")
+    }
+
+    /// Rows in this test's `positions`.
+    pub async fn rows(&self) -> i64 {
+        self.db
+            .query_one("SELECT count(*) FROM positions", &[])
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(-1)
+    }
+
+    /// Entries pending (delivered, not acknowledged) in the group.
+    pub async fn pending(&mut self) -> i64 {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .query_async(&mut self.redis)
+            .await
+            .expect("XPENDING");
+        match reply {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(count)) => *count,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    /// Entries in the dead-letter stream, each as its field map.
+    pub async fn dead_letters(&mut self) -> Vec<std::collections::HashMap<String, String>> {
+        let reply: redis::streams::StreamRangeReply = self
+            .redis
+            .xrange_all(&self.dead_letter)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|id| {
+                id.map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value(v).unwrap_or_default()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Starts the pipeline in this process.
+    pub fn start(&self, config: Config) -> Running {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(processor::run(
+            config,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+        Running {
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Starts the real binary with this namespace's settings (and `extra` variables).
+    pub fn spawn_binary(&self, consumer: &str, extra: &[(&str, &str)]) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_processor"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env_vars(consumer))
+            .envs(extra.iter().map(|(k, v)| (*k, *v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command.spawn().expect("start the processor binary")
+    }
+
+    /// Waits until `check` holds, polling; panics with `what` after `timeout`.
+    pub async fn wait_for<F>(&mut self, timeout: Duration, what: &str, mut check: F)
+    where
+        F: AsyncFnMut(&mut TestEnv) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self).await {
+                return;
+            }
+            if Instant::now() > deadline {
+                let (rows, pending) = (self.rows().await, self.pending().await);
+                panic!("timed out waiting for {what} (rows {rows}, pending {pending})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the table holds `rows` rows and nothing is pending.
+    pub async fn wait_landed(&mut self, rows: i64, timeout: Duration) {
+        self.wait_for(
+            timeout,
+            &format!("{rows} rows and 0 pending"),
+            async |env: &mut TestEnv| env.rows().await == rows && env.pending().await == 0,
+        )
+        .await;
+    }
+}
+
+/// A pipeline running in this process.
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<Result<RunReport, RunError>>,
+}
+
+impl Running {
+    /// Triggers the drain and waits for the run to end.
+    pub async fn stop(self) -> RunReport {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the drain finishes")
+            .expect("the run task does not panic")
+            .expect("the run ends cleanly")
+    }
+}
+
+/// A contract payload for `device` at `ts_ms` (epoch milliseconds), with a few attributes.
+pub fn payload(device: &str, ts_ms: i64) -> String {
+    format!(
+        r#"{{"device_id":"{device}","timestamp":{ts_ms},"latitude":54.68,"longitude":25.27,"speed":42,"satellites":9,"attributes":{{"239":1,"16":{{"__bigint":"9007199254740993"}},"78":{{"__buffer_b64":"AQID"}}}}}}"#
+    )
+}
+
+/// `count` payloads spread round-robin over `devices` devices, each with increasing time.
+pub fn payloads(prefix: &str, devices: usize, count: usize) -> Vec<String> {
+    let base = 1_790_000_000_000i64;
+    (0..count)
+        .map(|i| {
+            let device = format!("{prefix}-{:05}", i % devices);
+            payload(&device, base + (i / devices) as i64 * 1000)
+        })
+        .collect()
+}
