@@ -83,8 +83,8 @@ pub struct Config {
     #[arg(long, env = "STATE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub state_capacity: u64,
 
-    /// A worker stops reading while this many of its epochs are read but not yet acknowledged
-    /// (bounds memory when PostgreSQL is slow or down).
+    /// A worker stops reading while this many of its epochs (or this many times READ_COUNT
+    /// entries) are read but not yet acknowledged: bounds memory when PostgreSQL is slow or down.
     #[arg(long, env = "MAX_INFLIGHT_EPOCHS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_inflight_epochs: u32,
 

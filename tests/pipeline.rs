@@ -149,3 +149,116 @@ async fn the_backlog_before_the_group_existed_is_processed() {
     env.wait_landed(100, Duration::from_secs(30)).await;
     running.stop().await;
 }
+
+/// With writes blocked, a worker stops taking entries once MAX_INFLIGHT_EPOCHS x READ_COUNT are
+/// unacknowledged: the rest waits in Redis, undelivered. When writes resume, everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_stops_while_too_much_is_unacknowledged() {
+    let mut env = TestEnv::new("backpressure").await;
+    env.publish(&[payload("warm", 1_790_000_000_000)]).await;
+    let running = env.start(env.config(&["--max-inflight-epochs", "2", "--read-count", "10"]));
+    env.wait_landed(1, Duration::from_secs(30)).await;
+
+    let (mut locker, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("second connection");
+    tokio::spawn(connection);
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    env.publish(&payloads("held", 50, 1000)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let read = running.metrics.entries_read.get() - 1;
+    // In flight: fewer than 2 x 10 before the last batch was taken, plus that batch (10); then
+    // what the reader holds: the hand-over channel (2 batches) and the batch it is handing over.
+    assert!(read > 0, "nothing was read");
+    assert!(read <= 60, "read {read} entries while writes were blocked");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        running.metrics.entries_read.get() - 1,
+        read,
+        "reading went on while writes were blocked"
+    );
+
+    lock.rollback().await.expect("release the lock");
+    env.wait_landed(1001, Duration::from_secs(60)).await;
+    running.stop().await;
+}
+
+/// The group vanishes (as when Redis restarts without persistence): the service creates it
+/// again and everything still in the stream lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_group_is_created_again() {
+    let mut env = TestEnv::new("nogroup").await;
+    let running = env.start(env.config(&["--workers", "2"]));
+    env.publish(&payloads("before", 10, 100)).await;
+    env.wait_landed(100, Duration::from_secs(30)).await;
+    let destroyed: i64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&env.stream)
+        .arg(&env.group)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XGROUP DESTROY");
+    assert_eq!(destroyed, 1);
+    env.publish(&payloads("after", 10, 100)).await;
+    // the recreated group starts at GROUP_START_ID=0: the first 100 come again (duplicates,
+    // written once) and the new 100 land
+    env.wait_landed(200, Duration::from_secs(30)).await;
+    env.wait_for(
+        Duration::from_secs(30),
+        "the replay to be counted",
+        async |_: &mut TestEnv| running.metrics.duplicates.get() == 100,
+    )
+    .await;
+    running.stop().await;
+}
+
+/// A drain that cannot finish (writes blocked) is abandoned after SHUTDOWN_TIMEOUT_SECS: the run
+/// reports it, and nothing that was not committed has been acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_drain_is_abandoned_without_acknowledging() {
+    let mut env = TestEnv::new("drain_timeout").await;
+    env.publish(&[payload("warm", 1_790_000_000_000)]).await;
+    let running = env.start(env.config(&["--shutdown-timeout-secs", "1", "--workers", "2"]));
+    env.wait_landed(1, Duration::from_secs(30)).await;
+
+    let (mut locker, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("second connection");
+    tokio::spawn(connection);
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    env.publish(&payloads("stuck", 5, 50)).await;
+    env.wait_for(
+        Duration::from_secs(30),
+        "the entries to be read",
+        async |_: &mut TestEnv| running.metrics.entries_read.get() == 51,
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let ended = running.finish().await;
+    assert!(
+        matches!(ended, Err(processor::RunError::DrainTimeout(_))),
+        "expected a drain timeout, got {ended:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        env.pending().await,
+        50,
+        "uncommitted entries must stay pending"
+    );
+    lock.rollback().await.expect("release the lock");
+
+    // the next start resumes them (whatever the abandoned writes managed to commit meanwhile
+    // is written once: ON CONFLICT DO NOTHING)
+    let running = env.start(env.config(&["--workers", "2"]));
+    env.wait_landed(51, Duration::from_secs(30)).await;
+    running.stop().await;
+}

@@ -8,12 +8,21 @@ use dataflow::Epoch;
 #[derive(Debug, Default)]
 pub struct InFlight {
     epochs: BTreeMap<Epoch, Vec<String>>,
+    entries: usize,
 }
 
 impl InFlight {
     /// Records ids read and stamped with `epoch`.
     pub fn record(&mut self, epoch: Epoch, ids: impl IntoIterator<Item = String>) {
-        self.epochs.entry(epoch).or_default().extend(ids);
+        let held = self.epochs.entry(epoch).or_default();
+        let before = held.len();
+        held.extend(ids);
+        self.entries += held.len() - before;
+    }
+
+    /// Entries not yet acknowledged.
+    pub fn entries(&self) -> usize {
+        self.entries
     }
 
     /// Epochs holding ids that are not yet acknowledged (what backpressure counts).
@@ -37,6 +46,7 @@ impl InFlight {
             }
             ids.append(&mut entry.remove());
         }
+        self.entries -= ids.len();
         ids
     }
 }
@@ -52,9 +62,11 @@ mod tests {
         inflight.record(5, ["b".to_owned(), "c".to_owned()]);
         inflight.record(3, ["d".to_owned()]);
         assert_eq!(inflight.epochs(), 2);
+        assert_eq!(inflight.entries(), 4);
         assert!(inflight.take_committed(|e| e < 3).is_empty());
         assert_eq!(inflight.take_committed(|e| e < 5), vec!["a", "d"]);
         assert_eq!(inflight.take_committed(|e| e < 6), vec!["b", "c"]);
         assert!(inflight.is_empty());
+        assert_eq!(inflight.entries(), 0);
     }
 }

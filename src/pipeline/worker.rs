@@ -111,7 +111,10 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     ));
     tracing::info!(worker = index, consumer = %consumer, "worker started");
 
+    // Backpressure bounds: epochs, and entries (several batches can share one epoch when reads
+    // are fast, so epochs alone would not bound memory).
     let max_inflight = config.max_inflight_epochs as usize;
+    let max_entries = max_inflight.saturating_mul(config.read_count as usize);
     let mut clock = EpochClock::new(config.epoch());
     let mut input = Some(input);
     let mut inflight = InFlight::default();
@@ -126,8 +129,9 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
                 handle.advance_to(epoch);
             }
             let mut reader_done = false;
-            // Backpressure: take more only while fewer than MAX_INFLIGHT_EPOCHS are unacknowledged.
-            while inflight.epochs() < max_inflight {
+            // Backpressure: take more only while fewer than MAX_INFLIGHT_EPOCHS epochs (and
+            // MAX_INFLIGHT_EPOCHS x READ_COUNT entries) are unacknowledged.
+            while inflight.epochs() < max_inflight && inflight.entries() < max_entries {
                 match batch_rx.try_recv() {
                     Ok(mut batch) => {
                         inflight.record(*handle.time(), batch.iter().map(|entry| entry.id.clone()));
@@ -158,6 +162,14 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         worker.step_or_park(Some(clock.until_next_tick()));
     };
     gauges.update(metrics, &table.borrow(), 0);
+    if !drained {
+        // Abandoned: timely would otherwise keep stepping until the dataflow completes, which
+        // it cannot while commits hold their capabilities. What was not acknowledged stays
+        // pending in the group for the next start.
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+    }
 
     // Every acknowledgement is queued; wait until the acknowledger has sent them all.
     drop(ack_tx);

@@ -301,7 +301,7 @@ impl TestEnv {
         Running {
             metrics,
             shutdown,
-            task,
+            task: Some(task),
         }
     }
 
@@ -352,18 +352,31 @@ impl TestEnv {
 pub struct Running {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
-    pub task: tokio::task::JoinHandle<Result<RunReport, RunError>>,
+    task: Option<tokio::task::JoinHandle<Result<RunReport, RunError>>>,
 }
 
 impl Running {
-    /// Triggers the drain and waits for the run to end.
+    /// Triggers the drain and waits for the run to end cleanly.
     pub async fn stop(self) -> RunReport {
+        self.finish().await.expect("the run ends cleanly")
+    }
+
+    /// Triggers the drain and returns how the run ended.
+    pub async fn finish(mut self) -> Result<RunReport, RunError> {
         self.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(60), self.task)
+        let task = self.task.take().expect("stopped once");
+        tokio::time::timeout(Duration::from_secs(60), task)
             .await
-            .expect("the drain finishes")
+            .expect("the run ends within a minute")
             .expect("the run task does not panic")
-            .expect("the run ends cleanly")
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails half-way must not hang: the timely workers run on blocking threads,
+    /// which the test's runtime waits for when it shuts down, so stop them outright.
+    fn drop(&mut self) {
+        self.shutdown.force();
     }
 }
 
