@@ -4,12 +4,13 @@
 //! names the variable: [`Config::parse_from_env`] turns clap's multi-line errors into a
 //! [`ConfigError`] of that shape, and [`Config::validate`] checks what clap cannot (URLs, names).
 
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -20,13 +21,37 @@ pub enum LogFormat {
     Text,
 }
 
-/// The service's configuration.
-#[derive(Clone, Debug, Parser)]
+/// The command line: the service's configuration, and optional subcommands.
+#[derive(Debug, Parser)]
 #[command(
     name = "processor",
     version,
     about = "Redis Stream telemetry -> timely dataflow -> PostgreSQL/TimescaleDB, acknowledged only after commit"
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+/// What to do instead of running the service.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe /readyz of a running instance: exit 0 when it is ready, 1 otherwise (for container
+    /// HEALTHCHECKs without curl).
+    Healthcheck {
+        /// URL to probe. Default: `http://127.0.0.1:<port of HTTP_ADDR>/readyz`.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+/// The service's configuration.
+#[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
@@ -107,6 +132,27 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info,processor=debug`).
     #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: SocketAddr,
+
+    /// Window of the active-devices gauge, in seconds.
+    #[arg(long, env = "ACTIVE_WINDOW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub active_window_secs: u64,
+
+    /// /readyz reports not ready when the commit frontier has not advanced for this long while
+    /// entries wait, in seconds.
+    #[arg(long, env = "STALL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stall_secs: u64,
+
+    /// How often Redis and PostgreSQL are probed and lag and pending are refreshed, in milliseconds.
+    #[arg(long, env = "MONITOR_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub monitor_interval_ms: u64,
+
+    /// Test hook: the worker with this index panics once it has started. Never set in production.
+    #[arg(long, env = "FAULT_PANIC_WORKER", hide = true)]
+    pub fault_panic_worker: Option<usize>,
 }
 
 /// A configuration value that cannot be used; `Display` is the one line printed at start-up.
@@ -119,11 +165,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// What the command line asked for besides running the service.
+/// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
     /// Run the service.
     Run(Box<Config>),
+    /// Probe a running instance's readiness.
+    Healthcheck {
+        /// The URL to probe.
+        url: String,
+        /// How long to wait.
+        timeout: Duration,
+    },
     /// `--help` or `--version`: print this and exit 0.
     Info(String),
 }
@@ -140,8 +193,20 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        match Config::try_parse_from(args) {
-            Ok(config) => {
+        match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Some(Command::Healthcheck { url, timeout_ms }),
+                config,
+            }) => Ok(Parsed::Healthcheck {
+                url: url.unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{}/readyz", config.http_addr.port())
+                }),
+                timeout: Duration::from_millis(timeout_ms),
+            }),
+            Ok(Cli {
+                command: None,
+                config,
+            }) => {
                 config.validate()?;
                 Ok(Parsed::Run(Box::new(config)))
             }
@@ -243,6 +308,11 @@ impl Config {
     pub fn retry_max(&self) -> Duration {
         Duration::from_millis(self.retry_max_ms)
     }
+
+    /// The active-devices window in epochs.
+    pub fn active_window_epochs(&self) -> u64 {
+        (self.active_window_secs.saturating_mul(1000) / self.epoch_ms.max(1)).max(1)
+    }
 }
 
 fn valid_start_id(id: &str) -> bool {
@@ -303,7 +373,7 @@ fn one_line(error: &clap::Error) -> ConfigError {
 /// Finds the environment variable behind a flag as clap prints it (`--workers <WORKERS>`).
 fn env_name_of(printed: &str) -> Option<(String, String)> {
     let long = printed.split_whitespace().next()?.trim_start_matches("--");
-    Config::command().get_arguments().find_map(|arg| {
+    Cli::command().get_arguments().find_map(|arg| {
         if arg.get_long() == Some(long) {
             let env = arg.get_env()?.to_string_lossy().into_owned();
             Some((env, format!("--{long}")))
@@ -359,6 +429,18 @@ mod tests {
         assert_eq!(error.variable, "DEAD_LETTER_STREAM");
         let error = parse(&["--log-format", "xml"]).expect_err("bad");
         assert!(error.to_string().contains("LOG_FORMAT"), "{error}");
+        let error = parse(&["--http-addr", "localhost"]).expect_err("bad");
+        assert!(error.to_string().contains("HTTP_ADDR"), "{error}");
+    }
+
+    #[test]
+    fn healthcheck_probes_the_configured_port() {
+        let Ok(Parsed::Healthcheck { url, .. }) =
+            parse(&["--http-addr", "0.0.0.0:9191", "healthcheck"])
+        else {
+            panic!("healthcheck must parse")
+        };
+        assert_eq!(url, "http://127.0.0.1:9191/readyz");
     }
 
     #[test]

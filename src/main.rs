@@ -1,4 +1,4 @@
-//! The `processor` binary: parse the configuration, set up logging, run until a signal.
+//! The `processor` binary: parse the configuration, set up logging, serve until a signal.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,6 +11,15 @@ use processor::shutdown::{self, Shutdown};
 fn main() -> ExitCode {
     let config = match Config::parse_from_env() {
         Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Healthcheck { url, timeout }) => {
+            return match processor::http::probe(&url, timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("processor healthcheck: {reason}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Parsed::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -38,6 +47,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("listening on HTTP_ADDR {}", config.http_addr))?;
         let shutdown = Shutdown::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
@@ -45,7 +57,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("shutdown signal received; draining");
             on_signal.trigger();
         });
-        processor::run(config, metrics, shutdown)
+        processor::serve(config, listener, metrics, shutdown)
             .await
             .context("running the pipeline")?;
         Ok(())

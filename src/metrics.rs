@@ -1,8 +1,11 @@
-//! The service's metrics, registered in a registry of their own (one per `run`, so tests in one
-//! process do not share counters). Each notable event has one method here that counts it, so the
-//! counter and the log line that the caller emits next to it cannot drift apart.
+//! The service's metrics, registered in a registry of their own (one per service instance, so
+//! tests in one process do not share counters). Names follow Prometheus conventions: the
+//! `processor_` prefix, `_total` counters, base units (`_seconds`).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// Every metric the pipeline maintains.
 #[derive(Clone)]
@@ -37,12 +40,40 @@ pub struct Metrics {
     pub state_evictions: IntCounter,
     /// Epochs read but not yet acknowledged, over all workers.
     pub epochs_in_flight: IntGauge,
+    /// Entries taken over from other consumers with XAUTOCLAIM.
+    pub entries_claimed: IntCounter,
+    /// The group's lag (entries not yet delivered to any consumer), when Redis knows it.
+    pub consumer_lag: IntGaugeVec,
+    /// Entries delivered to the group's consumers and not yet acknowledged.
+    pub pending: IntGaugeVec,
+    /// From an entry's stream id time to its acknowledgement.
+    pub end_to_end_seconds: Histogram,
+    /// Devices that sent a position within ACTIVE_WINDOW_SECS, over all workers.
+    pub active_devices: IntGauge,
+    /// How far the commit frontier lags behind the wall clock.
+    pub commit_frontier_age_seconds: Gauge,
 }
 
 impl Metrics {
-    /// Creates and registers every metric (fails only on a malformed definition).
+    /// Creates and registers every metric (fails only on a malformed definition), plus the
+    /// process metrics (memory, CPU, open file descriptors) and `processor_build_info`.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "processor_build_info",
+                "Always 1; the labels say which build is running.",
+            ),
+            &["version", "timely"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.32"])
+            .set(1);
+        registry.register(Box::new(build_info))?;
         let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
             let metric = IntCounter::new(name, help)?;
             registry.register(Box::new(metric.clone()))?;
@@ -56,6 +87,11 @@ impl Metrics {
             };
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
             let metric = IntGauge::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let gauge_vec = |name: &str, help: &str, label: &str| -> prometheus::Result<IntGaugeVec> {
+            let metric = IntGaugeVec::new(Opts::new(name, help), &[label])?;
             registry.register(Box::new(metric.clone()))?;
             Ok(metric)
         };
@@ -127,6 +163,39 @@ impl Metrics {
                 "processor_epochs_in_flight",
                 "Epochs read but not yet acknowledged, over all workers.",
             )?,
+            entries_claimed: counter(
+                "processor_entries_claimed_total",
+                "Entries taken over from other consumers of the group (XAUTOCLAIM).",
+            )?,
+            consumer_lag: gauge_vec(
+                "processor_consumer_lag",
+                "Entries in the stream not yet delivered to the group (XINFO GROUPS lag); absent when Redis cannot tell.",
+                "group",
+            )?,
+            pending: gauge_vec(
+                "processor_pending_entries",
+                "Entries delivered to the group's consumers and not yet acknowledged.",
+                "group",
+            )?,
+            end_to_end_seconds: histogram(
+                "processor_end_to_end_latency_seconds",
+                "From an entry's stream id time to its acknowledgement after commit.",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
+            )?,
+            active_devices: gauge(
+                "processor_active_devices",
+                "Devices that sent a position within ACTIVE_WINDOW_SECS, over all workers.",
+            )?,
+            commit_frontier_age_seconds: {
+                let metric = Gauge::new(
+                    "processor_commit_frontier_age_seconds",
+                    "Age of the commit frontier: everything older is committed everywhere.",
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
             registry,
         })
     }

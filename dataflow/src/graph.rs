@@ -8,7 +8,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::scheduling::SyncActivator;
 
 use crate::operators::{BadEntry, CommitEpochs, Committer, DecodeEntries, FoldState};
-use crate::{Entry, Epoch, Position, StateTable};
+use crate::{ActiveDevices, Entry, Epoch, Position, StateTable};
 
 /// Builds decode -> exchange + fold -> commit, with refused entries to a second committer, and
 /// returns the probe whose frontier is the commit frontier of both sinks on every worker.
@@ -19,6 +19,7 @@ use crate::{Entry, Epoch, Position, StateTable};
 pub fn build<'scope, W, L>(
     entries: StreamVec<'scope, Epoch, Entry>,
     state: Rc<RefCell<StateTable>>,
+    active: Rc<RefCell<ActiveDevices>>,
     make_writer: impl FnOnce(SyncActivator) -> W,
     make_dead_letters: impl FnOnce(SyncActivator) -> L,
 ) -> ProbeHandle<Epoch>
@@ -29,7 +30,7 @@ where
     let probe = ProbeHandle::new();
     let (positions, refused) = entries.decode_entries();
     positions
-        .fold_state(state)
+        .fold_state(state, active)
         .commit_epochs("WriteRows", make_writer)
         .probe_with(&probe);
     refused

@@ -32,6 +32,7 @@
 //! acknowledgement is written once.
 #![forbid(missing_docs)]
 
+mod active;
 pub mod codec;
 mod entry;
 mod error;
@@ -40,6 +41,7 @@ pub mod operators;
 mod position;
 mod state;
 
+pub use active::ActiveDevices;
 pub use entry::Entry;
 pub use error::DecodeError;
 pub use position::{device_hash, Position};

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use dataflow::operators::{BadEntry, Committer};
-use dataflow::{graph, Entry, Epoch, Position, StateTable};
+use dataflow::{graph, ActiveDevices, Entry, Epoch, Position, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
 use timely::scheduling::SyncActivator;
@@ -111,12 +111,14 @@ fn three_workers_key_fold_and_commit_every_epoch_once() {
             let table = Rc::new(RefCell::new(StateTable::new(
                 NonZeroUsize::new(1000).expect("non-zero"),
             )));
+            let active = Rc::new(RefCell::new(ActiveDevices::new(1000)));
             let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
             let probe = worker.dataflow(|scope| {
                 let entries = scope.input_from(&mut input);
                 graph::build(
                     entries,
                     Rc::clone(&table),
+                    Rc::clone(&active),
                     gated(index, &rows, &released, &activators),
                     gated(index, &dead, &released, &activators),
                 )
@@ -134,6 +136,8 @@ fn three_workers_key_fold_and_commit_every_epoch_once() {
                     worker.step();
                 }
             }
+            // every device this worker holds is active, and only those
+            assert_eq!(active.borrow_mut().count(5), table.borrow().len());
             for (device, state) in table.borrow().iter() {
                 states.lock().expect("states").push((
                     index,
@@ -221,6 +225,7 @@ fn probe_waits_for_the_commit_of_every_worker() {
                 graph::build(
                     entries,
                     table,
+                    Rc::new(RefCell::new(ActiveDevices::new(100))),
                     gated(index, &rows, &released, &activators),
                     gated(index, &dead, &released, &activators),
                 )

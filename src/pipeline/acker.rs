@@ -51,6 +51,7 @@ pub async fn ack_loop(
                 Ok(_) => {
                     backoff.reset();
                     metrics.entries_acked.inc_by(committed.len() as u64);
+                    observe_latency(&metrics, &committed);
                     metrics.deleted_pending.inc_by(deleted.len() as u64);
                     break;
                 }
@@ -70,6 +71,19 @@ pub async fn ack_loop(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Observes, for each acknowledged id, the time from its stream id (when Redis appended the
+/// entry) to now (its acknowledgement after commit).
+fn observe_latency(metrics: &Metrics, ids: &[String]) {
+    let now = crate::status::unix_ms();
+    for id in ids {
+        let appended = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
+        if let Some(appended) = appended {
+            let millis = now.saturating_sub(appended);
+            metrics.end_to_end_seconds.observe(millis as f64 / 1000.0);
         }
     }
 }

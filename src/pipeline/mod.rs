@@ -20,6 +20,7 @@ use crate::postgres::{self, PostgresError};
 use crate::redis::{self as redis_io, RedisError};
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
+use crate::status::Status;
 
 pub use worker::WorkerReport;
 
@@ -52,6 +53,7 @@ pub struct Context {
     pub(crate) config: Config,
     pub(crate) consumer_name: String,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: Arc<Status>,
     pub(crate) shutdown: Shutdown,
     pub(crate) runtime: Handle,
     pub(crate) redis_client: redis::Client,
@@ -66,6 +68,7 @@ pub struct Context {
 pub async fn run(
     config: Config,
     metrics: Arc<Metrics>,
+    status: Arc<Status>,
     shutdown: Shutdown,
 ) -> Result<RunReport, RunError> {
     let consumer_name = config.consumer_name();
@@ -91,6 +94,7 @@ pub async fn run(
         return Ok(RunReport::default());
     };
     let migrated = postgres::migrate(&mut client).await?;
+    status.set_migrated();
     if migrated.hypertable {
         tracing::info!(applied = ?migrated.applied, "schema ready: positions is a TimescaleDB hypertable");
     } else {
@@ -115,6 +119,7 @@ pub async fn run(
     )
     .await?;
     tracing::info!(created, group = %config.consumer_group, "consumer group joined");
+    status.set_group_joined();
 
     let workers = usize::from(config.workers);
     let shutdown_timeout = config.shutdown_timeout();
@@ -122,6 +127,7 @@ pub async fn run(
         config,
         consumer_name,
         metrics,
+        status: Arc::clone(&status),
         shutdown: shutdown.clone(),
         runtime: Handle::current(),
         redis_client,
@@ -138,6 +144,7 @@ pub async fn run(
             shutdown.force();
         })
     };
+    status.set_dataflow_running(true);
     let joined = tokio::task::spawn_blocking(move || {
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             worker::run(worker, &context)
@@ -151,6 +158,7 @@ pub async fn run(
     })
     .await;
     deadline.abort();
+    status.set_dataflow_running(false);
     let mut reports = joined.map_err(|e| RunError::Dataflow(e.to_string()))??;
     reports.sort_by_key(|report| report.index);
     if reports.iter().any(|report| !report.drained) {

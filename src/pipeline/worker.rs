@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataflow::{graph, DeviceState, Entry, Epoch, StateTable};
+use dataflow::{graph, ActiveDevices, DeviceState, Entry, Epoch, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
 use timely::worker::Worker;
@@ -46,12 +46,17 @@ const BATCH_CHANNEL: usize = 2;
 
 /// Runs one worker until its input is drained (or the drain is abandoned).
 pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
+    // Marks this worker dead for /healthz unless it returns normally (a panic unwinds past it).
+    let alive = ctx.status.worker_started();
     let index = worker.index();
     let consumer = format!("{}-{}", ctx.consumer_name, index);
     let config = &ctx.config;
     let metrics = &ctx.metrics;
 
     let table = Rc::new(RefCell::new(StateTable::new(config.state_capacity())));
+    let active = Rc::new(RefCell::new(ActiveDevices::new(
+        config.active_window_epochs(),
+    )));
     let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
     let probe = worker.dataflow::<Epoch, _, _>(|scope| {
         let entries = scope.input_from(&mut input);
@@ -75,6 +80,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         graph::build(
             entries,
             Rc::clone(&table),
+            Rc::clone(&active),
             |activator| spawn_committer(&ctx.runtime, rows, activator),
             |activator| spawn_committer(&ctx.runtime, dead_letters, activator),
         )
@@ -110,6 +116,9 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         config.retry_max(),
     ));
     tracing::info!(worker = index, consumer = %consumer, "worker started");
+    if config.fault_panic_worker == Some(index) {
+        panic!("FAULT_PANIC_WORKER={index}: worker {index} panics on purpose (test hook)");
+    }
 
     // Backpressure bounds: epochs, and entries (several batches can share one epoch when reads
     // are fast, so epochs alone would not bound memory).
@@ -155,13 +164,21 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         if !committed.is_empty() {
             let _ = ack_tx.send(AckRequest::Committed(committed));
         }
-        gauges.update(metrics, &table.borrow(), inflight.epochs());
+        // The probe's frontier is the commit frontier: all epochs before it are committed
+        // everywhere. An empty frontier (closed input, all committed) means up to now.
+        let frontier = probe.with_frontier(|frontier| frontier.iter().min().copied());
+        ctx.status.commit_frontier(match frontier {
+            Some(epoch) => epoch.saturating_mul(config.epoch_ms),
+            None => crate::status::unix_ms(),
+        });
+        let active_now = active.borrow_mut().count(epoch);
+        gauges.update(metrics, &table.borrow(), inflight.epochs(), active_now);
         if input.is_none() && inflight.is_empty() && probe.done() {
             break true;
         }
         worker.step_or_park(Some(clock.until_next_tick()));
     };
-    gauges.update(metrics, &table.borrow(), 0);
+    gauges.update(metrics, &table.borrow(), 0, 0);
     if !drained {
         // Abandoned: timely would otherwise keep stepping until the dataflow completes, which
         // it cannot while commits hold their capabilities. What was not acknowledged stays
@@ -182,6 +199,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         .iter()
         .map(|(device, state)| (device.clone(), state.clone()))
         .collect();
+    alive.finish();
     WorkerReport {
         index,
         consumer,
@@ -196,10 +214,17 @@ struct GaugeDeltas {
     devices: i64,
     evictions: u64,
     epochs: i64,
+    active: i64,
 }
 
 impl GaugeDeltas {
-    fn update(&mut self, metrics: &crate::metrics::Metrics, table: &StateTable, epochs: usize) {
+    fn update(
+        &mut self,
+        metrics: &crate::metrics::Metrics,
+        table: &StateTable,
+        epochs: usize,
+        active: usize,
+    ) {
         let devices = i64::try_from(table.len()).unwrap_or(i64::MAX);
         metrics.devices_in_state.add(devices - self.devices);
         self.devices = devices;
@@ -210,5 +235,8 @@ impl GaugeDeltas {
         let epochs = i64::try_from(epochs).unwrap_or(i64::MAX);
         metrics.epochs_in_flight.add(epochs - self.epochs);
         self.epochs = epochs;
+        let active = i64::try_from(active).unwrap_or(i64::MAX);
+        metrics.active_devices.add(active - self.active);
+        self.active = active;
     }
 }

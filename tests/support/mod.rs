@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod proxy;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -212,6 +214,8 @@ impl TestEnv {
             ("RETRY_MAX_MS", "500".to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
             ("RUST_LOG", "info".to_owned()),
+            // the default 0.0.0.0:9090 would collide between tests running in parallel
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -289,18 +293,26 @@ impl TestEnv {
             .collect()
     }
 
-    /// Starts the pipeline in this process.
+    /// Starts the service in this process, its HTTP server on a free loopback port.
     pub fn start(&self, config: Config) -> Running {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let shutdown = Shutdown::new();
-        let task = tokio::spawn(processor::run(
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let http = listener.local_addr().expect("bound address");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let task = tokio::spawn(processor::serve(
             config,
+            listener,
             Arc::clone(&metrics),
             shutdown.clone(),
         ));
         Running {
             metrics,
             shutdown,
+            http,
             task: Some(task),
         }
     }
@@ -352,10 +364,17 @@ impl TestEnv {
 pub struct Running {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
+    /// Where its HTTP server listens.
+    pub http: std::net::SocketAddr,
     task: Option<tokio::task::JoinHandle<Result<RunReport, RunError>>>,
 }
 
 impl Running {
+    /// GETs `path` from the service's HTTP server: (status code, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path).await
+    }
+
     /// Triggers the drain and waits for the run to end cleanly.
     pub async fn stop(self) -> RunReport {
         self.finish().await.expect("the run ends cleanly")
@@ -396,4 +415,35 @@ pub fn payloads(prefix: &str, devices: usize, count: usize) -> Vec<String> {
             payload(&device, base + (i / devices) as i64 * 1000)
         })
         .collect()
+}
+
+/// A plain HTTP/1.1 GET over loopback: (status code, body).
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the HTTP server");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// A loopback port that was free a moment ago (for a binary whose HTTP port a test must know).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
 }
