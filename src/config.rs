@@ -291,6 +291,15 @@ impl Config {
                 "must differ from STREAM_KEY".to_owned(),
             ));
         }
+        if self.read_block_ms >= self.shutdown_timeout_secs.saturating_mul(1000) {
+            return Err(bad(
+                "READ_BLOCK_MS",
+                format!(
+                    "{} ms must be shorter than SHUTDOWN_TIMEOUT_SECS ({} s), or no drain can finish",
+                    self.read_block_ms, self.shutdown_timeout_secs
+                ),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.rust_log)
             .map_err(|e| bad("RUST_LOG", e.to_string()))?;
         Ok(())
@@ -449,6 +458,9 @@ mod tests {
         assert_eq!(error.variable, "DEAD_LETTER_STREAM");
         let error = parse(&["--log-format", "xml"]).expect_err("bad");
         assert!(error.to_string().contains("LOG_FORMAT"), "{error}");
+        let error =
+            parse(&["--read-block-ms", "5000", "--shutdown-timeout-secs", "2"]).expect_err("bad");
+        assert_eq!(error.variable, "READ_BLOCK_MS");
         let error = parse(&["--http-addr", "localhost"]).expect_err("bad");
         assert!(error.to_string().contains("HTTP_ADDR"), "{error}");
     }

@@ -257,8 +257,118 @@ async fn an_impossible_drain_is_abandoned_without_acknowledging() {
     lock.rollback().await.expect("release the lock");
 
     // the next start resumes them (whatever the abandoned writes managed to commit meanwhile
-    // is written once: ON CONFLICT DO NOTHING)
-    let running = env.start(env.config(&["--workers", "2"]));
+    // is written once: ON CONFLICT DO NOTHING), with fewer workers: worker 0 adopts what the
+    // retired worker 1 left pending
+    let running = env.start(env.config(&["--workers", "1"]));
     env.wait_landed(51, Duration::from_secs(30)).await;
+    running.stop().await;
+    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&env.stream)
+        .arg(&env.group)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XINFO CONSUMERS");
+    let names: Vec<&str> = consumers
+        .consumers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec![format!("{}-c-0", env.name)],
+        "the retired consumer is gone"
+    );
+}
+
+/// An entry whose field name is not UTF-8 (and so has no payload) is dead-lettered; it does not
+/// block the consumer, and the entries after it land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_with_a_binary_field_name_is_dead_lettered() {
+    let mut env = TestEnv::new("binary_field").await;
+    let _: String = redis::cmd("XADD")
+        .arg(&env.stream)
+        .arg("*")
+        .arg(&[0xffu8, 0xfe][..])
+        .arg("x")
+        .query_async(&mut env.redis)
+        .await
+        .expect("XADD");
+    env.publish(&payloads("after", 5, 20)).await;
+    let running = env.start(env.config(&[]));
+    env.wait_landed(20, Duration::from_secs(30)).await;
+    assert_eq!(running.metrics.dead_lettered.get(), 1);
+    running.stop().await;
+}
+
+/// A reader whose connection drops reconnects without feeding the entries it already handed to
+/// the dataflow a second time: no duplicate is counted, nothing is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_reader_connection_feeds_nothing_twice() {
+    let mut env = TestEnv::new("reader_reconnect").await;
+    env.publish(&[payload("warm", 1_790_000_000_000)]).await;
+    let running = env.start(env.config(&[]));
+    env.wait_landed(1, Duration::from_secs(30)).await;
+
+    let (mut locker, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("second connection");
+    tokio::spawn(connection);
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    env.publish(&payloads("inflight", 5, 50)).await;
+    env.wait_for(
+        Duration::from_secs(30),
+        "the entries to be read",
+        async |_: &mut TestEnv| running.metrics.entries_read.get() == 51,
+    )
+    .await;
+
+    // kill this test's reader connection (named after its consumer)
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut env.redis)
+        .await
+        .expect("CLIENT LIST");
+    let ours = format!("name={}-c-0", env.name);
+    let id = clients
+        .lines()
+        .find(|line| line.split(' ').any(|field| field == ours))
+        .and_then(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .expect("the reader's connection")
+        .to_owned();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .query_async(&mut env.redis)
+        .await
+        .expect("CLIENT KILL");
+    // the reader reconnects and reads on; then writes resume
+    env.wait_for(
+        Duration::from_secs(30),
+        "the reader to fail once",
+        async |_: &mut TestEnv| {
+            running
+                .metrics
+                .redis_errors
+                .with_label_values(&["xreadgroup"])
+                .get()
+                >= 1
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.rollback().await.expect("unlock");
+    env.wait_landed(51, Duration::from_secs(30)).await;
+    assert_eq!(
+        running.metrics.entries_read.get(),
+        51,
+        "entries were fed twice"
+    );
+    assert_eq!(running.metrics.duplicates.get(), 0);
     running.stop().await;
 }

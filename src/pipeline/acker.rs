@@ -2,7 +2,8 @@
 //!
 //! Requests are coalesced (everything queued goes into one XACK). A failed XACK is retried with
 //! backoff, never dropped: an id left unacknowledged would be redelivered and written again,
-//! harmlessly (`ON CONFLICT DO NOTHING`), but counted as a duplicate.
+//! harmlessly (`ON CONFLICT DO NOTHING`), but counted as a duplicate. XACK of an id that is no
+//! longer pending (or of a group that no longer exists) counts 0 and succeeds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,8 @@ pub enum AckRequest {
     Deleted(Vec<String>),
 }
 
-/// Acknowledges until every sender is dropped and the queue is empty (or the drain is abandoned).
+/// Acknowledges until every sender is dropped and the queue is empty; `true` when everything
+/// queued was acknowledged, `false` when the drain was abandoned first.
 pub async fn ack_loop(
     mut requests: mpsc::UnboundedReceiver<AckRequest>,
     mut conn: ConnectionManager,
@@ -33,7 +35,7 @@ pub async fn ack_loop(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     retry_max: Duration,
-) {
+) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(50), retry_max);
     while let Some(first) = requests.recv().await {
         let (mut committed, mut deleted) = (Vec::new(), Vec::new());
@@ -55,11 +57,6 @@ pub async fn ack_loop(
                     metrics.deleted_pending.inc_by(deleted.len() as u64);
                     break;
                 }
-                Err(error) if error.is_no_group() => {
-                    // The group is gone (Redis lost its data): nothing is pending any more.
-                    tracing::warn!(count = ids.len(), error = %error, "group missing; nothing left to acknowledge");
-                    break;
-                }
                 Err(error) => {
                     metrics
                         .redis_errors
@@ -67,12 +64,13 @@ pub async fn ack_loop(
                         .inc();
                     tracing::warn!(count = ids.len(), error = %error, "acknowledgement failed; retrying");
                     if !pause(&mut backoff, &shutdown).await {
-                        return;
+                        return false;
                     }
                 }
             }
         }
     }
+    true
 }
 
 /// Observes, for each acknowledged id, the time from its stream id (when Redis appended the

@@ -86,42 +86,54 @@ pub async fn run(
     let retry_max = config.retry_max();
 
     // PostgreSQL: schema first, so no row is read before there is a table to write it to.
-    let Some(mut client) = until_ok(&shutdown, retry_max, "postgres connect", || {
-        postgres::connect(&config.database_url)
+    let Some(migrated) = until_ok(&shutdown, retry_max, "postgres migrate", || async {
+        let mut client = postgres::connect(&config.database_url).await?;
+        postgres::migrate(&mut client).await
     })
     .await
     else {
         return Ok(RunReport::default());
     };
-    let migrated = postgres::migrate(&mut client).await?;
     status.set_migrated();
     if migrated.hypertable {
         tracing::info!(applied = ?migrated.applied, "schema ready: positions is a TimescaleDB hypertable");
     } else {
         tracing::info!(applied = ?migrated.applied, "schema ready: positions is a plain table (timescaledb not available)");
     }
-    drop(client);
 
-    // Redis: the group exists before any worker reads.
+    // Redis: the group exists, and retired workers' pending entries have heirs, before any
+    // worker reads.
     let redis_client = redis_io::connect::client(&config.redis_url)?;
-    let Some(mut redis_commands) = until_ok(&shutdown, retry_max, "redis connect", || {
-        redis_io::connect::command_connection(&redis_client)
-    })
-    .await
+    let dead_letter_stream = config.dead_letter_stream();
+    let workers = usize::from(config.workers);
+    let Some((redis_commands, created, adopted)) =
+        until_ok(&shutdown, retry_max, "redis join", || async {
+            let mut conn = redis_io::connect::command_connection(&redis_client).await?;
+            redis_io::check_dead_letter_stream(&mut conn, &dead_letter_stream).await?;
+            let created = redis_io::ensure_group(
+                &mut conn,
+                &config.stream_key,
+                &config.consumer_group,
+                &config.group_start_id,
+            )
+            .await?;
+            let adopted = redis_io::adopt_retired_workers(
+                &mut conn,
+                &config.stream_key,
+                &config.consumer_group,
+                &consumer_name,
+                workers,
+            )
+            .await?;
+            Ok::<_, RedisError>((conn, created, adopted))
+        })
+        .await
     else {
         return Ok(RunReport::default());
     };
-    let created = redis_io::ensure_group(
-        &mut redis_commands,
-        &config.stream_key,
-        &config.consumer_group,
-        &config.group_start_id,
-    )
-    .await?;
-    tracing::info!(created, group = %config.consumer_group, "consumer group joined");
+    tracing::info!(created, adopted, group = %config.consumer_group, "consumer group joined");
     status.set_group_joined();
 
-    let workers = usize::from(config.workers);
     let shutdown_timeout = config.shutdown_timeout();
     let context = Arc::new(Context {
         config,

@@ -188,11 +188,10 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         }
     }
 
-    // Every acknowledgement is queued; wait until the acknowledger has sent them all.
+    // Every acknowledgement is queued; wait until the acknowledger has sent them all. The drain
+    // only counts as complete if it did (it gives up when the drain is abandoned).
     drop(ack_tx);
-    if drained {
-        let _ = ctx.runtime.block_on(acker);
-    }
+    let drained = drained && ctx.runtime.block_on(acker).unwrap_or(false);
     tracing::info!(worker = index, consumer = %consumer, drained, "worker stopped");
     let devices = table
         .borrow()

@@ -47,3 +47,93 @@ pub async fn ack<C: ConnectionLike + Send>(
         .await
         .map_err(|e| RedisError::command("xack", &e))
 }
+
+/// Hands the pending entries of this replica's retired workers to the current ones.
+///
+/// Worker `k` reads as `<base>-<k>`. When a replica restarts with fewer workers, consumers
+/// `<base>-<k>` for `k >= workers` would keep their pending entries forever: no one reads as them
+/// any more. Their entries are claimed (XCLAIM ... JUSTID, which does not count a delivery) by
+/// `<base>-<k mod workers>`, which reads its own pending entries first, and the emptied consumers
+/// are deleted. Consumers of other replicas are never touched. Returns how many entries moved.
+pub async fn adopt_retired_workers<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    group: &str,
+    base: &str,
+    workers: usize,
+) -> Result<u64, RedisError> {
+    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .map_err(|e| RedisError::command("xinfo_consumers", &e))?;
+    let mut moved = 0u64;
+    for consumer in consumers.consumers {
+        let Some(index) = consumer
+            .name
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|index| index.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if index < workers || workers == 0 {
+            continue;
+        }
+        let heir = format!("{base}-{}", index % workers);
+        loop {
+            let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(group)
+                .arg("-")
+                .arg("+")
+                .arg(1000)
+                .arg(&consumer.name)
+                .query_async(conn)
+                .await
+                .map_err(|e| RedisError::command("xpending", &e))?;
+            if pending.ids.is_empty() {
+                break;
+            }
+            let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+            let claimed: Vec<String> = redis::cmd("XCLAIM")
+                .arg(stream)
+                .arg(group)
+                .arg(&heir)
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
+                .query_async(conn)
+                .await
+                .map_err(|e| RedisError::command("xclaim", &e))?;
+            moved += claimed.len() as u64;
+            if claimed.len() < ids.len() {
+                // ids whose entries were deleted are not claimed: acknowledge them away
+                let gone: Vec<&str> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !claimed.iter().any(|c| c == id))
+                    .collect();
+                ack(
+                    conn,
+                    stream,
+                    group,
+                    &gone.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+                )
+                .await?;
+            }
+        }
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(stream)
+            .arg(group)
+            .arg(&consumer.name)
+            .query_async(conn)
+            .await
+            .map_err(|e| RedisError::command("xgroup_delconsumer", &e))?;
+        tracing::info!(retired = %consumer.name, heir = %heir, "pending entries of a retired worker adopted");
+    }
+    Ok(moved)
+}

@@ -11,8 +11,8 @@ mod dead_letter;
 mod group;
 mod reader;
 
-pub use dead_letter::dead_letter;
-pub use group::{ack, ensure_group};
+pub use dead_letter::{check_dead_letter_stream, dead_letter};
+pub use group::{ack, adopt_retired_workers, ensure_group};
 pub use reader::{ReadBatch, StreamReader};
 
 /// An infrastructure failure talking to Redis (bad entries are not errors: see `DecodeError`).

@@ -43,6 +43,8 @@ pub struct StreamReader {
     count: u32,
     block: Duration,
     cursor: Cursor,
+    /// The highest id this reader has been handed (entries or deleted ids) in this run.
+    last_received: String,
     recreate_group: bool,
 }
 
@@ -67,6 +69,7 @@ impl StreamReader {
             count,
             block,
             cursor: Cursor::Pending("0".to_owned()),
+            last_received: "0".to_owned(),
             recreate_group: false,
         }
     }
@@ -80,8 +83,10 @@ impl StreamReader {
     /// entries (blocking up to the block time; an empty batch means none arrived).
     ///
     /// On failure the reader prepares its own recovery for the next call: a lost connection is
-    /// reopened and the pending list re-read from the start (a reply lost in transit left its
-    /// entries pending for this consumer); a vanished group is created again.
+    /// reopened and the pending list re-read after the last id this reader was handed (a reply
+    /// lost in transit left its entries pending for this consumer, and they all have higher ids
+    /// than anything received before; what was received is already in the dataflow and must not
+    /// be fed twice); a vanished group is created again.
     pub async fn read_group(&mut self) -> Result<ReadBatch, RedisError> {
         let result = self.try_read().await;
         if let Err(error) = &result {
@@ -89,7 +94,7 @@ impl StreamReader {
                 self.recreate_group = true;
             } else {
                 self.conn = None;
-                self.cursor = Cursor::Pending("0".to_owned());
+                self.cursor = Cursor::Pending(self.last_received.clone());
             }
         }
         result
@@ -98,9 +103,9 @@ impl StreamReader {
     async fn try_read(&mut self) -> Result<ReadBatch, RedisError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self
-                .conn
-                .insert(connect::reader_connection(&self.client, self.block).await?),
+            None => self.conn.insert(
+                connect::reader_connection(&self.client, self.block, &self.consumer).await?,
+            ),
         };
         if self.recreate_group {
             let created = ensure_group(conn, &self.stream, &self.group, &self.start_id).await?;
@@ -136,12 +141,20 @@ impl StreamReader {
             .await
             .map_err(|e| RedisError::command("xreadgroup", &e))?;
         let batch = parse_reply(reply)?;
+        let newest = batch
+            .entries
+            .last()
+            .map(|e| &e.id)
+            .into_iter()
+            .chain(batch.deleted.last())
+            .max_by(|a, b| compare_ids(a, b));
+        if let Some(newest) = newest {
+            if compare_ids(newest, &self.last_received).is_gt() {
+                self.last_received = newest.clone();
+            }
+        }
         if let Cursor::Pending(after) = &mut self.cursor {
-            let last = batch.entries.last().map(|e| &e.id).into_iter();
-            let last = last
-                .chain(batch.deleted.last())
-                .max_by(|a, b| compare_ids(a, b));
-            match last {
+            match newest {
                 Some(id) => *after = id.clone(),
                 // the pending list is exhausted: from now on, new entries
                 None => self.cursor = Cursor::New,
@@ -243,8 +256,15 @@ fn bulk_to_bytes(value: Value) -> Option<Vec<u8>> {
     }
 }
 
+/// A field name as text. Names are not interpreted except for `payload`, so a name that is not
+/// UTF-8 is kept lossily rather than failing the read (which would block the consumer on that
+/// entry forever); the entry then has no usable payload and is dead-lettered.
 fn bulk_to_string(value: Value) -> Option<String> {
-    String::from_utf8(bulk_to_bytes(value)?).ok()
+    let bytes = bulk_to_bytes(value)?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -275,6 +295,26 @@ mod tests {
         assert_eq!(batch.deleted, vec!["2-0".to_owned(), "3-0".to_owned()]);
         assert!(parse_reply(Value::Nil).expect("nil").entries.is_empty());
         assert!(parse_reply(Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn a_field_name_that_is_not_utf8_does_not_fail_the_batch() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("1-0"),
+                    Value::Array(vec![Value::BulkString(vec![0xff, 0xfe]), bulk("x")]),
+                ]),
+                Value::Array(vec![
+                    bulk("2-0"),
+                    Value::Array(vec![bulk("payload"), bulk("{}")]),
+                ]),
+            ]),
+        ])]);
+        let batch = parse_reply(reply).expect("parses");
+        assert_eq!(batch.entries.len(), 2);
+        assert_eq!(batch.entries[0].field("payload"), None);
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! The Redis wrappers on their own, against a real server.
+
+mod support;
+
+use dataflow::operators::BadEntry;
+use dataflow::{DecodeError, Entry};
+use support::TestEnv;
+
+/// If the dead letter cannot be written, the entry must stay pending: never acknowledged
+/// without its dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_fails_acknowledges_nothing() {
+    let mut env = TestEnv::new("dlq_fails").await;
+    let id = env
+        .publish_fields(&[("payload".to_owned(), "[]".to_owned())])
+        .await;
+    processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
+        .await
+        .expect("group");
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.group)
+        .arg("c")
+        .arg("STREAMS")
+        .arg(&env.stream)
+        .arg(">")
+        .query_async(&mut env.redis)
+        .await
+        .expect("read");
+    assert_eq!(env.pending().await, 1);
+    let bad = BadEntry {
+        entry: Entry {
+            id: id.clone(),
+            fields: vec![("payload".to_owned(), b"[]".to_vec())],
+        },
+        error: DecodeError::new("payload", "not an object"),
+    };
+
+    // the dead-letter key holds a string: XADD fails at run time
+    let _: () = redis::cmd("SET")
+        .arg(&env.dead_letter)
+        .arg("oops")
+        .query_async(&mut env.redis)
+        .await
+        .expect("SET");
+    let dead_letter = env.dead_letter.clone();
+    let failed = processor::redis::dead_letter(
+        &mut env.redis,
+        &env.stream,
+        &env.group,
+        &dead_letter,
+        "c",
+        std::slice::from_ref(&bad),
+    )
+    .await;
+    assert!(failed.is_err());
+    assert_eq!(env.pending().await, 1, "acknowledged without a dead letter");
+    assert!(
+        processor::redis::check_dead_letter_stream(&mut env.redis, &dead_letter)
+            .await
+            .is_err(),
+        "start-up refuses a dead-letter key of another type"
+    );
+
+    // with a usable key, the same call moves and acknowledges it
+    let _: () = redis::cmd("DEL")
+        .arg(&dead_letter)
+        .query_async(&mut env.redis)
+        .await
+        .expect("DEL");
+    processor::redis::dead_letter(
+        &mut env.redis,
+        &env.stream,
+        &env.group,
+        &dead_letter,
+        "c",
+        std::slice::from_ref(&bad),
+    )
+    .await
+    .expect("dead letter");
+    assert_eq!(env.pending().await, 0);
+    let letters = env.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["source_id"], id);
+    assert_eq!(letters[0]["error"], "payload: not an object");
+}
