@@ -150,6 +150,20 @@ pub struct Config {
     #[arg(long, env = "MONITOR_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub monitor_interval_ms: u64,
 
+    /// How often each reader takes over entries idle in other consumers, in milliseconds.
+    #[arg(long, env = "CLAIM_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub claim_interval_ms: u64,
+
+    /// Entries pending longer than this in any consumer are taken over (XAUTOCLAIM), in
+    /// milliseconds. Keep it well above the time a commit can take.
+    #[arg(long, env = "CLAIM_MIN_IDLE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub claim_min_idle_ms: u64,
+
+    /// An entry delivered this many times without being acknowledged goes to the dead-letter
+    /// stream with reason `max deliveries exceeded`.
+    #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_deliveries: u64,
+
     /// Test hook: the worker with this index panics once it has started. Never set in production.
     #[arg(long, env = "FAULT_PANIC_WORKER", hide = true)]
     pub fault_panic_worker: Option<usize>,

@@ -50,7 +50,7 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
         &env.group,
         &dead_letter,
         "c",
-        std::slice::from_ref(&bad),
+        &[(&bad.entry, bad.error.to_string())],
     )
     .await;
     assert!(failed.is_err());
@@ -74,7 +74,7 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
         &env.group,
         &dead_letter,
         "c",
-        std::slice::from_ref(&bad),
+        &[(&bad.entry, bad.error.to_string())],
     )
     .await
     .expect("dead letter");

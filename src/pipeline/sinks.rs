@@ -121,6 +121,10 @@ impl EpochSink<BadEntry> for DeadLetterSink {
                 "entry refused; moving it to the dead-letter stream"
             );
         }
+        let letters: Vec<(&dataflow::Entry, String)> = batch
+            .iter()
+            .map(|bad| (&bad.entry, bad.error.to_string()))
+            .collect();
         let mut backoff = Backoff::new(FIRST_RETRY, self.retry_max);
         loop {
             let moved = crate::redis::dead_letter(
@@ -129,7 +133,7 @@ impl EpochSink<BadEntry> for DeadLetterSink {
                 &self.group,
                 &self.dead_letter_stream,
                 &self.consumer,
-                &batch,
+                &letters,
             )
             .await;
             match moved {

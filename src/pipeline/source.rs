@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dataflow::Entry;
 use tokio::sync::mpsc;
@@ -15,25 +15,76 @@ use tokio::sync::mpsc;
 use super::acker::AckRequest;
 use super::sinks::pause;
 use crate::metrics::Metrics;
-use crate::redis::StreamReader;
+use crate::redis::{ReadBatch, RedisError, StreamReader};
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 
+/// When and how this reader takes over other consumers' entries.
+#[derive(Debug, Clone)]
+pub struct ClaimSettings {
+    /// Between two claim rounds.
+    pub interval: Duration,
+    /// Only entries idle this long are taken.
+    pub min_idle_ms: u64,
+    /// Deliveries after which an entry is dead-lettered.
+    pub max_deliveries: u64,
+    /// Where poison entries go.
+    pub dead_letter_stream: String,
+}
+
+/// Where the reader's entries come from and go to.
+pub struct Source {
+    pub reader: StreamReader,
+    pub batches: mpsc::Sender<Vec<Entry>>,
+    pub acks: mpsc::UnboundedSender<AckRequest>,
+    pub worker_thread: Thread,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    pub retry_max: Duration,
+    pub claim: ClaimSettings,
+}
+
 /// Reads until shutdown begins; the read in progress is finished and delivered first, so every
-/// entry this consumer was handed is processed in this run.
-pub async fn read_loop(
-    mut reader: StreamReader,
-    batches: mpsc::Sender<Vec<Entry>>,
-    acks: mpsc::UnboundedSender<AckRequest>,
-    worker_thread: Thread,
-    metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-    retry_max: Duration,
-) {
+/// entry this consumer was handed is processed in this run. First its own poison entries are
+/// dead-lettered (a crash loop ends there), then, between reads, every `CLAIM_INTERVAL_MS`, it
+/// takes over idle entries of other consumers.
+pub async fn read_loop(source: Source) {
+    let Source {
+        mut reader,
+        batches,
+        acks,
+        worker_thread,
+        metrics,
+        shutdown,
+        retry_max,
+        claim,
+    } = source;
     let mut backoff = Backoff::new(Duration::from_millis(100), retry_max);
     let mut failing = false;
+    let mut own_poison_checked = false;
+    // The first round waits one interval: this consumer's own pending entries are read first
+    // (claiming them too would feed them twice).
+    let mut next_claim = Instant::now() + claim.interval;
+    let mut claim_cursor = "0-0".to_owned();
     while !shutdown.is_triggered() {
-        match reader.read_group().await {
+        let step: Result<ReadBatch, RedisError> = if !own_poison_checked {
+            poison(&mut reader, &claim, None, &metrics).await.map(|()| {
+                own_poison_checked = true;
+                ReadBatch::default()
+            })
+        } else if Instant::now() >= next_claim {
+            claim_round(&mut reader, &claim, &mut claim_cursor, &metrics)
+                .await
+                .map(|(batch, done)| {
+                    if done {
+                        next_claim = Instant::now() + claim.interval;
+                    }
+                    batch
+                })
+        } else {
+            reader.read_group().await
+        };
+        match step {
             Ok(batch) => {
                 backoff.reset();
                 if failing {
@@ -80,4 +131,51 @@ pub async fn read_loop(
     // Dropping `batches` tells the worker that nothing more will come: it closes its input.
     drop(batches);
     worker_thread.unpark();
+}
+
+/// Dead-letters poison entries (own ones when `idle_ms` is `None`), counting and logging them.
+async fn poison(
+    reader: &mut StreamReader,
+    claim: &ClaimSettings,
+    idle_ms: Option<u64>,
+    metrics: &Metrics,
+) -> Result<(), RedisError> {
+    let sweep = reader
+        .dead_letter_poison(claim.max_deliveries, idle_ms, &claim.dead_letter_stream)
+        .await?;
+    if sweep.dead_lettered > 0 {
+        metrics.dead_lettered.inc_by(sweep.dead_lettered);
+        for id in &sweep.ids {
+            tracing::warn!(
+                stream_id = %id,
+                consumer = reader.consumer(),
+                max_deliveries = claim.max_deliveries,
+                "entry delivered too often without success; moved to the dead-letter stream"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One page of a claim round: at the start of a round poison entries are dead-lettered, then
+/// XAUTOCLAIM takes a page of idle entries; `true` when the cursor went around.
+async fn claim_round(
+    reader: &mut StreamReader,
+    claim: &ClaimSettings,
+    cursor: &mut String,
+    metrics: &Metrics,
+) -> Result<(ReadBatch, bool), RedisError> {
+    if cursor == "0-0" {
+        poison(reader, claim, Some(claim.min_idle_ms), metrics).await?;
+    }
+    let (batch, done) = reader.claim_idle(claim.min_idle_ms, cursor).await?;
+    if !batch.entries.is_empty() {
+        metrics.entries_claimed.inc_by(batch.entries.len() as u64);
+        tracing::info!(
+            consumer = reader.consumer(),
+            count = batch.entries.len(),
+            "took over entries idle in other consumers"
+        );
+    }
+    Ok((batch, done))
 }

@@ -22,7 +22,7 @@ use super::acker::{ack_loop, AckRequest};
 use super::committer::spawn_committer;
 use super::inflight::InFlight;
 use super::sinks::{DeadLetterSink, RowSink};
-use super::source::read_loop;
+use super::source::{read_loop, ClaimSettings, Source};
 use super::{clock::EpochClock, Context};
 use crate::postgres::RowWriter;
 use crate::redis::StreamReader;
@@ -106,15 +106,21 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         config.read_count,
         Duration::from_millis(config.read_block_ms),
     );
-    ctx.runtime.spawn(read_loop(
+    ctx.runtime.spawn(read_loop(Source {
         reader,
-        batch_tx,
-        ack_tx.clone(),
-        std::thread::current(),
-        Arc::clone(metrics),
-        ctx.shutdown.clone(),
-        config.retry_max(),
-    ));
+        batches: batch_tx,
+        acks: ack_tx.clone(),
+        worker_thread: std::thread::current(),
+        metrics: Arc::clone(metrics),
+        shutdown: ctx.shutdown.clone(),
+        retry_max: config.retry_max(),
+        claim: ClaimSettings {
+            interval: Duration::from_millis(config.claim_interval_ms),
+            min_idle_ms: config.claim_min_idle_ms,
+            max_deliveries: config.max_deliveries,
+            dead_letter_stream: config.dead_letter_stream(),
+        },
+    }));
     tracing::info!(worker = index, consumer = %consumer, "worker started");
     if config.fault_panic_worker == Some(index) {
         panic!("FAULT_PANIC_WORKER={index}: worker {index} panics on purpose (test hook)");

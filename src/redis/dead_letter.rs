@@ -10,39 +10,39 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionLike;
 
 use super::RedisError;
-use dataflow::operators::BadEntry;
+use dataflow::Entry;
 
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("dead_letter.lua")));
 
-/// Moves `entries` to `dead_letter_stream`: each keeps its original fields and gains `error`
-/// (the reason, naming the field), `source_id`, `consumer` and `failed_at` (RFC 3339); then all
-/// are acknowledged in `stream`/`group`.
+/// Moves each `(entry, reason)` to `dead_letter_stream`: the entry keeps its original fields and
+/// gains `error` (the reason), `source_id`, `consumer` and `failed_at` (RFC 3339); then all are
+/// acknowledged in `stream`/`group`.
 pub async fn dead_letter<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
     dead_letter_stream: &str,
     consumer: &str,
-    entries: &[BadEntry],
+    letters: &[(&Entry, String)],
 ) -> Result<(), RedisError> {
-    if entries.is_empty() {
+    if letters.is_empty() {
         return Ok(());
     }
     let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut invocation = SCRIPT.key(dead_letter_stream);
     invocation.key(stream).arg(group);
-    for bad in entries {
+    for (entry, reason) in letters {
         let extra = [
-            ("error", bad.error.to_string()),
-            ("source_id", bad.entry.id.clone()),
+            ("error", reason.clone()),
+            ("source_id", entry.id.clone()),
             ("consumer", consumer.to_owned()),
             ("failed_at", failed_at.clone()),
         ];
         invocation
-            .arg(&bad.entry.id)
-            .arg(2 * (bad.entry.fields.len() + extra.len()));
-        for (field, value) in &bad.entry.fields {
+            .arg(&entry.id)
+            .arg(2 * (entry.fields.len() + extra.len()));
+        for (field, value) in &entry.fields {
             invocation.arg(field).arg(value.as_slice());
         }
         for (field, value) in extra {

@@ -6,11 +6,14 @@
 //! with a response timeout above `BLOCK`), and acknowledgements and dead letters share a
 //! [`redis::aio::ConnectionManager`] that reconnects by itself.
 
+mod claim;
 pub mod connect;
 mod dead_letter;
 mod group;
 mod reader;
+mod reply;
 
+pub use claim::PoisonSweep;
 pub use dead_letter::{check_dead_letter_stream, dead_letter};
 pub use group::{ack, adopt_retired_workers, ensure_group};
 pub use reader::{ReadBatch, StreamReader};

@@ -349,6 +349,16 @@ impl TestEnv {
         }
     }
 
+    /// Waits until the table holds `rows` rows (whatever Redis says).
+    pub async fn wait_landed_rows(&mut self, rows: i64, timeout: Duration) {
+        self.wait_for(
+            timeout,
+            &format!("{rows} rows"),
+            async |env: &mut TestEnv| env.rows().await == rows,
+        )
+        .await;
+    }
+
     /// Waits until the table holds `rows` rows and nothing is pending.
     pub async fn wait_landed(&mut self, rows: i64, timeout: Duration) {
         self.wait_for(

@@ -1,0 +1,209 @@
+//! Taking over what other consumers could not finish, and giving up on poison entries.
+//!
+//! A consumer that dies (a replica removed, a pod renamed) leaves its pending entries behind.
+//! Every reader periodically takes entries idle longer than `CLAIM_MIN_IDLE_MS` from any consumer
+//! of the group with `XAUTOCLAIM` (following the cursor to the end) and processes them like new
+//! ones. Claiming resets an entry's idle time, so two readers never both take it.
+//!
+//! An entry that keeps coming back without ever being acknowledged (it crashes or stalls its
+//! consumer each time) would circulate forever. Before claiming, entries whose delivery count
+//! reached `MAX_DELIVERIES` are moved to the dead-letter stream (reason `max deliveries
+//! exceeded`) and acknowledged, atomically (see `dead_letter`).
+//!
+//! Redis 7 reports pending ids whose entries were deleted (trimmed) in XAUTOCLAIM's third reply
+//! element and drops them from the PEL itself; XCLAIM skips them. They are returned in
+//! [`ReadBatch::deleted`] to be counted (and acknowledged, harmlessly).
+
+use redis::Value;
+
+use super::reply::parse_entries;
+use super::{dead_letter, ReadBatch, RedisError, StreamReader};
+
+/// What a poison sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PoisonSweep {
+    /// Entries moved to the dead-letter stream.
+    pub dead_lettered: u64,
+    /// Their ids (for the log).
+    pub ids: Vec<String>,
+}
+
+impl StreamReader {
+    /// Dead-letters pending entries delivered at least `max_deliveries` times: this consumer's
+    /// own (`idle_ms: None`, at start-up, to break a crash loop), or any consumer's that have
+    /// been idle at least `idle_ms`.
+    pub async fn dead_letter_poison(
+        &mut self,
+        max_deliveries: u64,
+        idle_ms: Option<u64>,
+        dead_letter_stream: &str,
+    ) -> Result<PoisonSweep, RedisError> {
+        let result = self
+            .try_poison(max_deliveries, idle_ms, dead_letter_stream)
+            .await;
+        if result.is_err() {
+            self.reset_connection();
+        }
+        result
+    }
+
+    async fn try_poison(
+        &mut self,
+        max_deliveries: u64,
+        idle_ms: Option<u64>,
+        dead_letter_stream: &str,
+    ) -> Result<PoisonSweep, RedisError> {
+        let (stream, group) = self.stream_and_group();
+        let consumer = self.consumer().to_owned();
+        let page = self.count().max(10);
+        let mut sweep = PoisonSweep::default();
+        let mut start = "-".to_owned();
+        loop {
+            let conn = self.connection().await?;
+            let mut xpending = redis::cmd("XPENDING");
+            xpending.arg(&stream).arg(&group);
+            if let Some(idle) = idle_ms {
+                xpending.arg("IDLE").arg(idle);
+            }
+            xpending.arg(&start).arg("+").arg(page);
+            if idle_ms.is_none() {
+                xpending.arg(&consumer);
+            }
+            let pending: redis::streams::StreamPendingCountReply = xpending
+                .query_async(conn)
+                .await
+                .map_err(|e| RedisError::command("xpending", &e))?;
+            let Some(last) = pending.ids.last() else {
+                return Ok(sweep);
+            };
+            start = format!("({}", last.id);
+            let poison: Vec<(String, usize)> = pending
+                .ids
+                .iter()
+                .filter(|p| p.times_delivered as u64 >= max_deliveries)
+                .map(|p| (p.id.clone(), p.times_delivered))
+                .collect();
+            let full_page = pending.ids.len() >= page as usize;
+            if !poison.is_empty() {
+                // Claim them first (with the same idle bound, so a concurrent sweeper that got
+                // there first wins and this one skips them), to have their fields.
+                let ids: Vec<&str> = poison.iter().map(|(id, _)| id.as_str()).collect();
+                let reply: Value = redis::cmd("XCLAIM")
+                    .arg(&stream)
+                    .arg(&group)
+                    .arg(&consumer)
+                    .arg(idle_ms.unwrap_or(0))
+                    .arg(&ids)
+                    .query_async(conn)
+                    .await
+                    .map_err(|e| RedisError::command("xclaim", &e))?;
+                let mut claimed = ReadBatch::default();
+                if let Value::Array(entries) = reply {
+                    parse_entries(entries, &mut claimed, "xclaim")?;
+                }
+                let letters: Vec<(&dataflow::Entry, String)> = claimed
+                    .entries
+                    .iter()
+                    .map(|entry| {
+                        let times = poison
+                            .iter()
+                            .find(|(id, _)| *id == entry.id)
+                            .map_or(max_deliveries as usize, |(_, n)| *n);
+                        (
+                            entry,
+                            format!("max deliveries exceeded ({times} deliveries)"),
+                        )
+                    })
+                    .collect();
+                dead_letter(
+                    conn,
+                    &stream,
+                    &group,
+                    dead_letter_stream,
+                    &consumer,
+                    &letters,
+                )
+                .await?;
+                sweep.dead_lettered += letters.len() as u64;
+                sweep
+                    .ids
+                    .extend(claimed.entries.iter().map(|entry| entry.id.clone()));
+            }
+            if !full_page {
+                return Ok(sweep);
+            }
+        }
+    }
+
+    /// Takes over entries idle at least `min_idle_ms` from any consumer of the group, following
+    /// XAUTOCLAIM's cursor to the end of the pending list. Returns them (as one batch per call;
+    /// `done` tells whether the cursor wrapped around).
+    pub async fn claim_idle(
+        &mut self,
+        min_idle_ms: u64,
+        cursor: &mut String,
+    ) -> Result<(ReadBatch, bool), RedisError> {
+        let result = self.try_claim(min_idle_ms, cursor).await;
+        if result.is_err() {
+            self.reset_connection();
+        }
+        result
+    }
+
+    async fn try_claim(
+        &mut self,
+        min_idle_ms: u64,
+        cursor: &mut String,
+    ) -> Result<(ReadBatch, bool), RedisError> {
+        let (stream, group) = self.stream_and_group();
+        let consumer = self.consumer().to_owned();
+        let count = self.count();
+        let conn = self.connection().await?;
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&stream)
+            .arg(&group)
+            .arg(&consumer)
+            .arg(min_idle_ms)
+            .arg(cursor.as_str())
+            .arg("COUNT")
+            .arg(count)
+            .query_async(conn)
+            .await
+            .map_err(|e| RedisError::command("xautoclaim", &e))?;
+        let unexpected = |detail: &str| RedisError::Reply {
+            operation: "xautoclaim",
+            detail: detail.to_owned(),
+        };
+        let Value::Array(mut parts) = reply else {
+            return Err(unexpected("not an array"));
+        };
+        if parts.len() < 2 {
+            return Err(unexpected("fewer than two elements"));
+        }
+        let deleted = if parts.len() >= 3 { parts.pop() } else { None };
+        let entries = parts.pop();
+        let next = match parts.pop() {
+            Some(Value::BulkString(id)) => String::from_utf8_lossy(&id).into_owned(),
+            Some(Value::SimpleString(id)) => id,
+            _ => return Err(unexpected("no cursor")),
+        };
+        let mut batch = ReadBatch::default();
+        if let Some(Value::Array(entries)) = entries {
+            parse_entries(entries, &mut batch, "xautoclaim")?;
+        }
+        if let Some(Value::Array(ids)) = deleted {
+            for id in ids {
+                match id {
+                    Value::BulkString(id) => batch
+                        .deleted
+                        .push(String::from_utf8_lossy(&id).into_owned()),
+                    Value::SimpleString(id) => batch.deleted.push(id),
+                    _ => {}
+                }
+            }
+        }
+        let done = next == "0-0";
+        *cursor = if done { "0-0".to_owned() } else { next };
+        Ok((batch, done))
+    }
+}

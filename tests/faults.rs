@@ -1,0 +1,220 @@
+//! Faults: a replica that dies for good, poison entries, trimmed pending entries, Redis restarted
+//! without persistence. Real servers throughout.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{payload, payloads, TestEnv};
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Two processes in one group; one is SIGKILLed mid-stream and never comes back. The other
+/// takes over its pending entries: every position is one row, nothing stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replicas_entries_are_claimed_by_the_other() {
+    let mut env = TestEnv::new("claim").await;
+    let fast_claims = [("CLAIM_MIN_IDLE_MS", "1000"), ("CLAIM_INTERVAL_MS", "300")];
+    let mut doomed = env.spawn_binary("doomed", &fast_claims);
+    let mut survivor = env.spawn_binary("survivor", &fast_claims);
+    let total = 20_000;
+    env.publish(&payloads("claim", 400, total)).await;
+    env.wait_for(
+        Duration::from_secs(60),
+        "the first rows",
+        async |env: &mut TestEnv| env.rows().await > 0,
+    )
+    .await;
+    kill9(&mut doomed);
+    env.wait_landed(total as i64, Duration::from_secs(120))
+        .await;
+    let distinct: i64 = env
+        .db
+        .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
+        .await
+        .expect("distinct")
+        .get(0);
+    assert_eq!(distinct, total as i64);
+    kill9(&mut survivor);
+}
+
+/// Makes `consumer` read the group's new entries, then re-read its pending list `times - 1`
+/// more times: each read counts one delivery.
+async fn deliver(env: &mut TestEnv, consumer: &str, times: usize) {
+    for round in 0..times {
+        let id = if round == 0 { ">" } else { "0" };
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&env.group)
+            .arg(consumer)
+            .arg("STREAMS")
+            .arg(&env.stream)
+            .arg(id)
+            .query_async(&mut env.redis)
+            .await
+            .expect("XREADGROUP");
+    }
+}
+
+/// An entry delivered MAX_DELIVERIES times without success is dead-lettered with the reason and
+/// acknowledged; the others land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_delivered_too_often_is_dead_lettered() {
+    let mut env = TestEnv::new("poison").await;
+    processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
+        .await
+        .expect("group");
+    let poison = env.publish(&[payload("poison", 1_790_000_000_000)]).await;
+    deliver(&mut env, "crashy", 3).await;
+    assert_eq!(env.pending().await, 1);
+    env.publish(&payloads("fine", 5, 20)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let running = env.start(env.config(&[
+        "--max-deliveries",
+        "3",
+        "--claim-min-idle-ms",
+        "100",
+        "--claim-interval-ms",
+        "200",
+    ]));
+    env.wait_landed(20, Duration::from_secs(30)).await;
+    env.wait_for(
+        Duration::from_secs(10),
+        "the dead letter",
+        async |env: &mut TestEnv| !env.dead_letters().await.is_empty(),
+    )
+    .await;
+    let letters = env.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["source_id"], poison[0]);
+    assert!(
+        letters[0]["error"].starts_with("max deliveries exceeded"),
+        "{:?}",
+        letters[0]
+    );
+    assert_eq!(env.pending().await, 0);
+    assert_eq!(running.metrics.dead_lettered.get(), 1);
+    running.stop().await;
+}
+
+/// Entries trimmed from the stream while pending in a dead consumer: the claim reports them
+/// deleted, they are counted and leave the pending list, and nothing crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_pending_entries_are_acknowledged_away() {
+    let mut env = TestEnv::new("trimmed").await;
+    processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
+        .await
+        .expect("group");
+    env.publish(&payloads("gone", 5, 10)).await;
+    deliver(&mut env, "ghost", 1).await;
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(&env.stream)
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XTRIM");
+    assert_eq!(env.pending().await, 10);
+    env.publish(&payloads("kept", 5, 10)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let running =
+        env.start(env.config(&["--claim-min-idle-ms", "100", "--claim-interval-ms", "200"]));
+    env.wait_landed(10, Duration::from_secs(30)).await;
+    env.wait_for(
+        Duration::from_secs(10),
+        "the deleted ids counted",
+        async |_: &mut TestEnv| running.metrics.deleted_pending.get() == 10,
+    )
+    .await;
+    assert_eq!(env.pending().await, 0);
+    running.stop().await;
+}
+
+/// Redis restarted without persistence under load: the service reconnects, creates the group
+/// again, and everything in the stream after the restart lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_without_persistence_is_survived() {
+    let port = support::free_port();
+    let start_redis = || {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test")
+    };
+    let mut redis_server = start_redis();
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(redis_url.as_str()).expect("url");
+    let mut conn = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(conn) => break conn,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let mut env = TestEnv::new("redis_restart").await;
+    let mut config = env.config(&[]);
+    config.redis_url = redis_url.clone();
+    let running = env.start(config);
+    let publish =
+        async |conn: &mut redis::aio::MultiplexedConnection, stream: &str, items: &[String]| {
+            let mut pipe = redis::pipe();
+            for item in items {
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("*")
+                    .arg("payload")
+                    .arg(item)
+                    .ignore();
+            }
+            pipe.query_async::<()>(conn).await
+        };
+    publish(&mut conn, &env.stream, &payloads("before", 10, 100))
+        .await
+        .expect("publish");
+    env.wait_landed_rows(100, Duration::from_secs(30)).await;
+
+    kill9(&mut redis_server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut redis_server = start_redis();
+    let mut conn = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(conn) => break conn,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    publish(&mut conn, &env.stream, &payloads("after", 10, 100))
+        .await
+        .expect("publish after the restart");
+    env.wait_landed_rows(200, Duration::from_secs(60)).await;
+    // and everything is acknowledged on the new server (the ack follows the commit)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg(&env.stream)
+            .arg(&env.group)
+            .query_async(&mut conn)
+            .await
+            .expect("XPENDING");
+        let redis::Value::Array(summary) = pending else {
+            panic!("XPENDING reply")
+        };
+        if summary.first() == Some(&redis::Value::Int(0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {summary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await;
+    kill9(&mut redis_server);
+}
