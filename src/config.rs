@@ -164,6 +164,20 @@ pub struct Config {
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_deliveries: u64,
 
+    /// Processes in the timely cluster (1: this process alone). With more, every process runs
+    /// `WORKERS` workers and the exchange by device spans all of them.
+    #[arg(long, env = "PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+
+    /// This process's index in the cluster, 0..PROCESSES.
+    #[arg(long, env = "PROCESS_INDEX", default_value_t = 0)]
+    pub process_index: u16,
+
+    /// The cluster's `host:port` addresses, one per process in index order: a comma-separated
+    /// list, or the path of a file with one address per line. Required when PROCESSES > 1.
+    #[arg(long, env = "TIMELY_HOSTS")]
+    pub timely_hosts: Option<String>,
+
     /// Test hook: the worker with this index panics once it has started. Never set in production.
     #[arg(long, env = "FAULT_PANIC_WORKER", hide = true)]
     pub fault_panic_worker: Option<usize>,
@@ -305,6 +319,16 @@ impl Config {
                 "must differ from STREAM_KEY".to_owned(),
             ));
         }
+        if self.process_index >= self.processes {
+            return Err(bad(
+                "PROCESS_INDEX",
+                format!(
+                    "{} is not below PROCESSES ({})",
+                    self.process_index, self.processes
+                ),
+            ));
+        }
+        self.cluster_hosts()?;
         if self.read_block_ms >= self.shutdown_timeout_secs.saturating_mul(1000) {
             return Err(bad(
                 "READ_BLOCK_MS",
@@ -350,6 +374,55 @@ impl Config {
     /// The longest pause between two retries.
     pub fn retry_max(&self) -> Duration {
         Duration::from_millis(self.retry_max_ms)
+    }
+
+    /// The cluster's addresses (empty for a single process), checked against PROCESSES.
+    pub fn cluster_hosts(&self) -> Result<Vec<String>, ConfigError> {
+        let bad = |reason: String| ConfigError {
+            variable: "TIMELY_HOSTS".to_owned(),
+            reason,
+        };
+        if self.processes == 1 {
+            return Ok(Vec::new());
+        }
+        let Some(hosts) = self.timely_hosts.as_deref() else {
+            return Err(bad(format!(
+                "required when PROCESSES is {}",
+                self.processes
+            )));
+        };
+        let text = if std::path::Path::new(hosts).is_file() {
+            std::fs::read_to_string(hosts).map_err(|e| bad(format!("{hosts}: {e}")))?
+        } else {
+            hosts.replace(',', "\n")
+        };
+        let list: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        if list.len() != usize::from(self.processes) {
+            return Err(bad(format!(
+                "{} addresses for PROCESSES={}",
+                list.len(),
+                self.processes
+            )));
+        }
+        if let Some(address) = list.iter().find(|a| {
+            a.rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        }) {
+            return Err(bad(format!("{address:?} is not host:port")));
+        }
+        Ok(list)
+    }
+
+    /// This process's workers' global indices: `PROCESS_INDEX * WORKERS ..`.
+    pub fn worker_indices(&self) -> std::ops::Range<usize> {
+        let workers = usize::from(self.workers);
+        let first = usize::from(self.process_index) * workers;
+        first..first + workers
     }
 
     /// The active-devices window in epochs.
@@ -477,6 +550,38 @@ mod tests {
         assert_eq!(error.variable, "READ_BLOCK_MS");
         let error = parse(&["--http-addr", "localhost"]).expect_err("bad");
         assert!(error.to_string().contains("HTTP_ADDR"), "{error}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let error = parse(&["--processes", "2"]).expect_err("hosts missing");
+        assert_eq!(error.variable, "TIMELY_HOSTS");
+        let error = parse(&["--processes", "2", "--timely-hosts", "a:1"]).expect_err("one host");
+        assert_eq!(error.variable, "TIMELY_HOSTS");
+        let error = parse(&[
+            "--processes",
+            "2",
+            "--process-index",
+            "2",
+            "--timely-hosts",
+            "a:1,b:2",
+        ])
+        .expect_err("index");
+        assert_eq!(error.variable, "PROCESS_INDEX");
+        let Ok(Parsed::Run(config)) = parse(&[
+            "--processes",
+            "2",
+            "--process-index",
+            "1",
+            "--workers",
+            "3",
+            "--timely-hosts",
+            "a:1, b:2",
+        ]) else {
+            panic!("a valid cluster")
+        };
+        assert_eq!(config.cluster_hosts().expect("hosts"), vec!["a:1", "b:2"]);
+        assert_eq!(config.worker_indices(), 3..6);
     }
 
     #[test]

@@ -105,7 +105,6 @@ pub async fn run(
     // worker reads.
     let redis_client = redis_io::connect::client(&config.redis_url)?;
     let dead_letter_stream = config.dead_letter_stream();
-    let workers = usize::from(config.workers);
     let Some((redis_commands, created, adopted)) =
         until_ok(&shutdown, retry_max, "redis join", || async {
             let mut conn = redis_io::connect::command_connection(&redis_client).await?;
@@ -122,7 +121,7 @@ pub async fn run(
                 &config.stream_key,
                 &config.consumer_group,
                 &consumer_name,
-                workers,
+                config.worker_indices(),
             )
             .await?;
             Ok::<_, RedisError>((conn, created, adopted))
@@ -135,6 +134,7 @@ pub async fn run(
     status.set_group_joined();
 
     let shutdown_timeout = config.shutdown_timeout();
+    let timely_config = timely_config(&config)?;
     let context = Arc::new(Context {
         config,
         consumer_name,
@@ -158,10 +158,8 @@ pub async fn run(
     };
     status.set_dataflow_running(true);
     let joined = tokio::task::spawn_blocking(move || {
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
-            worker::run(worker, &context)
-        })
-        .map_err(RunError::Dataflow)?;
+        let guards = timely::execute(timely_config, move |worker| worker::run(worker, &context))
+            .map_err(RunError::Dataflow)?;
         guards
             .join()
             .into_iter()
@@ -208,4 +206,32 @@ where
             }
         }
     }
+}
+
+/// One process (`WORKERS` threads), or one process of a cluster (`PROCESSES`, `PROCESS_INDEX`,
+/// `TIMELY_HOSTS`): the exchange by device then spans every worker of every process.
+fn timely_config(config: &Config) -> Result<timely::Config, RunError> {
+    let workers = usize::from(config.workers);
+    let hosts = config
+        .cluster_hosts()
+        .map_err(|e| RunError::Dataflow(e.to_string()))?;
+    if hosts.is_empty() {
+        return Ok(timely::Config::process(workers));
+    }
+    tracing::info!(
+        processes = config.processes,
+        process_index = config.process_index,
+        hosts = ?hosts,
+        "joining the timely cluster"
+    );
+    Ok(timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: usize::from(config.process_index),
+            addresses: hosts,
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    })
 }

@@ -50,17 +50,19 @@ pub async fn ack<C: ConnectionLike + Send>(
 
 /// Hands the pending entries of this replica's retired workers to the current ones.
 ///
-/// Worker `k` reads as `<base>-<k>`. When a replica restarts with fewer workers, consumers
-/// `<base>-<k>` for `k >= workers` would keep their pending entries forever: no one reads as them
-/// any more. Their entries are claimed (XCLAIM ... JUSTID, which does not count a delivery) by
-/// `<base>-<k mod workers>`, which reads its own pending entries first, and the emptied consumers
-/// are deleted. Consumers of other replicas are never touched. Returns how many entries moved.
+/// Worker `k` (its global index in the timely computation) reads as `<base>-<k>`, and this
+/// process runs the workers in `current`. When a replica restarts with fewer workers, consumers
+/// `<base>-<k>` for `k` outside `current` would keep their pending entries forever: no one reads
+/// as them any more. Their entries are claimed (XCLAIM ... JUSTID, which does not count a
+/// delivery) by the current worker `current.start + k mod len`, which reads its own pending
+/// entries first, and the emptied consumers are deleted. Consumers of other replicas (other
+/// base names) are never touched. Returns how many entries moved.
 pub async fn adopt_retired_workers<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
     base: &str,
-    workers: usize,
+    current: std::ops::Range<usize>,
 ) -> Result<u64, RedisError> {
     let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
@@ -79,10 +81,10 @@ pub async fn adopt_retired_workers<C: ConnectionLike + Send>(
         else {
             continue;
         };
-        if index < workers || workers == 0 {
+        if current.contains(&index) || current.is_empty() {
             continue;
         }
-        let heir = format!("{base}-{}", index % workers);
+        let heir = format!("{base}-{}", current.start + index % current.len());
         loop {
             let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
                 .arg(stream)
