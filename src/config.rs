@@ -57,6 +57,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
+    /// PEM file of the CA(s) trusted for Redis's certificate (`rediss://`), instead of the
+    /// system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
+    /// PEM file of the CA(s) trusted for PostgreSQL's certificate (`sslmode=require`), instead of
+    /// the system's roots.
+    #[arg(long, env = "DATABASE_CA_FILE")]
+    pub database_ca_file: Option<std::path::PathBuf>,
+
     /// PostgreSQL/TimescaleDB connection (URL or key=value form).
     #[arg(
         long,
@@ -279,15 +289,24 @@ impl Config {
                 format!("not a Redis URL ({})", crate::logging::redact_error(&e)),
             )
         })?;
-        tokio_postgres::Config::from_str(&self.database_url).map_err(|e| {
-            bad(
-                "DATABASE_URL",
-                format!(
-                    "not a PostgreSQL connection string ({})",
-                    crate::logging::redact_error(&e)
-                ),
-            )
-        })?;
+        for (variable, file) in [
+            ("REDIS_CA_FILE", &self.redis_ca_file),
+            ("DATABASE_CA_FILE", &self.database_ca_file),
+        ] {
+            if let Some(path) = file {
+                crate::tls::read_ca_file(path).map_err(|e| bad(variable, e.to_string()))?;
+            }
+        }
+        tokio_postgres::Config::from_str(&crate::tls::normalize_sslmode(&self.database_url))
+            .map_err(|e| {
+                bad(
+                    "DATABASE_URL",
+                    format!(
+                        "not a PostgreSQL connection string ({})",
+                        crate::logging::redact_error(&e)
+                    ),
+                )
+            })?;
         for (variable, value) in [
             ("STREAM_KEY", Some(self.stream_key.as_str())),
             ("CONSUMER_GROUP", Some(self.consumer_group.as_str())),

@@ -27,6 +27,7 @@ pub mod retry;
 mod service;
 pub mod shutdown;
 pub mod status;
+pub mod tls;
 
 pub use config::Config;
 pub use pipeline::{RunError, RunReport};

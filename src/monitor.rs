@@ -42,7 +42,8 @@ async fn check_redis(
 ) {
     if conn.is_none() {
         let opened = async {
-            let client = crate::redis::connect::client(&config.redis_url)?;
+            let client =
+                crate::redis::connect::client(&config.redis_url, config.redis_ca_file.as_deref())?;
             crate::redis::connect::command_connection(&client).await
         };
         match tokio::time::timeout(CHECK_TIMEOUT, opened).await {
@@ -109,7 +110,7 @@ async fn check_postgres(
         *client = None;
         match tokio::time::timeout(
             CHECK_TIMEOUT,
-            crate::postgres::connect(&config.database_url),
+            crate::postgres::connect(&config.database_url, config.database_ca_file.as_deref()),
         )
         .await
         {

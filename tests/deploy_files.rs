@@ -7,8 +7,11 @@ use serde_yaml::Value;
 /// A stand-in for values the manifests take from Secrets or the downward API.
 fn placeholder(name: &str) -> String {
     match name {
-        "REDIS_URL" => "redis://:secret@redis.example.svc:6379".to_owned(),
-        "DATABASE_URL" => "postgres://processor:secret@db.example.svc:5432/telemetry".to_owned(),
+        "REDIS_URL" => "rediss://:secret@redis.example.svc:6379".to_owned(),
+        "DATABASE_URL" => {
+            "postgres://processor:secret@db.example.svc:5432/telemetry?sslmode=verify-full"
+                .to_owned()
+        }
         "CONSUMER_NAME" => "processor-7d9f8-abcde".to_owned(),
         other => panic!("no placeholder for {other}, which is taken from a reference"),
     }

@@ -11,7 +11,9 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
     for _ in 0..4 {
         let url = env.database_url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = processor::postgres::connect(&url).await.expect("connect");
+            let mut client = processor::postgres::connect(&url, None)
+                .await
+                .expect("connect");
             processor::postgres::migrate(&mut client)
                 .await
                 .expect("migrate")
@@ -31,7 +33,7 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
     );
 
     // a later start finds nothing to do
-    let mut client = processor::postgres::connect(&env.database_url)
+    let mut client = processor::postgres::connect(&env.database_url, None)
         .await
         .expect("connect");
     let again = processor::postgres::migrate(&mut client)

@@ -87,7 +87,8 @@ pub async fn run(
 
     // PostgreSQL: schema first, so no row is read before there is a table to write it to.
     let Some(migrated) = until_ok(&shutdown, retry_max, "postgres migrate", || async {
-        let mut client = postgres::connect(&config.database_url).await?;
+        let mut client =
+            postgres::connect(&config.database_url, config.database_ca_file.as_deref()).await?;
         postgres::migrate(&mut client).await
     })
     .await
@@ -103,7 +104,8 @@ pub async fn run(
 
     // Redis: the group exists, and retired workers' pending entries have heirs, before any
     // worker reads.
-    let redis_client = redis_io::connect::client(&config.redis_url)?;
+    let redis_client =
+        redis_io::connect::client(&config.redis_url, config.redis_ca_file.as_deref())?;
     let dead_letter_stream = config.dead_letter_stream();
     let Some((redis_commands, created, adopted)) =
         until_ok(&shutdown, retry_max, "redis join", || async {

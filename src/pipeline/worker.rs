@@ -61,7 +61,11 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     let probe = worker.dataflow::<Epoch, _, _>(|scope| {
         let entries = scope.input_from(&mut input);
         let rows = RowSink {
-            writer: RowWriter::new(&config.database_url, config.write_batch_size as usize),
+            writer: RowWriter::new(
+                &config.database_url,
+                config.database_ca_file.as_deref(),
+                config.write_batch_size as usize,
+            ),
             worker: index,
             metrics: Arc::clone(metrics),
             shutdown: ctx.shutdown.clone(),

@@ -1,7 +1,12 @@
 //! Opening a PostgreSQL connection; the connection's I/O runs as a task of its own.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Socket};
 
 use super::PostgresError;
 
@@ -13,8 +18,11 @@ use super::PostgresError;
 /// connection whose peer stops answering (a half-open TCP connection after a network failure)
 /// is declared dead after 30 s, so a commit never waits on a dead socket for the kernel's
 /// default quarter of an hour.
-pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client, PostgresError> {
-    let mut config = tokio_postgres::Config::from_str(database_url)
+///
+/// `sslmode=require` (or libpq's `verify-ca`/`verify-full`) connects over TLS verified by rustls
+/// against the system's roots and `ca_file`; otherwise the connection is plain.
+pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Client, PostgresError> {
+    let mut config = tokio_postgres::Config::from_str(&crate::tls::normalize_sslmode(database_url))
         .map_err(|e| PostgresError::query("connect", &e))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
@@ -24,8 +32,28 @@ pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client, Postg
     }
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
+    if config.get_ssl_mode() == SslMode::Require {
+        let tls = crate::tls::postgres_connector(ca_file).map_err(|e| PostgresError::Query {
+            operation: "connect",
+            message: e.to_string(),
+            code: None,
+        })?;
+        open(&config, tls).await
+    } else {
+        open(&config, tokio_postgres::NoTls).await
+    }
+}
+
+/// Connects with `tls` and drives the connection on a task of its own.
+async fn open<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, PostgresError>
+where
+    T: MakeTlsConnect<Socket> + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect(tls)
         .await
         .map_err(|e| PostgresError::query("connect", &e))?;
     tokio::spawn(async move {

@@ -34,15 +34,17 @@ pub struct WriteOutcome {
 /// One worker's database writer: its own connection, so workers write in parallel.
 pub struct RowWriter {
     database_url: String,
+    ca_file: Option<std::path::PathBuf>,
     batch_size: usize,
     conn: Option<(Client, Statement)>,
 }
 
 impl RowWriter {
     /// A writer that connects on first use.
-    pub fn new(database_url: &str, batch_size: usize) -> Self {
+    pub fn new(database_url: &str, ca_file: Option<&std::path::Path>, batch_size: usize) -> Self {
         RowWriter {
             database_url: database_url.to_owned(),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
             batch_size: batch_size.max(1),
             conn: None,
         }
@@ -66,7 +68,7 @@ impl RowWriter {
     async fn try_write(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         if self.conn.is_none() {
-            let client = connect(&self.database_url).await?;
+            let client = connect(&self.database_url, self.ca_file.as_deref()).await?;
             let statement = client.prepare(INSERT).await.map_err(|e| failed(&e))?;
             self.conn = Some((client, statement));
         }

@@ -12,9 +12,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Response timeout for short commands (XACK, XADD, MULTI/EXEC).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Parses the URL (already validated at start-up).
-pub fn client(url: &str) -> Result<redis::Client, RedisError> {
-    redis::Client::open(url).map_err(|e| RedisError::command("connect", &e))
+/// The client for `url` (validated at start-up). A `rediss://` URL verifies the server's
+/// certificate against the system's roots, or against `ca_file` when given.
+pub fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, RedisError> {
+    crate::tls::install_provider();
+    match ca_file {
+        Some(path) if url.starts_with("rediss://") => {
+            let root_cert = std::fs::read(path).map_err(|e| RedisError::Reply {
+                operation: "connect",
+                detail: format!("REDIS_CA_FILE {}: {e}", path.display()),
+            })?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+            .map_err(|e| RedisError::command("connect", &e))
+        }
+        _ => redis::Client::open(url).map_err(|e| RedisError::command("connect", &e)),
+    }
 }
 
 /// A connection of a reader's own. The client's default 500 ms response timeout would fail

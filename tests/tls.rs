@@ -1,0 +1,243 @@
+//! TLS to Redis: a local redis-server on a TLS port with a CA made by the test (openssl CLI).
+//! A client that trusts the CA (`REDIS_CA_FILE`) gets through; one that does not is refused
+//! and the service is not ready.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{payloads, TestEnv};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed for this test");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1, in `dir`.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=processor test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write extension file");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_private_ca() {
+    processor::tls::install_provider();
+    let dir = std::env::temp_dir().join(format!("processor-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    make_certificates(&dir);
+    let port = support::free_port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-port",
+            &port.to_string(),
+        ])
+        .args([
+            "--tls-cert-file",
+            "server.crt",
+            "--tls-key-file",
+            "server.key",
+        ])
+        .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server with TLS support");
+    let url = format!("rediss://127.0.0.1:{port}");
+    let ca = std::fs::read(dir.join("ca.crt")).expect("ca");
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca),
+        },
+    )
+    .expect("TLS client");
+    let mut conn = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(conn) => break conn,
+                Err(error) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "TLS redis never came up: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+
+    let mut env = TestEnv::new("tls").await;
+    // without the private CA the certificate is unknown: Redis is reported failing
+    let mut untrusting = env.config(&["--monitor-interval-ms", "200"]);
+    untrusting.redis_url = url.clone();
+    let refused = env.start(untrusting);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = refused.get("/readyz").await;
+        if code == 503
+            && body.contains("\"name\":\"redis\",\"ok\":false")
+            && body.contains("failing")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected a failing redis check: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    refused.stop().await;
+
+    // with it, everything flows over TLS
+    let mut trusting = env.config(&[]);
+    trusting.redis_url = url.clone();
+    trusting.redis_ca_file = Some(dir.join("ca.crt"));
+    let running = env.start(trusting);
+    let mut pipe = redis::pipe();
+    for item in payloads("tls", 10, 100) {
+        pipe.cmd("XADD")
+            .arg(&env.stream)
+            .arg("*")
+            .arg("payload")
+            .arg(item)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn)
+        .await
+        .expect("publish over TLS");
+    env.wait_landed_rows(100, Duration::from_secs(30)).await;
+    assert_eq!(running.metrics.positions_written.get(), 100);
+    running.stop().await;
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PostgreSQL over TLS with `sslmode=require`, verified by rustls: the local server's
+/// certificate (Debian's snakeoil, issued to `localhost`) is accepted only with its CA file and
+/// only under the name it was issued for (what libpq calls verify-full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sslmode_require_verifies_the_server() {
+    let env = TestEnv::new("pgtls").await;
+    let snakeoil = Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let ssl_on: String = env
+        .db
+        .query_one("SHOW ssl", &[])
+        .await
+        .expect("SHOW ssl")
+        .get(0);
+    let local = env.servers.database_url.contains("@127.0.0.1:5432/");
+    if ssl_on != "on" || !snakeoil.exists() || !local {
+        eprintln!(
+            "skipped: needs the local PostgreSQL with ssl=on and Debian's snakeoil certificate"
+        );
+        return;
+    }
+    let url = |host: &str| {
+        format!(
+            "postgres://postgres@{host}:5432/postgres?sslmode=verify-full&options=-csearch_path%3D{}",
+            env.schema
+        )
+    };
+    let client = processor::postgres::connect(&url("localhost"), Some(snakeoil))
+        .await
+        .expect("TLS connection with the server's CA");
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(encrypted, "the connection is not encrypted");
+    let other = std::env::temp_dir().join(format!("processor-pgtls-{}", std::process::id()));
+    std::fs::create_dir_all(&other).expect("temp dir");
+    make_certificates(&other);
+    assert!(
+        processor::postgres::connect(&url("localhost"), Some(&other.join("ca.crt")))
+            .await
+            .is_err(),
+        "a certificate from another CA must be refused"
+    );
+    let _ = std::fs::remove_dir_all(&other);
+    assert!(
+        processor::postgres::connect(&url("127.0.0.1"), Some(snakeoil))
+            .await
+            .is_err(),
+        "a certificate for another name must be refused"
+    );
+}
