@@ -48,6 +48,9 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Publish realistic positions to the stream (REDIS_URL, STREAM_KEY): a load generator.
+    /// Prints a JSON summary on stdout when done.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// The service's configuration.
@@ -208,6 +211,13 @@ pub struct ConfigError {
 pub enum Parsed {
     /// Run the service.
     Run(Box<Config>),
+    /// Publish generated positions (the load generator).
+    Simulate {
+        /// Where to publish (REDIS_URL, REDIS_CA_FILE, STREAM_KEY are read from it).
+        config: Box<Config>,
+        /// What to publish.
+        args: crate::simulate::SimulateArgs,
+    },
     /// Probe a running instance's readiness.
     Healthcheck {
         /// The URL to probe.
@@ -240,6 +250,13 @@ impl Config {
                     format!("http://127.0.0.1:{}/readyz", config.http_addr.port())
                 }),
                 timeout: Duration::from_millis(timeout_ms),
+            }),
+            Ok(Cli {
+                command: Some(Command::Simulate(args)),
+                config,
+            }) => Ok(Parsed::Simulate {
+                config: Box::new(config),
+                args,
             }),
             Ok(Cli {
                 command: None,

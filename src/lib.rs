@@ -26,6 +26,7 @@ pub mod redis;
 pub mod retry;
 mod service;
 pub mod shutdown;
+pub mod simulate;
 pub mod status;
 pub mod tls;
 

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Parsed::Simulate { config, args }) => {
+            return simulate(&config, &args);
+        }
         Ok(Parsed::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -34,6 +37,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "processor failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `processor simulate`: publish, then print the summary as JSON on stdout.
+fn simulate(config: &Config, args: &processor::simulate::SimulateArgs) -> ExitCode {
+    let published = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime
+                .block_on(processor::simulate::run(
+                    &config.redis_url,
+                    config.redis_ca_file.as_deref(),
+                    &config.stream_key,
+                    args,
+                ))
+                .map_err(anyhow::Error::from)
+        });
+    match published.and_then(|report| Ok(serde_json::to_string(&report)?)) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("processor simulate: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Benchmark of the processor on the configured Redis and PostgreSQL.
+
+For each of --runs runs (default 3), on a fresh stream and PostgreSQL schema:
+  1. preload: `processor simulate` publishes N positions (default 500,000 over 10,000 devices);
+  2. pipeline: the processor (release build) runs until every row is committed and every entry
+     acknowledged (the correctness check: rows == distinct valid positions published, 0 pending);
+     reports rows/s, the processor's CPU seconds per 1,000 rows and its peak RSS;
+  3. ceiling: the same rows, exported with COPY (FORMAT binary), are loaded back with one
+     single-connection binary COPY into an empty table like `positions`: the database's ceiling;
+  4. latency: a steady stream at half the measured pipeline rate for --latency-secs; p50/p99/max
+     from the processor's stream-id-to-XACK histogram (interpolated within buckets).
+Prints one table (median and min-max per figure, and the ratio pipeline/ceiling) and writes the
+figures as JSON (--json, default bench-results.json).
+
+Needs: target/release/processor (cargo build --release), psql, redis-cli, /usr/bin/time.
+Environment: REDIS_URL (redis://127.0.0.1:6379), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "processor")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+PG = {"PGHOST": os.environ.get("PGHOST", "127.0.0.1"), "PGPORT": os.environ.get("PGPORT", "5432"),
+      "PGUSER": os.environ.get("PGUSER", "postgres")}
+COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
+
+
+def psql(sql, capture=True):
+    env = dict(os.environ, **PG)
+    out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env,
+                         capture_output=capture, text=True, check=True)
+    return out.stdout.strip() if capture else ""
+
+
+def redis(*args):
+    host, port = REDIS_URL.split("//", 1)[1].rsplit("@", 1)[-1].split("/")[0].split(":")
+    return subprocess.run(["redis-cli", "-h", host, "-p", port, *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(stream, schema, port, workers):
+    return dict(os.environ, REDIS_URL=REDIS_URL,
+                DATABASE_URL=f"postgres://{PG['PGUSER']}@{PG['PGHOST']}:{PG['PGPORT']}/postgres"
+                             f"?options=-csearch_path%3D{schema}",
+                STREAM_KEY=stream, CONSUMER_GROUP="bench", CONSUMER_NAME="bench",
+                WORKERS=str(workers), HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+                MONITOR_INTERVAL_MS="500")
+
+
+def simulate(stream, count=None, duration=None, rate=0, devices=10000, seed=1):
+    args = [BIN, "simulate", "--devices", str(devices), "--rate", str(rate), "--seed", str(seed)]
+    args += ["--count", str(count)] if count else ["--duration", str(duration)]
+    env = dict(os.environ, REDIS_URL=REDIS_URL, STREAM_KEY=stream)
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fresh(tag):
+    name = f"bench_{tag}_{int(time.time() * 1000)}"
+    psql(f"CREATE SCHEMA {name}")
+    return f"{name}:t", name
+
+
+def drop(stream, schema):
+    redis("DEL", stream, stream + ":dead")
+    psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def start_service(stream, schema, workers, timing_file):
+    port = free_port()
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", timing_file, BIN],
+                            env=service_env(stream, schema, port, workers),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port
+
+
+def wait_landed(stream, schema, rows, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            got = int(psql(f"SELECT count(*) FROM {schema}.positions"))
+        except subprocess.CalledProcessError:
+            got = -1
+        pending = redis("XPENDING", stream, "bench").splitlines()
+        if got == rows and pending and pending[0] == "0":
+            return time.time()
+        time.sleep(0.05)
+    raise SystemExit(f"bench: correctness check failed: {got} rows, want {rows}, pending {pending[:1]}")
+
+
+def stop_service(proc, timing_file):
+    child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in child:
+        os.kill(int(pid), 15)
+    proc.wait(timeout=60)
+    user, system, rss_kib = open(timing_file).read().split()[-3:]
+    return float(user) + float(system), int(rss_kib)
+
+
+def quantiles(metrics_text):
+    buckets = []
+    for line in metrics_text.splitlines():
+        m = re.match(r'processor_end_to_end_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            buckets.append((le, float(m.group(2))))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    def q(p):
+        rank, prev_le, prev_count = p * total, 0.0, 0.0
+        for le, count in buckets:
+            if count >= rank:
+                if le == float("inf"):
+                    return prev_le
+                span = count - prev_count
+                return prev_le + (le - prev_le) * ((rank - prev_count) / span if span else 1)
+            prev_le, prev_count = le, count
+        return prev_le
+    top = next((le for le, count in buckets if count >= total), 0.0) if total else 0.0
+    return q(0.5), q(0.99), top
+
+
+def one_run(args, run):
+    result = {}
+    stream, schema = fresh("load")
+    try:
+        published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1)
+        want = published["valid_distinct"]
+        timing = tempfile.mktemp()
+        started = time.time()
+        proc, _ = start_service(stream, schema, args.workers, timing)
+        ended = wait_landed(stream, schema, want, args.timeout)
+        cpu, rss = stop_service(proc, timing)
+        result["pipeline_rows_per_s"] = want / (ended - started)
+        result["cpu_us_per_row"] = cpu / want * 1e6
+        result["peak_rss_mib"] = rss / 1024
+        # ceiling: the same rows, one binary COPY into an empty table
+        dump = tempfile.mktemp()
+        psql(f"\\copy (SELECT {COLUMNS} FROM {schema}.positions) TO '{dump}' WITH (FORMAT binary)")
+        psql(f"CREATE TABLE {schema}.ceiling (LIKE {schema}.positions INCLUDING ALL)")
+        t0 = time.time()
+        psql(f"\\copy {schema}.ceiling ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)")
+        result["copy_ceiling_rows_per_s"] = want / (time.time() - t0)
+        os.unlink(dump)
+        result["ratio"] = result["pipeline_rows_per_s"] / result["copy_ceiling_rows_per_s"]
+    finally:
+        drop(stream, schema)
+    # latency at half the measured pipeline rate
+    stream, schema = fresh("latency")
+    try:
+        rate = int(result["pipeline_rows_per_s"] / 2)
+        timing = tempfile.mktemp()
+        proc, port = start_service(stream, schema, args.workers, timing)
+        time.sleep(1)
+        published = simulate(stream, duration=args.latency_secs, rate=rate, devices=args.devices,
+                             seed=100 + run)
+        wait_landed(stream, schema, published["valid_distinct"], args.timeout)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        p50, p99, top = quantiles(text)
+        stop_service(proc, timing)
+        result.update(latency_rate=rate, latency_p50_ms=p50 * 1000, latency_p99_ms=p99 * 1000,
+                      latency_max_bucket_ms=top * 1000)
+    finally:
+        drop(stream, schema)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=500_000)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-secs", type=int, default=20)
+    parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--json", default="bench-results.json")
+    args = parser.parse_args()
+    if not os.access(BIN, os.X_OK):
+        sys.exit("bench: build the release binary first: cargo build --release")
+    runs = []
+    for run in range(args.runs):
+        runs.append(one_run(args, run))
+        print(f"bench: run {run + 1}/{args.runs}: " + ", ".join(f"{k}={v:.3g}" for k, v in runs[-1].items()),
+              file=sys.stderr)
+    figures = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    labels = [("pipeline_rows_per_s", "pipeline rows/s"), ("copy_ceiling_rows_per_s", "binary COPY ceiling rows/s"),
+              ("ratio", "pipeline / ceiling"), ("cpu_us_per_row", "processor CPU µs per row"),
+              ("peak_rss_mib", "processor peak RSS MiB"), ("latency_rate", "latency test rate /s"),
+              ("latency_p50_ms", "p50 stream-id→XACK ms"), ("latency_p99_ms", "p99 stream-id→XACK ms"),
+              ("latency_max_bucket_ms", "max (histogram bucket) ms")]
+    print(f"N={args.count} devices={args.devices} workers={args.workers} runs={args.runs}")
+    print(f"| figure | median | min | max |\n|---|---|---|---|")
+    for key, label in labels:
+        f = figures[key]
+        print(f"| {label} | {f['median']:.3g} | {f['min']:.3g} | {f['max']:.3g} |")
+    with open(args.json, "w") as out:
+        json.dump({"settings": vars(args), "runs": runs, "figures": figures}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

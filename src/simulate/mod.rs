@@ -1,0 +1,203 @@
+//! `processor simulate`: a load generator that publishes realistic positions to the stream.
+//!
+//! Why it exists: the processor's throughput, its duplicate handling and its dead-letter path can
+//! only be judged under load that looks like the Node producer's, and that producer needs real
+//! trackers. This module stands in for it: it writes entries exactly as the producer does
+//! (`XADD <stream> * payload <json>`, see `docs/contract.md`), with the same mix of timestamp
+//! forms and the same `__bigint` / `__buffer_b64` sentinels, and it can add exact duplicates and
+//! contract violations in known proportions, so that the rows, duplicate counts and dead letters
+//! the processor reports can be checked against the [`SimulateReport`].
+//!
+//! Parts:
+//! - [`Generator`] (`generator.rs`): pure and deterministic, the same seed gives the same
+//!   payloads; the unit tests run its output through the real codec;
+//! - [`run`] (`publish.rs`): pipelined XADDs, rate limiting, stop at a count or after a duration
+//!   (or on SIGINT/SIGTERM, with a summary);
+//! - `progress.rs`: progress on stderr (one updating line on a terminal, a line every 2 s
+//!   otherwise).
+
+mod format;
+mod generator;
+mod progress;
+mod publish;
+
+pub use generator::{Generator, Payload, DEFAULT_START_MS};
+pub use publish::run;
+
+/// Settings of one simulation run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Distinct devices (IMEI-like 15-digit ids).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub devices: u32,
+
+    /// Positions to publish (conflicts with --duration; one of them is required).
+    #[arg(
+        long,
+        conflicts_with = "duration",
+        required_unless_present = "duration"
+    )]
+    pub count: Option<u64>,
+
+    /// Publish for this many seconds instead of a count.
+    #[arg(long)]
+    pub duration: Option<u64>,
+
+    /// Positions per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    /// Seed: the same seed gives the same positions (and, with --start-ms, the same payloads).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Fraction (0..1) of entries that repeat an earlier position exactly.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub duplicates: f64,
+
+    /// Fraction (0..1) of entries that break the contract (to exercise dead letters).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub invalid: f64,
+
+    /// XADDs per pipelined round trip.
+    #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PIPELINE))]
+    pub pipeline: usize,
+
+    /// Start time of the first position, epoch milliseconds (default: now).
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+}
+
+/// The largest `--pipeline` accepted (a round trip's payloads are held in memory).
+const MAX_PIPELINE: u64 = 100_000;
+
+impl SimulateArgs {
+    /// Checks what clap cannot (or what a caller building the struct in code may have missed).
+    pub fn validate(&self) -> Result<(), SimulateError> {
+        let bad = |reason: String| Err(SimulateError::Args(reason));
+        if self.devices == 0 {
+            return bad("--devices must be at least 1".to_owned());
+        }
+        match (self.count, self.duration) {
+            (Some(_), Some(_)) => return bad("give --count or --duration, not both".to_owned()),
+            (None, None) => return bad("give --count or --duration".to_owned()),
+            _ => {}
+        }
+        for (flag, value) in [
+            ("--duplicates", self.duplicates),
+            ("--invalid", self.invalid),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return bad(format!("{flag} {value} is not a fraction between 0 and 1"));
+            }
+        }
+        if self.duplicates + self.invalid > 1.0 {
+            return bad(format!(
+                "--duplicates {} and --invalid {} add up to more than 1",
+                self.duplicates, self.invalid
+            ));
+        }
+        if self.pipeline == 0 || self.pipeline as u64 > MAX_PIPELINE {
+            return bad(format!("--pipeline must be 1..={MAX_PIPELINE}"));
+        }
+        if let Some(start) = self.start_ms {
+            if !(0..=format::MAX_ISO_MS).contains(&start) {
+                return bad(format!(
+                    "--start-ms {start} is outside 1970-01-01 ..= 9999-12-31 ({}..={})",
+                    0,
+                    format::MAX_ISO_MS
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
+    }
+}
+
+/// What was published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SimulateReport {
+    /// Entries appended to the stream (all kinds).
+    pub published: u64,
+    /// Valid entries, each a distinct `(device_id, ts)` (device timestamps strictly increase, so
+    /// this is also the number of rows the processor should write).
+    pub valid_distinct: u64,
+    /// Exact copies of earlier valid entries (the processor should count them as duplicates).
+    pub duplicates: u64,
+    /// Entries breaking the contract (the processor should dead-letter them).
+    pub invalid: u64,
+    /// Wall-clock time of the run, in milliseconds.
+    pub seconds_x1000: u64,
+}
+
+/// Why a simulation could not run or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// Connecting to Redis or appending to the stream failed.
+    #[error(transparent)]
+    Redis(#[from] crate::redis::RedisError),
+    /// The settings are inconsistent.
+    #[error("simulate: {0}")]
+    Args(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("simulate").chain(args.iter().copied()))
+            .map(|cli| cli.args)
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let args = parse(&["--count", "10"]).expect("valid");
+        assert_eq!(args.count, Some(10));
+        assert_eq!(args.devices, 1000);
+        assert_eq!(args.pipeline, 500);
+        assert_eq!(args.seed, 1);
+        assert!(args.validate().is_ok());
+        let args =
+            parse(&["--duration", "5", "--rate", "100", "--duplicates", "0.1"]).expect("valid");
+        assert_eq!((args.duration, args.rate), (Some(5), 100));
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(parse(&[]).is_err(), "count or duration is required");
+        assert!(parse(&["--count", "1", "--duration", "1"]).is_err());
+        assert!(parse(&["--count", "1", "--duplicates", "1.5"]).is_err());
+        assert!(parse(&["--count", "1", "--invalid", "-0.1"]).is_err());
+        assert!(parse(&["--count", "1", "--devices", "0"]).is_err());
+        assert!(parse(&["--count", "1", "--pipeline", "0"]).is_err());
+        let args = parse(&["--count", "1", "--duplicates", "0.6", "--invalid", "0.6"])
+            .expect("each is a fraction");
+        assert!(matches!(args.validate(), Err(SimulateError::Args(_))));
+        let args = parse(&["--count", "1", "--start-ms=-5"]).expect("an integer");
+        assert!(matches!(args.validate(), Err(SimulateError::Args(_))));
+        let mut args = parse(&["--count", "1"]).expect("valid");
+        args.duplicates = f64::NAN;
+        assert!(args.validate().is_err());
+        args.duplicates = 0.0;
+        args.duration = Some(1);
+        assert!(args.validate().is_err());
+    }
+}
