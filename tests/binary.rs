@@ -128,12 +128,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
     let restarted = env.spawn_binary("killme", &vars);
     env.wait_landed(total as i64, Duration::from_secs(120))
         .await;
-    let distinct: i64 = env
-        .db
-        .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
-        .await
-        .expect("distinct keys")
-        .get(0);
+    let distinct = env.distinct_rows().await;
     assert_eq!(distinct, total as i64);
     signal(&restarted, libc::SIGTERM);
     let (status, log) = wait_exit(restarted, Duration::from_secs(30));

@@ -41,17 +41,7 @@ async fn two_processes_own_each_device_exactly_once() {
     second.shutdown.trigger();
     let (first, second) = tokio::join!(first.stop(), second.stop());
 
-    let table: HashMap<String, i64> = env
-        .db
-        .query(
-            "SELECT device_id, count(*) FROM positions GROUP BY device_id",
-            &[],
-        )
-        .await
-        .expect("per-device counts")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let table = env.rows_per_device().await;
     assert_eq!(table.len(), 1_000);
     let mut owner: HashMap<&str, usize> = HashMap::new();
     let workers: Vec<_> = first.workers.iter().chain(&second.workers).collect();
@@ -111,11 +101,6 @@ async fn two_replicas_share_the_stream() {
         counted, total as u64,
         "per-replica state covers what each replica read"
     );
-    let distinct: i64 = env
-        .db
-        .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
-        .await
-        .expect("distinct")
-        .get(0);
+    let distinct = env.distinct_rows().await;
     assert_eq!(distinct, total as i64);
 }

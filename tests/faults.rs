@@ -32,12 +32,7 @@ async fn a_dead_replicas_entries_are_claimed_by_the_other() {
     kill9(&mut doomed);
     env.wait_landed(total as i64, Duration::from_secs(120))
         .await;
-    let distinct: i64 = env
-        .db
-        .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
-        .await
-        .expect("distinct")
-        .get(0);
+    let distinct = env.distinct_rows().await;
     assert_eq!(distinct, total as i64);
     kill9(&mut survivor);
 }

@@ -166,15 +166,7 @@ async fn readyz_follows_the_database_and_the_drain() {
     env.wait_landed(50, Duration::from_secs(30)).await;
 
     // from SIGTERM on, not ready while the drain runs: hold the drain with a lock
-    let (mut locker, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("second connection");
-    tokio::spawn(connection);
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = env.lock_positions().await;
     env.publish(&[payload("late", 1_790_000_000_000)]).await;
     env.wait_for(
         Duration::from_secs(10),
@@ -185,7 +177,7 @@ async fn readyz_follows_the_database_and_the_drain() {
     running.shutdown.trigger();
     let body = wait_status(&running, "/readyz", 503, Duration::from_secs(5)).await;
     assert!(body.contains("draining"), "{body}");
-    lock.rollback().await.expect("unlock");
+    lock.release().await;
     running.stop().await;
     assert_eq!(env.rows().await, 51);
 }

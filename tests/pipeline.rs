@@ -24,17 +24,7 @@ async fn lands_exactly_once(workers: &str) {
         workers.parse::<usize>().expect("workers")
     );
 
-    let table: HashMap<String, i64> = env
-        .db
-        .query(
-            "SELECT device_id, count(*) FROM positions GROUP BY device_id",
-            &[],
-        )
-        .await
-        .expect("per-device counts")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let table = env.rows_per_device().await;
     assert_eq!(table.len(), 500);
     let mut seen = HashMap::new();
     for worker in &report.workers {
@@ -83,15 +73,7 @@ async fn nothing_is_acknowledged_before_its_commit() {
     let running = env.start(env.config(&[]));
     env.wait_landed(1, Duration::from_secs(30)).await;
 
-    let (mut locker, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("second connection");
-    tokio::spawn(connection);
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = env.lock_positions().await;
 
     env.publish(&payloads("locked", 10, 100)).await;
     env.wait_for(
@@ -109,7 +91,7 @@ async fn nothing_is_acknowledged_before_its_commit() {
     );
     assert_eq!(running.metrics.entries_acked.get(), 1);
 
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
     env.wait_landed(101, Duration::from_secs(30)).await;
     assert_eq!(running.metrics.entries_acked.get(), 101);
     running.stop().await;
@@ -159,15 +141,7 @@ async fn reading_stops_while_too_much_is_unacknowledged() {
     let running = env.start(env.config(&["--max-inflight-epochs", "2", "--read-count", "10"]));
     env.wait_landed(1, Duration::from_secs(30)).await;
 
-    let (mut locker, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("second connection");
-    tokio::spawn(connection);
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = env.lock_positions().await;
     env.publish(&payloads("held", 50, 1000)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let read = running.metrics.entries_read.get() - 1;
@@ -182,7 +156,7 @@ async fn reading_stops_while_too_much_is_unacknowledged() {
         "reading went on while writes were blocked"
     );
 
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
     env.wait_landed(1001, Duration::from_secs(60)).await;
     running.stop().await;
 }
@@ -225,15 +199,7 @@ async fn an_impossible_drain_is_abandoned_without_acknowledging() {
     let running = env.start(env.config(&["--shutdown-timeout-secs", "1", "--workers", "2"]));
     env.wait_landed(1, Duration::from_secs(30)).await;
 
-    let (mut locker, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("second connection");
-    tokio::spawn(connection);
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = env.lock_positions().await;
     env.publish(&payloads("stuck", 5, 50)).await;
     env.wait_for(
         Duration::from_secs(30),
@@ -254,7 +220,7 @@ async fn an_impossible_drain_is_abandoned_without_acknowledging() {
         50,
         "uncommitted entries must stay pending"
     );
-    lock.rollback().await.expect("release the lock");
+    lock.release().await;
 
     // the next start resumes them (whatever the abandoned writes managed to commit meanwhile
     // is written once: ON CONFLICT DO NOTHING), with fewer workers: worker 0 adopts what the
@@ -310,15 +276,7 @@ async fn a_dropped_reader_connection_feeds_nothing_twice() {
     let running = env.start(env.config(&[]));
     env.wait_landed(1, Duration::from_secs(30)).await;
 
-    let (mut locker, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-            .await
-            .expect("second connection");
-    tokio::spawn(connection);
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = env.lock_positions().await;
     env.publish(&payloads("inflight", 5, 50)).await;
     env.wait_for(
         Duration::from_secs(30),
@@ -362,7 +320,7 @@ async fn a_dropped_reader_connection_feeds_nothing_twice() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    lock.rollback().await.expect("unlock");
+    lock.release().await;
     env.wait_landed(51, Duration::from_secs(30)).await;
     assert_eq!(
         running.metrics.entries_read.get(),

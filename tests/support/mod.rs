@@ -248,6 +248,44 @@ impl TestEnv {
             .expect("XADD")
     }
 
+    /// Holds `LOCK TABLE positions IN ACCESS EXCLUSIVE MODE` on a connection of its own until
+    /// released: no commit can happen meanwhile (nor can this test read the table).
+    pub async fn lock_positions(&self) -> TableLock {
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("second connection");
+        tokio::spawn(connection);
+        client
+            .batch_execute("BEGIN; LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        TableLock { client }
+    }
+
+    /// Rows per device in this test's `positions`.
+    pub async fn rows_per_device(&self) -> std::collections::HashMap<String, i64> {
+        self.db
+            .query(
+                "SELECT device_id, count(*) FROM positions GROUP BY device_id",
+                &[],
+            )
+            .await
+            .expect("per-device counts")
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// Distinct `(device_id, ts)` in this test's `positions`.
+    pub async fn distinct_rows(&self) -> i64 {
+        self.db
+            .query_one("SELECT count(DISTINCT (device_id, ts)) FROM positions", &[])
+            .await
+            .expect("distinct keys")
+            .get(0)
+    }
+
     /// Rows in this test's `positions`.
     pub async fn rows(&self) -> i64 {
         self.db
@@ -456,4 +494,16 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free port")
+}
+
+/// A lock on `positions` held in an open transaction (see `TestEnv::lock_positions`).
+pub struct TableLock {
+    client: tokio_postgres::Client,
+}
+
+impl TableLock {
+    /// Ends the transaction, releasing the lock.
+    pub async fn release(self) {
+        self.client.batch_execute("ROLLBACK").await.expect("unlock");
+    }
 }
