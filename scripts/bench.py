@@ -5,7 +5,7 @@ For each of --runs runs (default 3), on a fresh stream and PostgreSQL schema:
   1. preload: `processor simulate` publishes N positions (default 500,000 over 10,000 devices);
   2. pipeline: the processor (release build) runs until every row is committed and every entry
      acknowledged (the correctness check: rows == distinct valid positions published, 0 pending);
-     reports rows/s, the processor's CPU seconds per 1,000 rows and its peak RSS;
+     reports rows/s, the processor's CPU per row (all --replicas summed) and its peak RSS;
   3. ceiling: the same rows, exported with COPY (FORMAT binary), are loaded back with one
      single-connection binary COPY into an empty table like `positions`: the database's ceiling;
   4. latency: a steady stream at half the measured pipeline rate for --latency-secs; p50/p99/max
@@ -55,11 +55,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def service_env(stream, schema, port, workers):
+def service_env(stream, schema, port, workers, name="bench"):
     return dict(os.environ, REDIS_URL=REDIS_URL,
                 DATABASE_URL=f"postgres://{PG['PGUSER']}@{PG['PGHOST']}:{PG['PGPORT']}/postgres"
                              f"?options=-csearch_path%3D{schema}",
-                STREAM_KEY=stream, CONSUMER_GROUP="bench", CONSUMER_NAME="bench",
+                STREAM_KEY=stream, CONSUMER_GROUP="bench", CONSUMER_NAME=name,
                 WORKERS=str(workers), HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
                 MONITOR_INTERVAL_MS="500")
 
@@ -83,12 +83,15 @@ def drop(stream, schema):
     psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def start_service(stream, schema, workers, timing_file):
+def start_service(stream, schema, workers, timing_file, name="bench"):
     port = free_port()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", timing_file, BIN],
-                            env=service_env(stream, schema, port, workers),
+                            env=service_env(stream, schema, port, workers, name),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port
+
+
+
 
 
 def wait_landed(stream, schema, rows, timeout):
@@ -143,11 +146,16 @@ def one_run(args, run):
     try:
         published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1)
         want = published["valid_distinct"]
-        timing = tempfile.mktemp()
         started = time.time()
-        proc, _ = start_service(stream, schema, args.workers, timing)
+        replicas = []
+        for r in range(args.replicas):
+            timing = tempfile.mktemp()
+            proc, _ = start_service(stream, schema, args.workers, timing, f"bench{r}")
+            replicas.append((proc, timing))
         ended = wait_landed(stream, schema, want, args.timeout)
-        cpu, rss = stop_service(proc, timing)
+        stopped = [stop_service(proc, timing) for proc, timing in replicas]
+        cpu = sum(c for c, _ in stopped)
+        rss = max(r for _, r in stopped)
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
         result["peak_rss_mib"] = rss / 1024
@@ -187,6 +195,8 @@ def main():
     parser.add_argument("--count", type=int, default=500_000)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="independent processes in the group for the throughput run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-secs", type=int, default=20)
     parser.add_argument("--timeout", type=int, default=600)
@@ -208,7 +218,7 @@ def main():
               ("peak_rss_mib", "processor peak RSS MiB"), ("latency_rate", "latency test rate /s"),
               ("latency_p50_ms", "p50 stream-id→XACK ms"), ("latency_p99_ms", "p99 stream-id→XACK ms"),
               ("latency_max_bucket_ms", "max (histogram bucket) ms")]
-    print(f"N={args.count} devices={args.devices} workers={args.workers} runs={args.runs}")
+    print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} runs={args.runs}")
     print(f"| figure | median | min | max |\n|---|---|---|---|")
     for key, label in labels:
         f = figures[key]

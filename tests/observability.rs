@@ -68,6 +68,10 @@ async fn metrics_count_what_was_published_and_pass_promtool() {
 
     let (code, text) = running.get("/metrics").await;
     assert_eq!(code, 200);
+    // nothing but the three endpoints is served
+    for path in ["/", "/debug/pprof", "/metrics/../admin", "/readyz/x"] {
+        assert_eq!(running.get(path).await.0, 404, "{path}");
+    }
     let s = samples(&text);
     assert_eq!(s["processor_entries_read_total"], 212.0);
     assert_eq!(s["processor_entries_acked_total"], 212.0);
