@@ -109,7 +109,10 @@ impl RowWriter {
                 duplicates: 0,
             }),
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tracing::debug!(rows = rows.len(), "a key exists already; writing the epoch with ON CONFLICT");
+                tracing::debug!(
+                    rows = rows.len(),
+                    "a key exists already; writing the epoch with ON CONFLICT"
+                );
                 insert_rows(client, statement, rows, self.batch_size)
                     .await
                     .map_err(|e| failed(&e))
