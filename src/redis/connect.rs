@@ -9,7 +9,7 @@ use super::RedisError;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Response timeout for short commands (XACK, XADD, MULTI/EXEC).
+/// Response timeout for short commands (XACK, the dead-letter script, claims).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client for `url` (validated at start-up). A `rediss://` URL verifies the server's
