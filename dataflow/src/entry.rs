@@ -21,9 +21,10 @@ impl Entry {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_slice())
     }
+}
 
-    /// The millisecond part of the id: when Redis appended the entry (for latency figures).
-    pub fn id_millis(&self) -> Option<u64> {
-        self.id.split('-').next()?.parse().ok()
-    }
+/// The millisecond part of a stream id (`<ms>-<seq>`): when Redis appended the entry (the
+/// start of the end-to-end latency figure).
+pub fn stream_id_millis(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
 }

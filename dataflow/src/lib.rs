@@ -42,7 +42,7 @@ mod position;
 mod state;
 
 pub use active::ActiveDevices;
-pub use entry::Entry;
+pub use entry::{stream_id_millis, Entry};
 pub use error::DecodeError;
 pub use position::{device_hash, Position};
 pub use state::{DeviceState, StateTable};

@@ -59,20 +59,20 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 async fn healthz(State(state): State<AppState>) -> Response {
     let liveness = state.status.liveness();
-    let code = if liveness.alive {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(liveness)).into_response()
+    probe_answer(liveness.alive, liveness)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.status.readiness();
-    let code = if readiness.ready {
+    probe_answer(readiness.ready, readiness)
+}
+
+/// 200 when the probe passes, 503 when it does not; the body says why either way.
+fn probe_answer(ok: bool, body: impl serde::Serialize) -> Response {
+    let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(readiness)).into_response()
+    (code, Json(body)).into_response()
 }

@@ -47,14 +47,18 @@ pub async fn ack_loop(
         while let Ok(more) = requests.try_recv() {
             take(more);
         }
-        let ids: Vec<String> = committed.iter().chain(&deleted).cloned().collect();
+        // One XACK for both kinds: the committed ids first, then the deleted ones.
+        let committed_count = committed.len();
+        let deleted_count = deleted.len() as u64;
+        let mut ids = committed;
+        ids.append(&mut deleted);
         loop {
             match crate::redis::ack(&mut conn, &stream, &group, &ids).await {
                 Ok(_) => {
                     backoff.reset();
-                    metrics.entries_acked.inc_by(committed.len() as u64);
-                    observe_latency(&metrics, &committed);
-                    metrics.deleted_pending.inc_by(deleted.len() as u64);
+                    metrics.entries_acked.inc_by(committed_count as u64);
+                    observe_latency(&metrics, &ids[..committed_count]);
+                    metrics.deleted_pending.inc_by(deleted_count);
                     break;
                 }
                 Err(error) => {
@@ -78,8 +82,7 @@ pub async fn ack_loop(
 fn observe_latency(metrics: &Metrics, ids: &[String]) {
     let now = crate::status::unix_ms();
     for id in ids {
-        let appended = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
-        if let Some(appended) = appended {
+        if let Some(appended) = dataflow::stream_id_millis(id) {
             let millis = now.saturating_sub(appended);
             metrics.end_to_end_seconds.observe(millis as f64 / 1000.0);
         }

@@ -6,7 +6,9 @@
 //! acknowledgement of the busy ones. Clocks of different hosts need not agree exactly: a worker
 //! that runs behind only delays the frontier by its skew, it never breaks correctness.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::status::unix_ms;
 
 use dataflow::Epoch;
 
@@ -28,22 +30,15 @@ impl EpochClock {
 
     /// The current epoch.
     pub fn now(&mut self) -> Epoch {
-        self.last = self.last.max(unix_millis() / self.epoch_ms);
+        self.last = self.last.max(unix_ms() / self.epoch_ms);
         self.last
     }
 
     /// Time until the next tick (how long an idle worker may sleep).
     pub fn until_next_tick(&self) -> Duration {
         let next_ms = self.last.saturating_add(1).saturating_mul(self.epoch_ms);
-        Duration::from_millis(next_ms.saturating_sub(unix_millis()).min(self.epoch_ms))
+        Duration::from_millis(next_ms.saturating_sub(unix_ms()).min(self.epoch_ms))
     }
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
