@@ -7,7 +7,8 @@ For each of --runs runs (default 3), on a fresh stream and PostgreSQL schema:
      acknowledged (the correctness check: rows == distinct valid positions published, 0 pending);
      reports rows/s, the processor's CPU per row (all --replicas summed) and its peak RSS;
   3. ceiling: the same rows, exported with COPY (FORMAT binary), are loaded back with one
-     single-connection binary COPY into an empty table like `positions`: the database's ceiling;
+     single-connection binary COPY into an empty table like `positions` (the median of three
+     loads): the database's ceiling;
   4. latency: a steady stream at half the measured pipeline rate for --latency-secs; p50/p99/max
      from the processor's stream-id-to-XACK histogram (interpolated within buckets).
 Prints one table (median and min-max per figure, and the ratio pipeline/ceiling) and writes the
@@ -41,6 +42,15 @@ def psql(sql, capture=True):
     out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env,
                          capture_output=capture, text=True, check=True)
     return out.stdout.strip() if capture else ""
+
+
+def timed_copy(command):
+    """Seconds that psql's `\\copy` took, as psql's own timing reports it (no process start or
+    connection set-up)."""
+    env = dict(os.environ, **PG)
+    out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", command],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"Time: ([0-9.]+) ms", out).group(1)) / 1000
 
 
 def redis(*args):
@@ -94,18 +104,56 @@ def start_service(stream, schema, workers, timing_file, name="bench"):
 
 
 
-def wait_landed(stream, schema, rows, timeout):
+def metric_sum(ports, name):
+    """The sum over the processors on `ports` of an unlabelled counter or gauge."""
+    total = 0.0
+    for port in ports:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        total += sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+    return total
+
+
+def wait_landed(stream, schema, ports, entries, rows, timeout):
+    """Waits until the processors acknowledged all `entries`, then checks the outcome: exactly
+    `rows` rows, nothing pending. Polls the processors' /metrics (cheap), not the table: a
+    count(*) every few milliseconds would take PostgreSQL CPU from the run it measures."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            got = int(psql(f"SELECT count(*) FROM {schema}.positions"))
-        except subprocess.CalledProcessError:
-            got = -1
-        pending = redis("XPENDING", stream, "bench").splitlines()
-        if got == rows and pending and pending[0] == "0":
-            return time.time()
-        time.sleep(0.05)
-    raise SystemExit(f"bench: correctness check failed: {got} rows, want {rows}, pending {pending[:1]}")
+            acked = metric_sum(ports, "processor_entries_acked_total")
+        except OSError:
+            acked = -1
+        if acked >= entries:
+            landed = time.time()
+            pending = redis("XPENDING", stream, "bench").splitlines()
+            if pending and pending[0] == "0":
+                got = int(psql(f"SELECT count(*) FROM {schema}.positions"))
+                if got != rows:
+                    raise SystemExit(f"bench: correctness check failed: {got} rows, want {rows}")
+                return landed
+        time.sleep(0.02)
+    raise SystemExit(f"bench: timed out: {acked} of {entries} entries acknowledged")
+
+
+def server_cpu():
+    """CPU seconds used so far by the local PostgreSQL and Redis server processes (all of them,
+    summed; a process that exited meanwhile drops out, so sample while the run's connections
+    are open). Meaningful only when the servers run on this machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"postgres": 0.0, "redis-server": 0.0}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if comm in used:
+            fields = stat[stat.rindex(")") + 2:].split()
+            used[comm] += (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 def stop_service(proc, timing_file):
@@ -146,27 +194,39 @@ def one_run(args, run):
     try:
         published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1)
         want = published["valid_distinct"]
+        psql("CHECKPOINT")
         started = time.time()
-        replicas = []
+        servers_before = server_cpu()
+        replicas, ports = [], []
         for r in range(args.replicas):
             timing = tempfile.mktemp()
-            proc, _ = start_service(stream, schema, args.workers, timing, f"bench{r}")
+            proc, port = start_service(stream, schema, args.workers, timing, f"bench{r}")
             replicas.append((proc, timing))
-        ended = wait_landed(stream, schema, want, args.timeout)
+            ports.append(port)
+        ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout)
+        servers_after = server_cpu()
         stopped = [stop_service(proc, timing) for proc, timing in replicas]
         cpu = sum(c for c, _ in stopped)
         rss = max(r for _, r in stopped)
+        result["postgres_cpu_us_per_row"] = (servers_after["postgres"] - servers_before["postgres"]) / want * 1e6
+        result["redis_cpu_us_per_row"] = (servers_after["redis-server"] - servers_before["redis-server"]) / want * 1e6
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
         result["peak_rss_mib"] = rss / 1024
-        # ceiling: the same rows, one binary COPY into an empty table
+        # ceiling: the same rows, one binary COPY into an empty table; the median of three
+        # loads, each after a CHECKPOINT like the pipeline run (so that neither pays for the
+        # other's dirty pages)
         dump = tempfile.mktemp()
         psql(f"\\copy (SELECT {COLUMNS} FROM {schema}.positions) TO '{dump}' WITH (FORMAT binary)")
-        psql(f"CREATE TABLE {schema}.ceiling (LIKE {schema}.positions INCLUDING ALL)")
-        t0 = time.time()
-        psql(f"\\copy {schema}.ceiling ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)")
-        result["copy_ceiling_rows_per_s"] = want / (time.time() - t0)
+        loads = []
+        for attempt in range(3):
+            table = f"{schema}.ceiling{attempt}"
+            psql(f"CREATE TABLE {table} (LIKE {schema}.positions INCLUDING ALL)")
+            psql("CHECKPOINT")
+            loads.append(want / timed_copy(f"\\copy {table} ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)"))
+            psql(f"DROP TABLE {table}")
         os.unlink(dump)
+        result["copy_ceiling_rows_per_s"] = statistics.median(loads)
         result["ratio"] = result["pipeline_rows_per_s"] / result["copy_ceiling_rows_per_s"]
     finally:
         drop(stream, schema)
@@ -179,7 +239,7 @@ def one_run(args, run):
         time.sleep(1)
         published = simulate(stream, duration=args.latency_secs, rate=rate, devices=args.devices,
                              seed=100 + run)
-        wait_landed(stream, schema, published["valid_distinct"], args.timeout)
+        wait_landed(stream, schema, [port], published["published"], published["valid_distinct"], args.timeout)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         p50, p99, top = quantiles(text)
         stop_service(proc, timing)
@@ -215,6 +275,8 @@ def main():
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
     labels = [("pipeline_rows_per_s", "pipeline rows/s"), ("copy_ceiling_rows_per_s", "binary COPY ceiling rows/s"),
               ("ratio", "pipeline / ceiling"), ("cpu_us_per_row", "processor CPU µs per row"),
+              ("postgres_cpu_us_per_row", "PostgreSQL server CPU µs per row"),
+              ("redis_cpu_us_per_row", "Redis server CPU µs per row"),
               ("peak_rss_mib", "processor peak RSS MiB"), ("latency_rate", "latency test rate /s"),
               ("latency_p50_ms", "p50 stream-id→XACK ms"), ("latency_p99_ms", "p99 stream-id→XACK ms"),
               ("latency_max_bucket_ms", "max (histogram bucket) ms")]

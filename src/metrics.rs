@@ -180,8 +180,11 @@ impl Metrics {
             end_to_end_seconds: histogram(
                 "processor_end_to_end_latency_seconds",
                 "From an entry's stream id time to its acknowledgement after commit.",
+                // Fine around the epoch length, where healthy latencies sit (an epoch closes, then
+                // commits, then acks): p99 is read off these buckets.
                 vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.125, 0.15,
+                    0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 ],
             )?,
             active_devices: gauge(

@@ -45,7 +45,7 @@ pub use active::ActiveDevices;
 pub use entry::{stream_id_millis, Entry};
 pub use error::DecodeError;
 pub use position::{device_hash, Position};
-pub use state::{DeviceState, StateTable};
+pub use state::{DeviceState, LastFix, StateTable};
 
 /// Logical time of the dataflow: the index of a wall-clock tick of `EPOCH_MS` milliseconds.
 pub type Epoch = u64;

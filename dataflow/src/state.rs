@@ -13,10 +13,15 @@ use lru::LruCache;
 use crate::Position;
 
 /// What the processor remembers about one device.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deliberately small (80 bytes, plus the key and the LRU's links): a fleet of a million trackers
+/// must fit in a few hundred megabytes. It keeps the scalar columns of the latest fix but not its
+/// `attributes` text, which is often larger than everything else together, is already in the
+/// database, and would cost a copy per record to keep.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DeviceState {
-    /// The position with the latest fix time seen this session.
-    pub last_position: Position,
+    /// The scalar columns of the position with the latest fix time seen this session.
+    pub last_position: LastFix,
     /// The latest fix time (`ts_micros`) seen. It never moves back: a replayed or out-of-order
     /// record older than this leaves it alone, so redelivery after a crash cannot rewind it.
     pub last_seen: i64,
@@ -24,17 +29,59 @@ pub struct DeviceState {
     pub position_count_session: u64,
 }
 
+/// The scalar columns of a device's latest position (its fix time is [`DeviceState::last_seen`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LastFix {
+    /// Degrees WGS84.
+    pub latitude: f64,
+    /// Degrees WGS84.
+    pub longitude: f64,
+    /// Metres above sea level.
+    pub altitude: Option<f32>,
+    /// Heading in degrees.
+    pub angle: Option<f32>,
+    /// Speed in km/h.
+    pub speed: Option<f32>,
+    /// Satellites in view.
+    pub satellites: Option<i16>,
+    /// 0 low, 1 high, 2 panic.
+    pub priority: Option<i16>,
+    /// Teltonika event IO id.
+    pub event_id: Option<i32>,
+}
+
+impl From<&Position> for LastFix {
+    fn from(position: &Position) -> Self {
+        LastFix {
+            latitude: position.latitude,
+            longitude: position.longitude,
+            altitude: position.altitude,
+            angle: position.angle,
+            speed: position.speed,
+            satellites: position.satellites,
+            priority: position.priority,
+            event_id: position.event_id,
+        }
+    }
+}
+
 /// The LRU-bounded table of device states held by one worker.
 pub struct StateTable {
     devices: LruCache<String, DeviceState>,
+    capacity: usize,
     evictions: u64,
 }
 
 impl StateTable {
     /// A table holding at most `capacity` devices.
+    ///
+    /// The capacity is enforced here rather than by `LruCache::new(capacity)`, which would
+    /// allocate the hash table for all of it up front: 35 MB for the default million devices,
+    /// touched page by page as devices scatter over it. The table grows with the devices seen.
     pub fn new(capacity: NonZeroUsize) -> Self {
         StateTable {
-            devices: LruCache::new(capacity),
+            devices: LruCache::unbounded(),
+            capacity: capacity.get(),
             evictions: 0,
         }
     }
@@ -47,21 +94,19 @@ impl StateTable {
             state.position_count_session += 1;
             if position.ts_micros > state.last_seen {
                 state.last_seen = position.ts_micros;
-                state.last_position = position.clone();
+                state.last_position = LastFix::from(position);
             }
             return;
         }
         let state = DeviceState {
-            last_position: position.clone(),
+            last_position: LastFix::from(position),
             last_seen: position.ts_micros,
             position_count_session: 1,
         };
-        if let Some((evicted, _)) = self.devices.push(position.device_id.clone(), state) {
-            // `push` returns the displaced entry: for a new key that is the evicted LRU device.
-            if evicted != position.device_id {
-                self.evictions += 1;
-            }
+        if self.devices.len() >= self.capacity && self.devices.pop_lru().is_some() {
+            self.evictions += 1;
         }
+        self.devices.put(position.device_id.clone(), state);
     }
 
     /// The state of `device_id`, without touching its recency.
@@ -98,7 +143,7 @@ mod tests {
         Position {
             device_id: device.to_owned(),
             ts_micros: ts,
-            latitude: 1.0,
+            latitude: ts as f64 / 1000.0,
             longitude: 2.0,
             altitude: None,
             angle: None,
@@ -121,7 +166,10 @@ mod tests {
         t.fold(&at("a", 100));
         let s = t.get("a").expect("held");
         assert_eq!(s.last_seen, 200);
-        assert_eq!(s.last_position.ts_micros, 200);
+        assert_eq!(
+            s.last_position.latitude, 0.2,
+            "the fix of the latest record"
+        );
         assert_eq!(s.position_count_session, 2);
         t.fold(&at("a", 300));
         assert_eq!(t.get("a").expect("held").last_seen, 300);

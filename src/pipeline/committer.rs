@@ -4,6 +4,16 @@
 //! (retrying as long as it takes) and reports the epoch back through a channel, then wakes the
 //! operator with its `SyncActivator`. The operator releases the epoch's capability when it
 //! reads that report: the epoch is durable.
+//!
+//! # Group commit
+//! Epochs that queued up while a commit was running are committed together, in one transaction,
+//! and then all reported. Each epoch is still all-or-nothing (it is wholly inside that
+//! transaction), so nothing about acknowledgement changes; what changes is that a busy writer
+//! pays one transaction's fixed cost (its round trips and its WAL flush) per group instead of per
+//! epoch. Under light load every epoch commits alone, so short epochs keep latency low; under
+//! heavy load the transactions grow by themselves to what the database can absorb. The group is
+//! bounded by the worker's backpressure (`MAX_INFLIGHT_EPOCHS`, and that times `READ_COUNT`
+//! entries), which also bounds what the queue can hold.
 
 use std::future::Future;
 use std::sync::mpsc;
@@ -13,10 +23,11 @@ use dataflow::Epoch;
 use timely::scheduling::SyncActivator;
 use tokio::runtime::Handle;
 
-/// Makes one epoch's batch durable; implemented by the row writer and the dead-letter writer.
+/// Makes a batch durable; implemented by the row writer and the dead-letter writer.
 pub trait EpochSink<D>: Send + 'static {
-    /// Commits `batch`, retrying transient failures. Returns `false` only when it gave up because
-    /// the shutdown drain was abandoned; the epoch is then never reported committed.
+    /// Commits `batch`, all the data of one or more epochs (`epoch` is the latest of them, for
+    /// logs), atomically, retrying transient failures. Returns `false` only when it gave up
+    /// because the shutdown drain was abandoned; the epochs are then never reported committed.
     fn commit(&mut self, epoch: Epoch, batch: Vec<D>) -> impl Future<Output = bool> + Send;
 }
 
@@ -26,7 +37,8 @@ pub struct TaskCommitter<D> {
     committed: mpsc::Receiver<Epoch>,
 }
 
-/// Starts the task that runs `sink`; commits happen one at a time, in submission order.
+/// Starts the task that runs `sink`; commits happen one at a time, in submission order, each
+/// taking every epoch queued by then (group commit).
 pub fn spawn_committer<D, S>(
     runtime: &Handle,
     mut sink: S,
@@ -39,14 +51,18 @@ where
     let (requests, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Epoch, Vec<D>)>();
     let (done, committed) = mpsc::channel();
     runtime.spawn(async move {
-        while let Some((epoch, batch)) = queue.recv().await {
-            if !sink.commit(epoch, batch).await {
+        while let Some(first) = queue.recv().await {
+            let (epochs, batch) = take_group(first, &mut queue);
+            let Some(&latest) = epochs.last() else {
+                continue;
+            };
+            if !sink.commit(latest, batch).await {
                 break;
             }
-            if done.send(epoch).is_err() {
+            if epochs.into_iter().any(|epoch| done.send(epoch).is_err()) {
                 break; // the worker is gone
             }
-            // Wake the operator so it releases the capability without waiting for other work.
+            // Wake the operator so it releases the capabilities without waiting for other work.
             let _ = activator.activate();
         }
     });
@@ -54,6 +70,21 @@ where
         requests,
         committed,
     }
+}
+
+/// `first` and every request already queued behind it: their epochs, in order, and their data as
+/// one batch.
+fn take_group<D>(
+    first: (Epoch, Vec<D>),
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<(Epoch, Vec<D>)>,
+) -> (Vec<Epoch>, Vec<D>) {
+    let (epoch, mut batch) = first;
+    let mut epochs = vec![epoch];
+    while let Ok((epoch, more)) = queue.try_recv() {
+        epochs.push(epoch);
+        batch.extend(more);
+    }
+    (epochs, batch)
 }
 
 impl<D> Committer<D> for TaskCommitter<D> {
@@ -65,5 +96,23 @@ impl<D> Committer<D> for TaskCommitter<D> {
 
     fn poll_committed(&mut self, committed: &mut Vec<Epoch>) {
         committed.extend(self.committed.try_iter());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_takes_every_queued_epoch_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send((8, vec!["c"])).expect("open");
+        tx.send((9, vec!["d", "e"])).expect("open");
+        let (epochs, batch) = take_group((7, vec!["a", "b"]), &mut rx);
+        assert_eq!(epochs, vec![7, 8, 9]);
+        assert_eq!(batch, vec!["a", "b", "c", "d", "e"]);
+        // nothing queued: the group is the first request alone
+        let (epochs, batch) = take_group((10, vec!["f"]), &mut rx);
+        assert_eq!((epochs, batch), (vec![10], vec!["f"]));
     }
 }

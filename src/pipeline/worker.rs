@@ -206,7 +206,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     let devices = table
         .borrow()
         .iter()
-        .map(|(device, state)| (device.clone(), state.clone()))
+        .map(|(device, state)| (device.clone(), *state))
         .collect();
     alive.finish();
     WorkerReport {
