@@ -205,6 +205,7 @@ def one_run(args, run):
             ports.append(port)
         ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout)
         servers_after = server_cpu()
+        devices_held = metric_sum(ports, "processor_devices_in_state")
         stopped = [stop_service(proc, timing) for proc, timing in replicas]
         cpu = sum(c for c, _ in stopped)
         rss = max(r for _, r in stopped)
@@ -212,7 +213,14 @@ def one_run(args, run):
         result["redis_cpu_us_per_row"] = (servers_after["redis-server"] - servers_before["redis-server"]) / want * 1e6
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
+        # what the machine's cores could do at most if processor, PostgreSQL and Redis kept them
+        # all busy with this run's CPU cost per row
+        every_row = result["cpu_us_per_row"] + result["postgres_cpu_us_per_row"] + result["redis_cpu_us_per_row"]
+        result["cpu_bound_rows_per_s"] = os.cpu_count() * 1e6 / every_row
         result["peak_rss_mib"] = rss / 1024
+        result["devices_in_state"] = devices_held
+        # the memory target: 40 MB plus 300 bytes per device held in state
+        result["rss_target_mib"] = (40e6 + 300 * devices_held) / 2**20
         # ceiling: the same rows, one binary COPY into an empty table; the median of three
         # loads, each after a CHECKPOINT like the pipeline run (so that neither pays for the
         # other's dirty pages)
@@ -277,7 +285,9 @@ def main():
               ("ratio", "pipeline / ceiling"), ("cpu_us_per_row", "processor CPU µs per row"),
               ("postgres_cpu_us_per_row", "PostgreSQL server CPU µs per row"),
               ("redis_cpu_us_per_row", "Redis server CPU µs per row"),
-              ("peak_rss_mib", "processor peak RSS MiB"), ("latency_rate", "latency test rate /s"),
+              ("cpu_bound_rows_per_s", "CPU-bound limit rows/s (cores / all CPU per row)"),
+              ("peak_rss_mib", "processor peak RSS MiB"), ("devices_in_state", "devices held in state"),
+              ("rss_target_mib", "RSS target MiB (40 MB + 300 B/device)"), ("latency_rate", "latency test rate /s"),
               ("latency_p50_ms", "p50 stream-id→XACK ms"), ("latency_p99_ms", "p99 stream-id→XACK ms"),
               ("latency_max_bucket_ms", "max (histogram bucket) ms")]
     print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} runs={args.runs}")

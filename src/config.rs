@@ -109,8 +109,10 @@ pub struct Config {
     pub read_block_ms: u64,
 
     /// Length of an epoch in milliseconds: entries read in one tick are committed and
-    /// acknowledged together. Smaller: lower latency; larger: bigger transactions.
-    #[arg(long, env = "EPOCH_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    /// acknowledged together. Smaller: lower latency. Under load, epochs that queue behind a
+    /// running commit are committed together (group commit), so short epochs do not shrink the
+    /// transactions then.
+    #[arg(long, env = "EPOCH_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub epoch_ms: u64,
 
     /// Rows per INSERT statement inside an epoch's transaction.

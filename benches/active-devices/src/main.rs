@@ -35,7 +35,7 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 const STATE_CAPACITY: usize = 1_000_000;
 /// 2026-01-01T00:00:00Z in microseconds.
 const BASE_TS_MICROS: i64 = 1_767_225_600_000_000;
-/// The processor's default EPOCH_MS, in microseconds (only used to space timestamps).
+/// An epoch of 50 ms, in microseconds (only used to space timestamps).
 const EPOCH_MICROS: i64 = 50_000;
 
 const VARIANTS: [(&str, &str); 5] = [

@@ -514,7 +514,20 @@ pub(crate) fn parse<'de>(
     payload: &'de [u8],
     error: &mut Option<DecodeError>,
 ) -> Result<Parsed<'de>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    // One UTF-8 check of the whole payload (word-at-a-time over ASCII), then serde_json's `str`
+    // reader, which trusts it: parsing from bytes would validate every string it reads again,
+    // and that was a tenth of the decoder's time.
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        Err(utf8) => {
+            *error = Some(DecodeError::new(
+                name::PAYLOAD,
+                format!("is not UTF-8 ({utf8})"),
+            ));
+            return Err(de::Error::custom("payload is not UTF-8"));
+        }
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let parsed = de::Deserializer::deserialize_map(
         &mut deserializer,
         PayloadVisitor {

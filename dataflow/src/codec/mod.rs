@@ -14,9 +14,10 @@
 //! - `timestamp` is parsed by a small exact parser (`timestamp.rs`) and bounded to what a
 //!   `timestamptz` stores.
 //!
-//! Text: the payload must be UTF-8 JSON. A string holding an unpaired surrogate escape (`"\ud800"`)
-//! is not valid Unicode; serde_json refuses it (as would `jsonb`), so it fails as `payload`
-//! (unless it sits in an unknown field, which is skipped unread).
+//! Text: the payload must be UTF-8 JSON, checked once over the whole payload before parsing (so a
+//! stray byte fails as `payload` wherever it sits, in an unknown field too). A string holding an
+//! unpaired surrogate escape (`"\ud800"`) is not valid Unicode; serde_json refuses it (as would
+//! `jsonb`), so it fails as `payload` (unless it sits in an unknown field, which is skipped unread).
 //!
 //! A successful decode allocates the `device_id` and the `attributes` strings, nothing else (plus
 //! a scratch buffer when buffers are present, and a copy of any string sentinel argument that had
@@ -230,6 +231,7 @@ mod tests {
             b"\"x\"",
             b"{}x",
             b"{\"device_id\":\"\xff\"}",
+            b"{\"x\":\"\xc3\",\"device_id\":\"a\",\"timestamp\":1,\"latitude\":0,\"longitude\":0}",
             br#"{"device_id":"\ud800"}"#,
             br#"{"attributes":{"a":"\udc00"}}"#,
             b"\xef\xbb\xbf{}",
