@@ -44,13 +44,15 @@ def psql(sql, capture=True):
     return out.stdout.strip() if capture else ""
 
 
-def timed_copy(command):
-    """Seconds that psql's `\\copy` took, as psql's own timing reports it (no process start or
-    connection set-up)."""
+def timed_copy(command, before=None, after=None):
+    """Seconds that psql's `\\copy` (and the `after` statement) took, as psql's own timing
+    reports them (no process start or connection set-up); `before` runs first, untimed."""
     env = dict(os.environ, **PG)
-    out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", command],
+    steps = (["-c", before] if before else []) + ["-c", "\\timing on", "-c", command]
+    steps += ["-c", after] if after else []
+    out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", *steps],
                          env=env, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Time: ([0-9.]+) ms", out).group(1)) / 1000
+    return sum(float(ms) for ms in re.findall(r"Time: ([0-9.]+) ms", out)) / 1000
 
 
 def redis(*args):
@@ -71,6 +73,8 @@ def service_env(stream, schema, port, workers, name="bench"):
                              f"?options=-csearch_path%3D{schema}",
                 STREAM_KEY=stream, CONSUMER_GROUP="bench", CONSUMER_NAME=name,
                 WORKERS=str(workers), HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+                # as the container image sets it (Dockerfile)
+                MIMALLOC_ARENA_EAGER_COMMIT=os.environ.get("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
                 MONITOR_INTERVAL_MS="500")
 
 
@@ -104,13 +108,18 @@ def start_service(stream, schema, workers, timing_file, name="bench"):
 
 
 
-def metric_sum(ports, name):
-    """The sum over the processors on `ports` of an unlabelled counter or gauge."""
-    total = 0.0
+def metric_values(ports, name):
+    """The value of an unlabelled counter or gauge on each processor on `ports`."""
+    values = []
     for port in ports:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        total += sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-    return total
+        values.append(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")))
+    return values
+
+
+def metric_sum(ports, name):
+    """The sum over the processors on `ports` of an unlabelled counter or gauge."""
+    return sum(metric_values(ports, name))
 
 
 def wait_landed(stream, schema, ports, entries, rows, timeout):
@@ -205,7 +214,8 @@ def one_run(args, run):
             ports.append(port)
         ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout)
         servers_after = server_cpu()
-        devices_held = metric_sum(ports, "processor_devices_in_state")
+        # per process, like the peak RSS it is compared with (the largest of the replicas)
+        devices_held = max(metric_values(ports, "processor_devices_in_state"))
         stopped = [stop_service(proc, timing) for proc, timing in replicas]
         cpu = sum(c for c, _ in stopped)
         rss = max(r for _, r in stopped)
@@ -233,8 +243,17 @@ def one_run(args, run):
             psql("CHECKPOINT")
             loads.append(want / timed_copy(f"\\copy {table} ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)"))
             psql(f"DROP TABLE {table}")
-        os.unlink(dump)
         result["copy_ceiling_rows_per_s"] = statistics.median(loads)
+        # the alternative write path, for comparison: COPY into a staging table, then
+        # INSERT ... SELECT ... ON CONFLICT DO NOTHING (one session, both statements timed)
+        table = f"{schema}.staged"
+        psql(f"CREATE TABLE {table} (LIKE {schema}.positions INCLUDING ALL)")
+        psql("CHECKPOINT")
+        seconds = timed_copy(f"\\copy stage ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)",
+                             before=f"CREATE TEMP TABLE stage (LIKE {schema}.positions INCLUDING DEFAULTS)",
+                             after=f"INSERT INTO {table} SELECT * FROM stage ON CONFLICT (device_id, ts) DO NOTHING")
+        result["staged_copy_rows_per_s"] = want / seconds
+        os.unlink(dump)
         result["ratio"] = result["pipeline_rows_per_s"] / result["copy_ceiling_rows_per_s"]
     finally:
         drop(stream, schema)
@@ -282,7 +301,8 @@ def main():
         values = [r[key] for r in runs]
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
     labels = [("pipeline_rows_per_s", "pipeline rows/s"), ("copy_ceiling_rows_per_s", "binary COPY ceiling rows/s"),
-              ("ratio", "pipeline / ceiling"), ("cpu_us_per_row", "processor CPU µs per row"),
+              ("ratio", "pipeline / ceiling"),
+              ("staged_copy_rows_per_s", "COPY to staging + INSERT ON CONFLICT rows/s"), ("cpu_us_per_row", "processor CPU µs per row"),
               ("postgres_cpu_us_per_row", "PostgreSQL server CPU µs per row"),
               ("redis_cpu_us_per_row", "Redis server CPU µs per row"),
               ("cpu_bound_rows_per_s", "CPU-bound limit rows/s (cores / all CPU per row)"),

@@ -11,7 +11,7 @@
 pub mod proxy;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,53 @@ pub struct TestEnv {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+static SWEPT: AtomicBool = AtomicBool::new(false);
+
+/// Removes what earlier test processes left behind, once per test process: the schemas and Redis
+/// keys of every namespace `t<pid>_...` whose process is gone. A test does not drop its own
+/// namespace (its data stays for inspection while it runs, and a failed test's until the next
+/// run); only the names of dead processes are touched, so tests running meanwhile are safe.
+async fn sweep_leftovers(
+    db: &tokio_postgres::Client,
+    redis: &mut redis::aio::MultiplexedConnection,
+) {
+    // Whether a process lives is read from /proc: without it (not Linux) nothing is swept.
+    if SWEPT.swap(true, Ordering::SeqCst) || !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let gone = |name: &str| {
+        let pid = name
+            .strip_prefix('t')
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let schemas = db
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t[0-9]+_'",
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+    for row in schemas {
+        let schema: String = row.get(0);
+        if gone(&schema) {
+            let drop = format!(
+                "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; RESET lock_timeout"
+            );
+            let _ = db.batch_execute(&drop).await;
+        }
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("t[0-9]*_*")
+        .query_async(redis)
+        .await
+        .unwrap_or_default();
+    let stale: Vec<&String> = keys.iter().filter(|key| gone(key)).collect();
+    for chunk in stale.chunks(500) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(redis).await;
+    }
+}
 
 impl TestEnv {
     /// A fresh namespace named after the test.
@@ -156,10 +203,11 @@ impl TestEnv {
         .await
         .expect("create the test schema");
         let client = redis::Client::open(servers.redis_url.as_str()).expect("redis url");
-        let redis = client
+        let mut redis = client
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        sweep_leftovers(&db, &mut redis).await;
         TestEnv {
             stream: format!("{name}:t"),
             group: format!("{name}-g"),
