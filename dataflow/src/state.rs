@@ -29,24 +29,25 @@ pub struct DeviceState {
     pub position_count_session: u64,
 }
 
-/// The scalar columns of a device's latest position (its fix time is [`DeviceState::last_seen`]).
+/// The scalar columns of a device's latest position (its fix time is [`DeviceState::last_seen`]);
+/// units and ranges are those of the [`Position`] fields of the same names.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LastFix {
-    /// Degrees WGS84.
+    /// [`Position::latitude`].
     pub latitude: f64,
-    /// Degrees WGS84.
+    /// [`Position::longitude`].
     pub longitude: f64,
-    /// Metres above sea level.
+    /// [`Position::altitude`].
     pub altitude: Option<f32>,
-    /// Heading in degrees.
+    /// [`Position::angle`].
     pub angle: Option<f32>,
-    /// Speed in km/h.
+    /// [`Position::speed`].
     pub speed: Option<f32>,
-    /// Satellites in view.
+    /// [`Position::satellites`].
     pub satellites: Option<i16>,
-    /// 0 low, 1 high, 2 panic.
+    /// [`Position::priority`].
     pub priority: Option<i16>,
-    /// Teltonika event IO id.
+    /// [`Position::event_id`].
     pub event_id: Option<i32>,
 }
 
