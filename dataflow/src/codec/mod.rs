@@ -254,6 +254,23 @@ mod tests {
     }
 
     #[test]
+    fn attributes_text_holds_no_slack() {
+        // a long payload with short attributes: the text must not keep the payload-sized buffer
+        let filler = "x".repeat(2000);
+        let position = with(&format!(
+            r#","note":"{filler}","attributes":{{"io_239":1}}"#
+        ))
+        .unwrap();
+        assert_eq!(position.attributes, r#"{"io_239":1}"#);
+        assert!(
+            position.attributes.capacity() <= position.attributes.len() + 64,
+            "capacity {} for {} bytes",
+            position.attributes.capacity(),
+            position.attributes.len()
+        );
+    }
+
+    #[test]
     fn unknown_fields_of_any_shape_are_skipped() {
         let position = with(r#","codec":142,"x":{"y":[1,{"z":null}]},"s":"\u0000""#).unwrap();
         assert_eq!(position.attributes, "{}");
