@@ -106,8 +106,6 @@ def start_service(stream, schema, workers, timing_file, name="bench"):
 
 
 
-
-
 def metric_values(ports, name):
     """The value of an unlabelled counter or gauge on each processor on `ports`."""
     values = []
@@ -277,6 +275,49 @@ def one_run(args, run):
     return result
 
 
+FIGURES = [
+    # (key in the JSON, row label, how to show it)
+    ("pipeline_rows_per_s", "pipeline rows/s (until all committed and acked)", "rate"),
+    ("copy_ceiling_rows_per_s", "single-connection binary COPY ceiling, rows/s", "rate"),
+    ("ratio", "pipeline / ceiling", "ratio"),
+    ("staged_copy_rows_per_s", "COPY to staging + `INSERT ... ON CONFLICT`, rows/s", "rate"),
+    ("cpu_us_per_row", "processor CPU per row", "us"),
+    ("postgres_cpu_us_per_row", "PostgreSQL server CPU per row", "us"),
+    ("redis_cpu_us_per_row", "Redis server CPU per row", "us"),
+    ("cpu_bound_rows_per_s", "CPU-bound limit, rows/s", "rate"),
+    ("peak_rss_mib", "processor peak RSS (per process)", "mib"),
+    ("devices_in_state", "devices held in state (per process)", "count"),
+    ("rss_target_mib", "RSS target, 40 MB + 300 B per device", "mib"),
+    ("latency_rate", "latency test rate (half the pipeline's)", "count"),
+    ("latency_p50_ms", "p50 stream-id→XACK", "ms"),
+    ("latency_p99_ms", "p99 stream-id→XACK", "ms"),
+    ("latency_max_bucket_ms", "max (histogram bucket)", "ms"),
+]
+
+
+def cell(figure, kind):
+    """A figure as `median (min–max)` with its unit; `not measured` when a run lacks it."""
+    if figure is None:
+        return "not measured"
+    formats = {"rate": lambda v: f"{round(v, -2):,.0f}", "ratio": lambda v: f"{v:.2f}",
+               "us": lambda v: f"{v:.2f}", "mib": lambda v: f"{v:.1f}" if v < 100 else f"{v:.0f}",
+               "count": lambda v: f"{round(v, -2) if v > 10000 else v:,.0f}", "ms": lambda v: f"{v:.1f}"}
+    unit = {"us": " µs", "mib": " MiB", "ms": " ms"}.get(kind, "")
+    show = formats[kind]
+    if kind == "count" or figure["min"] == figure["max"]:
+        return show(figure["median"]) + unit
+    return f"{show(figure['median'])}{unit} ({show(figure['min'])}–{show(figure['max'])})"
+
+
+def table(configs):
+    """The figures of several configurations (label, figures) as one Markdown table."""
+    lines = ["| figure | " + " | ".join(label for label, _ in configs) + " |",
+             "|---|" + "---|" * len(configs)]
+    for key, name, kind in FIGURES:
+        lines.append(f"| {name} | " + " | ".join(cell(figures.get(key), kind) for _, figures in configs) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500_000)
@@ -300,21 +341,8 @@ def main():
     for key in runs[0]:
         values = [r[key] for r in runs]
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
-    labels = [("pipeline_rows_per_s", "pipeline rows/s"), ("copy_ceiling_rows_per_s", "binary COPY ceiling rows/s"),
-              ("ratio", "pipeline / ceiling"),
-              ("staged_copy_rows_per_s", "COPY to staging + INSERT ON CONFLICT rows/s"), ("cpu_us_per_row", "processor CPU µs per row"),
-              ("postgres_cpu_us_per_row", "PostgreSQL server CPU µs per row"),
-              ("redis_cpu_us_per_row", "Redis server CPU µs per row"),
-              ("cpu_bound_rows_per_s", "CPU-bound limit rows/s (cores / all CPU per row)"),
-              ("peak_rss_mib", "processor peak RSS MiB"), ("devices_in_state", "devices held in state"),
-              ("rss_target_mib", "RSS target MiB (40 MB + 300 B/device)"), ("latency_rate", "latency test rate /s"),
-              ("latency_p50_ms", "p50 stream-id→XACK ms"), ("latency_p99_ms", "p99 stream-id→XACK ms"),
-              ("latency_max_bucket_ms", "max (histogram bucket) ms")]
     print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} runs={args.runs}")
-    print(f"| figure | median | min | max |\n|---|---|---|---|")
-    for key, label in labels:
-        f = figures[key]
-        print(f"| {label} | {f['median']:.3g} | {f['min']:.3g} | {f['max']:.3g} |")
+    print(table([("median (min–max)", figures)]))
     with open(args.json, "w") as out:
         json.dump({"settings": vars(args), "runs": runs, "figures": figures}, out, indent=2)
 

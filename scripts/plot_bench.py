@@ -14,6 +14,8 @@ import json
 
 import matplotlib
 
+from bench import table
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -39,45 +41,6 @@ def bars(axis, configs, keys, scale=1.0, stacked=False):
             axis.bar(offsets, medians, width, yerr=[low, high], capsize=3, label=name)
     axis.set_xticks(range(len(configs)), [label for label, _ in configs])
     axis.legend(fontsize=8, loc="lower right" if stacked else "best")
-
-
-ROWS = [
-    ("pipeline_rows_per_s", "pipeline rows/s (until all committed and acked)", "rate"),
-    ("copy_ceiling_rows_per_s", "single-connection binary COPY ceiling, rows/s", "rate"),
-    ("ratio", "pipeline / ceiling", "ratio"),
-    ("staged_copy_rows_per_s", "COPY to staging + `INSERT ... ON CONFLICT`, rows/s", "rate"),
-    ("cpu_us_per_row", "processor CPU per row", "us"),
-    ("postgres_cpu_us_per_row", "PostgreSQL server CPU per row", "us"),
-    ("redis_cpu_us_per_row", "Redis server CPU per row", "us"),
-    ("cpu_bound_rows_per_s", "CPU-bound limit, rows/s", "rate"),
-    ("peak_rss_mib", "processor peak RSS (per process)", "mib"),
-    ("devices_in_state", "devices held in state (per process)", "count"),
-    ("rss_target_mib", "RSS target, 40 MB + 300 B per device", "mib"),
-    ("latency_rate", "latency test rate (half the pipeline's)", "count"),
-    ("latency_p50_ms", "p50 stream-id→XACK", "ms"),
-    ("latency_p99_ms", "p99 stream-id→XACK", "ms"),
-]
-
-
-def cell(figure, kind):
-    if figure is None:
-        return "not measured"
-    formats = {"rate": lambda v: f"{round(v, -2):,.0f}", "ratio": lambda v: f"{v:.2f}",
-               "us": lambda v: f"{v:.2f}", "mib": lambda v: f"{v:.1f}" if v < 100 else f"{v:.0f}",
-               "count": lambda v: f"{round(v, -2) if v > 10000 else v:,.0f}", "ms": lambda v: f"{v:.1f}"}
-    unit = {"us": " µs", "mib": " MiB", "ms": " ms"}.get(kind, "")
-    show = formats[kind]
-    if kind == "count" or figure["min"] == figure["max"]:
-        return show(figure["median"]) + unit
-    return f"{show(figure['median'])}{unit} ({show(figure['min'])}–{show(figure['max'])})"
-
-
-def table(configs):
-    lines = ["| figure | " + " | ".join(label for label, _ in configs) + " |",
-             "|---|" + "---|" * len(configs)]
-    for key, name, kind in ROWS:
-        lines.append(f"| {name} | " + " | ".join(cell(figures.get(key), kind) for _, figures in configs) + " |")
-    return "\n".join(lines)
 
 
 def main():

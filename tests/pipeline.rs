@@ -93,6 +93,14 @@ async fn nothing_is_acknowledged_before_its_commit() {
 
     lock.release().await;
     env.wait_landed(101, Duration::from_secs(30)).await;
+    // Redis can show nothing pending a moment before the acknowledger has read XACK's reply and
+    // counted it
+    env.wait_for(
+        Duration::from_secs(5),
+        "the acknowledgements to be counted",
+        async |_: &mut TestEnv| running.metrics.entries_acked.get() == 101,
+    )
+    .await;
     assert_eq!(running.metrics.entries_acked.get(), 101);
     running.stop().await;
 }

@@ -6,6 +6,22 @@ use dataflow::operators::BadEntry;
 use dataflow::{DecodeError, Entry};
 use support::TestEnv;
 
+/// The dead-letter call the sink makes, for one refused entry read by consumer `c`.
+async fn move_to_dead_letter(
+    env: &mut TestEnv,
+    bad: &BadEntry,
+) -> Result<(), processor::redis::RedisError> {
+    processor::redis::dead_letter(
+        &mut env.redis,
+        &env.stream,
+        &env.group,
+        &env.dead_letter,
+        "c",
+        &[(&bad.entry, bad.error.to_string())],
+    )
+    .await
+}
+
 /// If the dead letter cannot be written, the entry must stay pending: never acknowledged
 /// without its dead letter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,16 +60,7 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
         .await
         .expect("SET");
     let dead_letter = env.dead_letter.clone();
-    let failed = processor::redis::dead_letter(
-        &mut env.redis,
-        &env.stream,
-        &env.group,
-        &dead_letter,
-        "c",
-        &[(&bad.entry, bad.error.to_string())],
-    )
-    .await;
-    assert!(failed.is_err());
+    assert!(move_to_dead_letter(&mut env, &bad).await.is_err());
     assert_eq!(env.pending().await, 1, "acknowledged without a dead letter");
     assert!(
         processor::redis::check_dead_letter_stream(&mut env.redis, &dead_letter)
@@ -68,16 +75,9 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
         .query_async(&mut env.redis)
         .await
         .expect("DEL");
-    processor::redis::dead_letter(
-        &mut env.redis,
-        &env.stream,
-        &env.group,
-        &dead_letter,
-        "c",
-        &[(&bad.entry, bad.error.to_string())],
-    )
-    .await
-    .expect("dead letter");
+    move_to_dead_letter(&mut env, &bad)
+        .await
+        .expect("dead letter");
     assert_eq!(env.pending().await, 0);
     let letters = env.dead_letters().await;
     assert_eq!(letters.len(), 1);

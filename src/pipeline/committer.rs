@@ -53,9 +53,7 @@ where
     runtime.spawn(async move {
         while let Some(first) = queue.recv().await {
             let (epochs, batch) = take_group(first, &mut queue);
-            let Some(&latest) = epochs.last() else {
-                continue;
-            };
+            let latest = epochs.iter().copied().max().unwrap_or_default();
             if !sink.commit(latest, batch).await {
                 break;
             }

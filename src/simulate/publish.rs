@@ -293,8 +293,7 @@ mod tests {
     }
 }
 
-/// Against a real Redis (`TEST_REDIS_URL`, else 127.0.0.1:6379); not run by default:
-/// `cargo test --lib simulate -- --ignored`.
+/// Against a real Redis (`TEST_REDIS_URL`, else 127.0.0.1:6379), like the integration tests.
 #[cfg(test)]
 mod redis_tests {
     use redis::AsyncCommands;
@@ -303,6 +302,21 @@ mod redis_tests {
 
     fn url() -> String {
         std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    /// A key no other test uses, and a connection to delete it with afterwards.
+    async fn fresh_key() -> (String, redis::aio::MultiplexedConnection) {
+        let key = format!(
+            "simulate-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let client = redis::Client::open(url()).expect("url");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        (key, conn)
     }
 
     fn args(count: Option<u64>, duration: Option<u64>, rate: u64) -> SimulateArgs {
@@ -321,16 +335,7 @@ mod redis_tests {
 
     #[tokio::test]
     async fn publishes_the_generated_payloads_in_order_and_paced() {
-        let stream = format!(
-            "simulate-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let client = redis::Client::open(url()).expect("url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
+        let (stream, mut conn) = fresh_key().await;
 
         let exact = args(Some(2000), None, 0);
         let report = run(&url(), None, &stream, &exact).await.expect("run");
@@ -371,16 +376,7 @@ mod redis_tests {
 
     #[tokio::test]
     async fn a_key_of_another_type_fails_the_run() {
-        let key = format!(
-            "simulate-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let client = redis::Client::open(url()).expect("url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
+        let (key, mut conn) = fresh_key().await;
         let _: () = conn.set(&key, "not a stream").await.expect("SET");
         let result = run(&url(), None, &key, &args(Some(10), None, 0)).await;
         assert!(matches!(result, Err(SimulateError::Redis(_))), "{result:?}");
