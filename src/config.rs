@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::postgres::timescale;
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -192,6 +194,23 @@ pub struct Config {
     /// list, or the path of a file with one address per line. Required when PROCESSES > 1.
     #[arg(long, env = "TIMELY_HOSTS")]
     pub timely_hosts: Option<String>,
+
+    /// Whether `positions` is a TimescaleDB hypertable: `auto` (when the server can load the
+    /// extension; a plain table otherwise), `require` (start-up waits until it can), `off`.
+    #[arg(long, env = "TIMESCALEDB", value_enum, default_value_t = timescale::Mode::Auto)]
+    pub timescaledb: timescale::Mode,
+
+    /// Time span of one hypertable chunk (`12h`, `1d`, `1w`); a change applies to new chunks.
+    #[arg(long, env = "TIMESCALEDB_CHUNK_INTERVAL", default_value = "1d")]
+    pub chunk_interval: timescale::Interval,
+
+    /// Compress chunks older than this (segmented by device_id, ordered by ts DESC), or `off`.
+    #[arg(long, env = "TIMESCALEDB_COMPRESS_AFTER", default_value = "7d")]
+    pub compress_after: timescale::Optional,
+
+    /// Drop chunks older than this, or `off` to keep every row.
+    #[arg(long, env = "TIMESCALEDB_RETENTION", default_value = "off")]
+    pub retention: timescale::Optional,
 
     /// Test hook: the worker with this index panics once it has started. Never set in production.
     #[arg(long, env = "FAULT_PANIC_WORKER", hide = true)]
@@ -461,6 +480,16 @@ impl Config {
         let workers = usize::from(self.workers);
         let first = usize::from(self.process_index) * workers;
         first..first + workers
+    }
+
+    /// The TimescaleDB settings of `positions`.
+    pub fn timescale(&self) -> timescale::Settings {
+        timescale::Settings {
+            mode: self.timescaledb,
+            chunk_interval: self.chunk_interval,
+            compress_after: self.compress_after.0,
+            retention: self.retention.0,
+        }
     }
 
     /// The active-devices window in epochs.

@@ -15,6 +15,7 @@
 //! committed on every worker, and writes are idempotent, so every record becomes exactly one row
 //! whatever crashes in between (see `pipeline::worker` and `dataflow::operators`).
 
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod logging;

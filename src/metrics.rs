@@ -3,8 +3,8 @@
 //! `processor_` prefix, `_total` counters, base units (`_seconds`).
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    CounterVec, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Every metric the pipeline maintains.
@@ -30,6 +30,8 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     /// Failed PostgreSQL operations, by operation.
     pub postgres_errors: IntCounterVec,
+    /// Write transactions committed, by the statement that wrote the rows (`copy`, `insert`).
+    pub write_transactions: IntCounterVec,
     /// Duration of one epoch's write transaction, including retries.
     pub commit_seconds: Histogram,
     /// Rows per epoch's write transaction.
@@ -50,8 +52,12 @@ pub struct Metrics {
     pub end_to_end_seconds: Histogram,
     /// Devices that sent a position within ACTIVE_WINDOW_SECS, over all workers.
     pub active_devices: IntGauge,
-    /// How far the commit frontier lags behind the wall clock.
+    /// How long since the commit frontier last advanced.
     pub commit_frontier_age_seconds: Gauge,
+    /// Wall-clock steps seen, in seconds, by direction (`back`, `forward`).
+    pub clock_step_seconds: CounterVec,
+    /// How far the epoch clock is ahead of the wall clock (negative: behind) while it slews.
+    pub epoch_clock_offset_seconds: Gauge,
 }
 
 impl Metrics {
@@ -92,6 +98,11 @@ impl Metrics {
         };
         let gauge_vec = |name: &str, help: &str, label: &str| -> prometheus::Result<IntGaugeVec> {
             let metric = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let float_gauge = |name: &str, help: &str| -> prometheus::Result<Gauge> {
+            let metric = Gauge::new(name, help)?;
             registry.register(Box::new(metric.clone()))?;
             Ok(metric)
         };
@@ -140,6 +151,11 @@ impl Metrics {
                 "processor_postgres_errors_total",
                 "Failed PostgreSQL operations, by operation.",
                 "operation",
+            )?,
+            write_transactions: counter_vec(
+                "processor_write_transactions_total",
+                "Write transactions committed, by path: copy (binary COPY, the fast path) or insert (INSERT ... ON CONFLICT DO NOTHING after a key existed).",
+                "path",
             )?,
             commit_seconds: histogram(
                 "processor_commit_duration_seconds",
@@ -191,14 +207,25 @@ impl Metrics {
                 "processor_active_devices",
                 "Devices that sent a position within ACTIVE_WINDOW_SECS, over all workers.",
             )?,
-            commit_frontier_age_seconds: {
-                let metric = Gauge::new(
-                    "processor_commit_frontier_age_seconds",
-                    "Age of the commit frontier: everything older is committed everywhere.",
+            commit_frontier_age_seconds: float_gauge(
+                "processor_commit_frontier_age_seconds",
+                "Seconds since the commit frontier last advanced (it advances every epoch while commits succeed, idle or not).",
+            )?,
+            clock_step_seconds: {
+                let metric = CounterVec::new(
+                    Opts::new(
+                        "processor_clock_step_seconds_total",
+                        "Steps of the wall clock seen, in seconds, by direction (back, forward); epochs never step, they slew.",
+                    ),
+                    &["direction"],
                 )?;
                 registry.register(Box::new(metric.clone()))?;
                 metric
             },
+            epoch_clock_offset_seconds: float_gauge(
+                "processor_epoch_clock_offset_seconds",
+                "How far the epoch clock is ahead of the wall clock (negative: behind); nonzero while it slews after a step.",
+            )?,
             registry,
         })
     }

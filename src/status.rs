@@ -6,12 +6,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use dataflow::Epoch;
 use serde::Serialize;
 
 /// Shared service status.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Status {
     redis: Mutex<Check>,
     postgres: Mutex<Check>,
@@ -22,9 +23,14 @@ pub struct Status {
     workers_alive: AtomicUsize,
     worker_died: AtomicBool,
     dataflow_running: AtomicBool,
-    /// Wall-clock milliseconds up to which everything is committed (the commit frontier).
-    frontier_ms: AtomicU64,
-    stall_ms: AtomicU64,
+    /// The commit frontier: the first epoch not yet committed everywhere (`u64::MAX` once the
+    /// input is closed and everything is committed).
+    frontier: AtomicU64,
+    /// When the frontier last advanced, in microseconds since `origin` plus one (0: never). A
+    /// monotonic measure: a step of the wall clock neither fakes nor hides a stall.
+    frontier_advanced: AtomicU64,
+    origin: Instant,
+    stall: Duration,
 }
 
 /// The state of one background check.
@@ -91,23 +97,24 @@ fn set<T>(mutex: &Mutex<T>, value: T) {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl Status {
     /// A status with the given stall threshold.
     pub fn new(stall: Duration) -> Self {
-        let status = Status::default();
-        status.stall_ms.store(
-            u64::try_from(stall.as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        status
+        Status {
+            redis: Mutex::default(),
+            postgres: Mutex::default(),
+            migrated: AtomicBool::default(),
+            group_joined: AtomicBool::default(),
+            draining: AtomicBool::default(),
+            workers_started: AtomicUsize::default(),
+            workers_alive: AtomicUsize::default(),
+            worker_died: AtomicBool::default(),
+            dataflow_running: AtomicBool::default(),
+            frontier: AtomicU64::default(),
+            frontier_advanced: AtomicU64::default(),
+            origin: Instant::now(),
+            stall,
+        }
     }
 
     /// Records the latest Redis PING.
@@ -156,15 +163,27 @@ impl Status {
         }
     }
 
-    /// The commit frontier: everything before this wall-clock time is committed everywhere.
-    pub fn commit_frontier(&self, ms: u64) {
-        self.frontier_ms.fetch_max(ms, Ordering::Relaxed);
+    /// The commit frontier as a worker's probe sees it: every epoch before `frontier` is
+    /// committed everywhere; `None` once the input is closed and everything is committed.
+    pub fn commit_frontier(&self, frontier: Option<Epoch>) {
+        let frontier = frontier.unwrap_or(u64::MAX);
+        if self.frontier.fetch_max(frontier, Ordering::Relaxed) < frontier
+            || self.frontier_advanced.load(Ordering::Relaxed) == 0
+        {
+            let since = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.frontier_advanced
+                .store(since.saturating_add(1), Ordering::Relaxed);
+        }
     }
 
-    /// How far the commit frontier lags behind the wall clock.
+    /// How long ago the commit frontier last advanced (`None` before the first report).
     pub fn commit_frontier_age(&self) -> Option<Duration> {
-        let frontier = self.frontier_ms.load(Ordering::Relaxed);
-        (frontier > 0).then(|| Duration::from_millis(unix_ms().saturating_sub(frontier)))
+        let advanced = self.frontier_advanced.load(Ordering::Relaxed);
+        (advanced > 0).then(|| {
+            self.origin
+                .elapsed()
+                .saturating_sub(Duration::from_micros(advanced - 1))
+        })
     }
 
     /// `/healthz`.
@@ -215,9 +234,8 @@ impl Status {
             ok: joined,
             state: if joined { "joined" } else { "not joined" }.to_owned(),
         });
-        let stall = Duration::from_millis(self.stall_ms.load(Ordering::Relaxed));
         let (ok, state) = match self.commit_frontier_age() {
-            Some(age) if age > stall => (
+            Some(age) if age > self.stall => (
                 false,
                 format!("stalled: nothing committed for {}s", age.as_secs()),
             ),
@@ -277,7 +295,7 @@ mod tests {
         status.set_migrated();
         status.set_group_joined();
         status.set_dataflow_running(true);
-        status.commit_frontier(unix_ms());
+        status.commit_frontier(Some(7));
         assert!(status.readiness().ready, "{:?}", status.readiness());
         status.postgres_checked(Err("connection refused".to_owned()));
         let readiness = status.readiness();
@@ -295,14 +313,25 @@ mod tests {
 
     #[test]
     fn a_stalled_frontier_is_not_ready() {
-        let status = Status::new(Duration::from_secs(1));
-        status.commit_frontier(unix_ms() - 5_000);
-        let commits = status
-            .readiness()
-            .checks
-            .into_iter()
-            .find(|c| c.name == "commits");
-        assert!(!commits.expect("check").ok);
+        let commits = |status: &Status| {
+            status
+                .readiness()
+                .checks
+                .into_iter()
+                .find(|c| c.name == "commits")
+                .expect("check")
+        };
+        let status = Status::new(Duration::from_millis(100));
+        status.commit_frontier(Some(5));
+        assert!(commits(&status).ok);
+        std::thread::sleep(Duration::from_millis(150));
+        // the same frontier again is no progress
+        status.commit_frontier(Some(5));
+        assert!(!commits(&status).ok, "{:?}", commits(&status));
+        status.commit_frontier(Some(6));
+        assert!(commits(&status).ok);
+        status.commit_frontier(None);
+        assert!(commits(&status).ok, "closed and all committed");
     }
 
     #[test]

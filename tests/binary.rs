@@ -2,40 +2,10 @@
 
 mod support;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use support::{payloads, TestEnv};
-
-fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).expect("pid fits");
-    // SAFETY: kill(2) on a child we own; no memory is touched.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal})");
-}
-
-/// Waits for the child to exit, returning its status and everything it wrote to stderr.
-fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the processor did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, reader.join().unwrap_or_default())
-}
+use support::{payloads, signal, wait_exit, Backend, TestEnv};
 
 #[test]
 fn a_bad_variable_exits_2_naming_it_on_one_line() {
@@ -94,8 +64,19 @@ fn help_lists_every_variable() {
 /// SIGKILL mid-stream, restart with the same consumer name: every published position is one
 /// row, none twice, nothing pending. Also: the database password never reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
-    let mut env = TestEnv::new("sigkill").await;
+async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing_on_postgres() {
+    sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing_on_timescaledb() {
+    sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(Backend::Timescale).await;
+}
+
+async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(backend: Backend) {
+    let Some(mut env) = TestEnv::on(backend, "sigkill").await else {
+        return;
+    };
     let total = 30_000;
     let published = payloads("kill", 300, total);
     let (first, second) = published.split_at(total / 2);
@@ -144,6 +125,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
         log.contains("postgres:***@"),
         "the redacted URL is logged:\n{log}"
     );
+    env.assert_table_kind().await;
 }
 
 /// SIGTERM while entries are arriving: exit 0, and everything the group delivered is committed

@@ -6,11 +6,22 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{payloads, TestEnv};
+use support::{payloads, Backend, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_own_each_device_exactly_once() {
-    let mut env = TestEnv::new("cluster").await;
+async fn two_processes_own_each_device_exactly_once_on_postgres() {
+    two_processes_own_each_device_exactly_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_own_each_device_exactly_once_on_timescaledb() {
+    two_processes_own_each_device_exactly_once(Backend::Timescale).await;
+}
+
+async fn two_processes_own_each_device_exactly_once(backend: Backend) {
+    let Some(mut env) = TestEnv::on(backend, "cluster").await else {
+        return;
+    };
     let hosts = format!(
         "127.0.0.1:{},127.0.0.1:{}",
         support::free_port(),
@@ -65,6 +76,7 @@ async fn two_processes_own_each_device_exactly_once() {
     }
     assert_eq!(owner.len(), 1_000, "every device is owned by one worker");
     assert_eq!(env.pending().await, 0);
+    env.assert_table_kind().await;
 }
 
 /// Two independent replicas (not a cluster) in one consumer group share the stream: every

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use support::TestEnv;
+use support::{Backend, TestEnv};
 
 #[derive(Deserialize)]
 struct ValidCase<'a> {
@@ -61,8 +61,19 @@ fn string_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<(St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fixture_lands_or_is_dead_lettered() {
-    let mut env = TestEnv::new("fixtures").await;
+async fn every_fixture_lands_or_is_dead_lettered_on_postgres() {
+    every_fixture_lands_or_is_dead_lettered(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_lands_or_is_dead_lettered_on_timescaledb() {
+    every_fixture_lands_or_is_dead_lettered(Backend::Timescale).await;
+}
+
+async fn every_fixture_lands_or_is_dead_lettered(backend: Backend) {
+    let Some(mut env) = TestEnv::on(backend, "fixtures").await else {
+        return;
+    };
     let valid: Vec<ValidCase> = VALID
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -211,4 +222,5 @@ async fn every_fixture_lands_or_is_dead_lettered() {
     }
     assert_eq!(env.pending().await, 0);
     running.stop().await;
+    env.assert_table_kind().await;
 }

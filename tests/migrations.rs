@@ -1,12 +1,31 @@
-//! Migrations against a real PostgreSQL: idempotent, and safe when replicas start together.
+//! Migrations against a real PostgreSQL and a real TimescaleDB: idempotent, and safe when
+//! replicas start together.
 
 mod support;
 
-use support::TestEnv;
+use processor::postgres::timescale::{Interval, Mode, Settings};
+use processor::postgres::Storage;
+use support::{Backend, TestEnv};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_migrating_at_once_apply_each_migration_once() {
-    let env = TestEnv::new("migrate").await;
+const DEFAULTS: Settings = Settings {
+    mode: Mode::Auto,
+    chunk_interval: Interval::days(1),
+    compress_after: Some(Interval::days(7)),
+    retention: None,
+};
+
+async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) {
+    let Some(env) = TestEnv::on(backend, "migrate").await else {
+        return;
+    };
+    let settings = Settings {
+        mode: if backend == Backend::Postgres && env.servers.postgres_has_timescaledb {
+            Mode::Off
+        } else {
+            Mode::Auto
+        },
+        ..DEFAULTS
+    };
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let url = env.database_url.clone();
@@ -14,7 +33,7 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
             let mut client = processor::postgres::connect(&url, None)
                 .await
                 .expect("connect");
-            processor::postgres::migrate(&mut client)
+            processor::postgres::migrate(&mut client, &settings)
                 .await
                 .expect("migrate")
         }));
@@ -22,21 +41,44 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     for task in tasks {
         let report = task.await.expect("join");
-        assert!(!report.hypertable, "this server has no timescaledb");
+        match (backend, &report.storage) {
+            (Backend::Postgres, Storage::Plain(_)) => {}
+            (Backend::Timescale, Storage::Hypertable { compress_after, .. }) => {
+                assert_eq!(*compress_after, Some(Interval::days(7)));
+            }
+            (backend, storage) => panic!("{backend:?} gave {storage:?}"),
+        }
         applied.extend(report.applied);
     }
     applied.sort_unstable();
     assert_eq!(
         applied,
-        vec![1, 2],
+        vec![1],
         "each migration applied by exactly one replica"
     );
+    env.assert_table_kind().await;
+    if backend == Backend::Timescale {
+        let jobs: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM timescaledb_information.jobs
+                 WHERE hypertable_schema = $1 AND hypertable_name = 'positions'",
+                &[&env.schema],
+            )
+            .await
+            .expect("jobs")
+            .get(0);
+        assert_eq!(
+            jobs, 1,
+            "one compression policy, however many replicas set it"
+        );
+    }
 
     // a later start finds nothing to do
     let mut client = processor::postgres::connect(&env.database_url, None)
         .await
         .expect("connect");
-    let again = processor::postgres::migrate(&mut client)
+    let again = processor::postgres::migrate(&mut client, &settings)
         .await
         .expect("migrate");
     assert!(again.applied.is_empty());
@@ -69,4 +111,14 @@ async fn replicas_migrating_at_once_apply_each_migration_once() {
             "ingested_at"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_at_once_apply_each_migration_once_on_postgres() {
+    replicas_migrating_at_once_apply_each_migration_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_at_once_apply_each_migration_once_on_timescaledb() {
+    replicas_migrating_at_once_apply_each_migration_once(Backend::Timescale).await;
 }

@@ -5,12 +5,14 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{payload, payloads, TestEnv};
+use support::{payload, payloads, Backend, TestEnv};
 
 /// 20,000 positions over 500 devices: every one lands once, nothing stays pending, and each
 /// device's state lives on one worker and agrees with the table.
-async fn lands_exactly_once(workers: &str) {
-    let mut env = TestEnv::new(&format!("bulk_w{workers}")).await;
+async fn lands_exactly_once(backend: Backend, workers: &str) {
+    let Some(mut env) = TestEnv::on(backend, &format!("bulk_w{workers}")).await else {
+        return;
+    };
     let published = payloads("dev", 500, 20_000);
     env.publish(&published).await;
     let running = env.start(env.config(&["--workers", workers]));
@@ -51,16 +53,22 @@ async fn lands_exactly_once(workers: &str) {
     }
     assert_eq!(seen.len(), 500);
     assert_eq!(env.pending().await, 0);
+    env.assert_table_kind().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_positions_land_once_with_one_worker() {
-    lands_exactly_once("1").await;
+    lands_exactly_once(Backend::Postgres, "1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_positions_land_once_with_one_worker_on_timescaledb() {
+    lands_exactly_once(Backend::Timescale, "1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_positions_land_once_with_four_workers() {
-    lands_exactly_once("4").await;
+    lands_exactly_once(Backend::Postgres, "4").await;
 }
 
 /// While the table is locked nothing can commit, so nothing may be acknowledged: the entries stay
@@ -107,8 +115,19 @@ async fn nothing_is_acknowledged_before_its_commit() {
 
 /// The same position twice: one row, one counted duplicate, both entries acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_position_is_one_row_and_one_duplicate() {
-    let mut env = TestEnv::new("duplicate").await;
+async fn a_repeated_position_is_one_row_and_one_duplicate_on_postgres() {
+    a_repeated_position_is_one_row_and_one_duplicate(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_position_is_one_row_and_one_duplicate_on_timescaledb() {
+    a_repeated_position_is_one_row_and_one_duplicate(Backend::Timescale).await;
+}
+
+async fn a_repeated_position_is_one_row_and_one_duplicate(backend: Backend) {
+    let Some(mut env) = TestEnv::on(backend, "duplicate").await else {
+        return;
+    };
     let running = env.start(env.config(&[]));
     let same = payload("twice", 1_790_000_000_000);
     env.publish(std::slice::from_ref(&same)).await;
@@ -126,6 +145,7 @@ async fn a_repeated_position_is_one_row_and_one_duplicate() {
     assert_eq!(env.rows().await, 2);
     assert_eq!(running.metrics.positions_written.get(), 2);
     running.stop().await;
+    env.assert_table_kind().await;
 }
 
 /// A stream that already has a backlog when the group is first created: nothing is skipped.

@@ -19,11 +19,17 @@
 //!  commit_epochs("WriteRows") ── one transaction per (worker, epoch)
 //!    │                           │
 //!    └──────────► probe ◄────────┘  frontier = "committed everywhere"
+//!
+//!  ticks (first worker of each process: its epoch, once per tick)
+//!    │ broadcast
+//!    ▼
+//!  share_ticks ── every worker learns the cluster's latest epoch (its clock catches up)
 //! ```
 //!
 //! # Frontiers and commits
 //! Time is an [`Epoch`], a tick of a clock every worker shares, so every input advances together,
-//! idle or not. A sink hands an epoch's records to its committer when its input frontier has
+//! idle or not. Across the processes of a cluster the clocks are kept together by
+//! [`operators::ShareTicks`]: a process behind would hold back every commit. A sink hands an epoch's records to its committer when its input frontier has
 //! passed the epoch (the epoch is complete on that worker) and keeps the epoch's capability until
 //! the committer reports it durable. The probe after both sinks therefore passes `e` only when
 //! every worker has committed every row and dead letter of every epoch `<= e`; the sources

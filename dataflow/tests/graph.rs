@@ -280,3 +280,45 @@ fn probe_waits_for_the_commit_of_every_worker() {
         );
     }
 }
+
+/// Every worker learns the latest epoch any worker shares, and is told only when it grows.
+#[test]
+fn every_worker_learns_the_latest_shared_epoch() {
+    let seen: Arc<Mutex<Vec<(usize, Epoch)>>> = Arc::new(Mutex::new(Vec::new()));
+    {
+        let seen = Arc::clone(&seen);
+        timely::execute(timely::Config::process(3), move |worker| {
+            use dataflow::operators::ShareTicks;
+            let index = worker.index();
+            let mut ticks: InputHandleVec<Epoch, Epoch> = InputHandleVec::new();
+            let observed = Rc::new(RefCell::new(Vec::new()));
+            {
+                let observed = Rc::clone(&observed);
+                worker.dataflow::<Epoch, _, _>(|scope| {
+                    scope
+                        .input_from(&mut ticks)
+                        .share_ticks(move |epoch| observed.borrow_mut().push(epoch));
+                });
+            }
+            // worker 1 is ahead (its host's clock, say), the others behind; each sends twice
+            let epoch = if index == 1 { 500 } else { 100 + index as u64 };
+            ticks.send(epoch);
+            ticks.send(epoch - 1);
+            drop(ticks);
+            while worker.step() {}
+            // nothing observed may ever decrease, and the last is the cluster's latest epoch
+            let observed = observed.borrow();
+            assert!(
+                observed.windows(2).all(|pair| pair[0] < pair[1]),
+                "{observed:?}"
+            );
+            seen.lock()
+                .expect("seen")
+                .push((index, observed.last().copied().unwrap_or_default()));
+        })
+        .expect("timely runs");
+    }
+    let mut seen = seen.lock().expect("seen").clone();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![(0, 500), (1, 500), (2, 500)]);
+}

@@ -80,7 +80,7 @@ pub async fn ack_loop(
 /// Observes, for each acknowledged id, the time from its stream id (when Redis appended the
 /// entry) to now (its acknowledgement after commit).
 fn observe_latency(metrics: &Metrics, ids: &[String]) {
-    let now = crate::status::unix_ms();
+    let now = crate::clock::unix_ms();
     for id in ids {
         if let Some(appended) = dataflow::stream_id_millis(id) {
             let millis = now.saturating_sub(appended);

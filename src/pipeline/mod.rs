@@ -58,6 +58,8 @@ pub struct Context {
     pub(crate) runtime: Handle,
     pub(crate) redis_client: redis::Client,
     pub(crate) redis_commands: redis::aio::ConnectionManager,
+    /// The process's epoch clock, shared by its workers.
+    pub(crate) clock: Arc<clock::EpochClock>,
 }
 
 /// Runs the service until `shutdown` is triggered and the drain completes.
@@ -89,17 +91,31 @@ pub async fn run(
     let Some(migrated) = until_ok(&shutdown, retry_max, "postgres migrate", || async {
         let mut client =
             postgres::connect(&config.database_url, config.database_ca_file.as_deref()).await?;
-        postgres::migrate(&mut client).await
+        postgres::migrate(&mut client, &config.timescale()).await
     })
     .await
     else {
         return Ok(RunReport::default());
     };
     status.set_migrated();
-    if migrated.hypertable {
-        tracing::info!(applied = ?migrated.applied, "schema ready: positions is a TimescaleDB hypertable");
-    } else {
-        tracing::info!(applied = ?migrated.applied, "schema ready: positions is a plain table (timescaledb not available)");
+    match &migrated.storage {
+        postgres::Storage::Hypertable {
+            version,
+            compress_after,
+            retention,
+        } => tracing::info!(
+            applied = ?migrated.applied,
+            timescaledb = %version,
+            chunk_interval = %config.chunk_interval,
+            compress_after = %postgres::timescale::Optional(*compress_after),
+            retention = %postgres::timescale::Optional(*retention),
+            "schema ready: positions is a TimescaleDB hypertable"
+        ),
+        postgres::Storage::Plain(reason) => tracing::info!(
+            applied = ?migrated.applied,
+            reason = %reason,
+            "schema ready: positions is a plain table"
+        ),
     }
 
     // Redis: the group exists, and retired workers' pending entries have heirs, before any
@@ -137,7 +153,9 @@ pub async fn run(
 
     let shutdown_timeout = config.shutdown_timeout();
     let timely_config = timely_config(&config)?;
+    let clock = Arc::new(clock::EpochClock::new(config.epoch(), Arc::clone(&metrics)));
     let context = Arc::new(Context {
+        clock,
         config,
         consumer_name,
         metrics,

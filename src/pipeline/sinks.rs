@@ -52,6 +52,10 @@ impl EpochSink<Position> for RowSink {
                     self.metrics.positions_written.inc_by(outcome.inserted);
                     self.metrics.duplicates.inc_by(outcome.duplicates);
                     self.metrics
+                        .write_transactions
+                        .with_label_values(&[outcome.path.label()])
+                        .inc();
+                    self.metrics
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_rows.observe(batch.len() as f64);

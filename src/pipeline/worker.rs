@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dataflow::operators::ShareTicks;
 use dataflow::{graph, ActiveDevices, DeviceState, Entry, Epoch, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
@@ -23,7 +24,7 @@ use super::committer::spawn_committer;
 use super::inflight::InFlight;
 use super::sinks::{DeadLetterSink, RowSink};
 use super::source::{read_loop, ClaimSettings, Source};
-use super::{clock::EpochClock, Context};
+use super::Context;
 use crate::postgres::RowWriter;
 use crate::redis::StreamReader;
 
@@ -58,7 +59,14 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         config.active_window_epochs(),
     )));
     let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
+    // The process's clock, shared with the cluster by the first worker of each process.
+    let mut ticks: InputHandleVec<Epoch, Epoch> = InputHandleVec::new();
+    let shares_ticks = index == config.worker_indices().start;
     let probe = worker.dataflow::<Epoch, _, _>(|scope| {
+        let clock = Arc::clone(&ctx.clock);
+        scope
+            .input_from(&mut ticks)
+            .share_ticks(move |epoch| clock.catch_up(epoch));
         let entries = scope.input_from(&mut input);
         let rows = RowSink {
             writer: RowWriter::new(
@@ -134,8 +142,9 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     // are fast, so epochs alone would not bound memory).
     let max_inflight = config.max_inflight_epochs as usize;
     let max_entries = max_inflight.saturating_mul(config.read_count as usize);
-    let mut clock = EpochClock::new(config.epoch());
+    let clock = &ctx.clock;
     let mut input = Some(input);
+    let mut ticks = Some(ticks);
     let mut inflight = InFlight::default();
     let mut gauges = GaugeDeltas::default();
     let drained = loop {
@@ -143,6 +152,14 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             break false;
         }
         let epoch = clock.now();
+        if let Some(ticks) = ticks.as_mut() {
+            if *ticks.time() < epoch {
+                ticks.advance_to(epoch);
+                if shares_ticks {
+                    ticks.send(epoch);
+                }
+            }
+        }
         if let Some(handle) = input.as_mut() {
             if *handle.time() < epoch {
                 handle.advance_to(epoch);
@@ -164,8 +181,9 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
                 }
             }
             if reader_done {
-                // Closing the input lets the frontier run to the end once all is committed.
+                // Closing the inputs lets the frontier run to the end once all is committed.
                 input = None;
+                ticks = None;
             }
         }
         // The probe has passed `e` when no worker can still commit anything at `e`: every
@@ -175,12 +193,9 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             let _ = ack_tx.send(AckRequest::Committed(committed));
         }
         // The probe's frontier is the commit frontier: all epochs before it are committed
-        // everywhere. An empty frontier (closed input, all committed) means up to now.
+        // everywhere. An empty frontier: the input is closed and everything is committed.
         let frontier = probe.with_frontier(|frontier| frontier.iter().min().copied());
-        ctx.status.commit_frontier(match frontier {
-            Some(epoch) => epoch.saturating_mul(config.epoch_ms),
-            None => crate::status::unix_ms(),
-        });
+        ctx.status.commit_frontier(frontier);
         let active_now = active.borrow_mut().count(epoch);
         gauges.update(metrics, &table.borrow(), inflight.epochs(), active_now);
         if input.is_none() && inflight.is_empty() && probe.done() {

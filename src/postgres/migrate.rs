@@ -1,60 +1,65 @@
-//! Schema migrations: numbered SQL files embedded in the binary, applied at start-up.
+//! Schema migrations: numbered SQL files embedded in the binary, applied at start-up, then the
+//! TimescaleDB set-up (see `timescale`).
 //!
 //! Several replicas may start at once, so the whole run holds a session-level advisory lock:
 //! the first applies what is missing, the others wait and then find nothing to do. Each file runs
 //! in its own transaction together with its row in `schema_migrations`, so a crash mid-way leaves
 //! either all of a migration or none of it. Unqualified names resolve through `search_path`,
 //! which lets tests (and multi-tenant deployments) keep separate schemas.
+//!
+//! Version 2 (`0002_hypertable`) is retired: it made `positions` a hypertable from a PL/pgSQL
+//! block, which could not survive a server where the extension is installed but not preloaded
+//! (a FATAL error ends the session). Servers that applied it keep its row; the hypertable is now
+//! the start-up step's business, which also applies the settings on every start.
 
 use tokio_postgres::Client;
 
+use super::timescale::{self, Settings, Storage};
 use super::PostgresError;
 
 /// Arbitrary constant identifying this service's migration lock (`pg_advisory_lock` key).
 const MIGRATION_LOCK: i64 = 0x7072_6f63_6573_736f; // "processo"
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "0001_positions",
-        include_str!("../../migrations/0001_positions.sql"),
-    ),
-    (
-        2,
-        "0002_hypertable",
-        include_str!("../../migrations/0002_hypertable.sql"),
-    ),
-];
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_positions",
+    include_str!("../../migrations/0001_positions.sql"),
+)];
 
 /// What `migrate` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
     /// Versions applied by this call.
     pub applied: Vec<i32>,
-    /// Whether `positions` is a TimescaleDB hypertable (else a plain table).
-    pub hypertable: bool,
+    /// What `positions` is: a hypertable (with its policies) or a plain table, and why.
+    pub storage: Storage,
 }
 
-/// Applies every migration not yet applied, under the advisory lock.
-pub async fn migrate(client: &mut Client) -> Result<MigrationReport, PostgresError> {
+/// Applies every migration not yet applied, then the TimescaleDB settings, under the advisory
+/// lock.
+pub async fn migrate(
+    client: &mut Client,
+    timescale: &Settings,
+) -> Result<MigrationReport, PostgresError> {
     let failed = |e: &tokio_postgres::Error| PostgresError::query("migrate", e);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(|e| failed(&e))?;
-    let result = apply_missing(client).await;
+    let result = match apply_missing(client).await {
+        Ok(applied) => timescale::setup(client, timescale)
+            .await
+            .map(|storage| MigrationReport { applied, storage }),
+        Err(error) => Err(error),
+    };
     // Unlock even after a failure; a lost connection releases the lock anyway.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
-    let applied = result?;
+    let report = result?;
     unlocked.map_err(|e| failed(&e))?;
-    let hypertable = is_hypertable(client).await?;
-    Ok(MigrationReport {
-        applied,
-        hypertable,
-    })
+    Ok(report)
 }
 
 async fn apply_missing(client: &mut Client) -> Result<Vec<i32>, PostgresError> {
@@ -92,33 +97,4 @@ async fn apply_missing(client: &mut Client) -> Result<Vec<i32>, PostgresError> {
         applied.push(*version);
     }
     Ok(applied)
-}
-
-/// Whether `positions` (as `search_path` resolves it) is a hypertable.
-async fn is_hypertable(client: &Client) -> Result<bool, PostgresError> {
-    let failed = |e: &tokio_postgres::Error| PostgresError::query("migrate", e);
-    let installed: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
-            &[],
-        )
-        .await
-        .map_err(|e| failed(&e))?
-        .get(0);
-    if !installed {
-        return Ok(false);
-    }
-    let row = client
-        .query_one(
-            "SELECT EXISTS (
-                SELECT 1 FROM timescaledb_information.hypertables h
-                WHERE h.hypertable_name = 'positions'
-                  AND h.hypertable_schema = (
-                      SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE c.oid = 'positions'::regclass))",
-            &[],
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-    Ok(row.get(0))
 }

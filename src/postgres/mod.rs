@@ -2,12 +2,14 @@
 
 mod connect;
 mod migrate;
+pub mod timescale;
 mod timestamp;
 mod writer;
 
 pub use connect::connect;
-pub use migrate::migrate;
-pub use writer::{RowWriter, WriteOutcome};
+pub use migrate::{migrate, MigrationReport};
+pub use timescale::Storage;
+pub use writer::{RowWriter, WriteOutcome, WritePath};
 
 /// An infrastructure failure talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ impl PostgresError {
     pub fn operation(&self) -> &'static str {
         match self {
             PostgresError::Query { operation, .. } => operation,
+        }
+    }
+
+    /// The SQLSTATE, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PostgresError::Query { code, .. } => code.as_deref(),
         }
     }
 

@@ -50,13 +50,34 @@ const COPY_TYPES: [Type; 11] = [
     Type::JSONB,
 ];
 
-/// Rows inserted and rows skipped as duplicates by one epoch's write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Rows inserted and rows skipped as duplicates by one epoch's write, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// New rows.
     pub inserted: u64,
     /// Rows whose `(device_id, ts)` existed already.
     pub duplicates: u64,
+    /// Which statement wrote them.
+    pub path: WritePath,
+}
+
+/// The statement an epoch's rows went in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// Binary `COPY`: no key existed.
+    Copy,
+    /// `INSERT ... ON CONFLICT DO NOTHING`, after the COPY met an existing key.
+    Insert,
+}
+
+impl WritePath {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            WritePath::Copy => "copy",
+            WritePath::Insert => "insert",
+        }
+    }
 }
 
 /// One worker's database writer: its own connection, so workers write in parallel.
@@ -95,18 +116,20 @@ impl RowWriter {
 
     async fn try_write(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
-        if self.conn.is_none() {
-            let client = connect(&self.database_url, self.ca_file.as_deref()).await?;
-            let statement = client.prepare(INSERT).await.map_err(|e| failed(&e))?;
-            self.conn = Some((client, statement));
-        }
-        let Some((client, statement)) = self.conn.as_mut() else {
-            return Ok(WriteOutcome::default());
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let client = connect(&self.database_url, self.ca_file.as_deref()).await?;
+                let statement = client.prepare(INSERT).await.map_err(|e| failed(&e))?;
+                (client, statement)
+            }
         };
+        let (client, statement) = self.conn.insert(conn);
         match copy_rows(client, rows).await {
             Ok(inserted) => Ok(WriteOutcome {
                 inserted,
                 duplicates: 0,
+                path: WritePath::Copy,
             }),
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tracing::debug!(
@@ -185,6 +208,7 @@ async fn insert_rows(
     Ok(WriteOutcome {
         inserted,
         duplicates: sent.saturating_sub(inserted),
+        path: WritePath::Insert,
     })
 }
 

@@ -1,18 +1,26 @@
 //! Shared harness of the integration tests: real Redis and PostgreSQL, one isolated namespace
 //! (stream, group, dead-letter stream, PostgreSQL schema) per test, so tests run in parallel.
 //!
-//! Servers are found in this order: `TEST_REDIS_URL` / `TEST_DATABASE_URL`; else the local
-//! defaults (127.0.0.1:6379, postgres@127.0.0.1:5432) if they answer; else containers started
-//! with testcontainers (Redis 7, TimescaleDB on PostgreSQL 16) when a Docker engine is reachable;
-//! else the test fails with one message naming these three ways.
+//! Two kinds of database, [`Backend::Postgres`] and [`Backend::Timescale`]; the pipeline's tests
+//! run on both and assert which kind of table they ran on. Servers are found in this order:
+//! - Redis: `TEST_REDIS_URL`; else 127.0.0.1:6379 if it answers; else a `redis:7` container;
+//! - plain PostgreSQL: `TEST_DATABASE_URL`; else 127.0.0.1:5432 (user postgres, trust auth) if it
+//!   answers; else a `postgres:16` container;
+//! - TimescaleDB: `TEST_TIMESCALEDB_URL`; else 127.0.0.1:5433 if it answers with the extension
+//!   preloaded; else a `timescale/timescaledb:latest-pg16` container.
+//!
+//! Containers need a reachable Docker engine (testcontainers). Without Redis or PostgreSQL a test
+//! fails with one message naming these ways. Without TimescaleDB the TimescaleDB half of a test
+//! says so loudly and passes, unless `REQUIRE_TIMESCALEDB=1` (CI sets it): then it fails.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod proxy;
 
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use processor::config::{Config, Parsed};
@@ -21,11 +29,25 @@ use processor::shutdown::Shutdown;
 use processor::{RunError, RunReport};
 use redis::AsyncCommands;
 
+/// Which kind of database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL where `positions` stays a plain table.
+    Postgres,
+    /// PostgreSQL with TimescaleDB preloaded: `positions` is a hypertable.
+    Timescale,
+}
+
 /// Where the test servers are.
 #[derive(Clone, Debug)]
 pub struct Servers {
     pub redis_url: String,
+    /// A plain PostgreSQL.
     pub database_url: String,
+    /// Whether that server has TimescaleDB preloaded (then the plain tests switch it off).
+    pub postgres_has_timescaledb: bool,
+    /// A PostgreSQL with TimescaleDB preloaded, if one was found.
+    pub timescaledb_url: Option<String>,
 }
 
 static SERVERS: OnceLock<Servers> = OnceLock::new();
@@ -34,12 +56,17 @@ const HOW: &str = "integration tests need Redis 7 and PostgreSQL: set TEST_REDIS
 TEST_DATABASE_URL, or run them locally on 127.0.0.1:6379 and 127.0.0.1:5432 (user postgres, \
 trust auth), or make a Docker engine reachable for testcontainers";
 
+const HOW_TIMESCALEDB: &str = "set TEST_TIMESCALEDB_URL, or run a PostgreSQL with \
+shared_preload_libraries = 'timescaledb' on 127.0.0.1:5433 (see the README's \"Tests\"), or make a \
+Docker engine reachable for testcontainers";
+
 /// The servers, found once per test binary.
 pub fn servers() -> Servers {
     SERVERS
         .get_or_init(|| {
-            // Discovery may start containers with a blocking runner, which must not run inside
-            // the test's async runtime: do it on a thread of its own.
+            // Discovery may start containers with a blocking runner and queries servers with a
+            // runtime of its own, which must not run inside the test's async runtime: do it on a
+            // thread of its own.
             std::thread::spawn(discover)
                 .join()
                 .unwrap_or_else(|_| panic!("{HOW}"))
@@ -50,16 +77,31 @@ pub fn servers() -> Servers {
 fn discover() -> Servers {
     let redis_url = std::env::var("TEST_REDIS_URL")
         .ok()
-        .or_else(|| answers("127.0.0.1:6379").then(|| "redis://127.0.0.1:6379".to_owned()));
-    let database_url = std::env::var("TEST_DATABASE_URL").ok().or_else(|| {
-        answers("127.0.0.1:5432").then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-    });
-    match (redis_url, database_url) {
-        (Some(redis_url), Some(database_url)) => Servers {
-            redis_url,
-            database_url,
-        },
-        (redis_url, database_url) => containers(redis_url, database_url),
+        .or_else(|| answers("127.0.0.1:6379").then(|| "redis://127.0.0.1:6379".to_owned()))
+        .unwrap_or_else(redis_container);
+    let database_url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .or_else(|| {
+            answers("127.0.0.1:5432")
+                .then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        })
+        .unwrap_or_else(|| {
+            postgres_container("postgres", "16").unwrap_or_else(|e| panic!("{HOW} ({e})"))
+        });
+    let postgres_has_timescaledb = timescaledb_preloaded(&database_url).unwrap_or(false);
+    let timescaledb_url = std::env::var("TEST_TIMESCALEDB_URL")
+        .ok()
+        .or_else(|| {
+            let local = "postgres://postgres@127.0.0.1:5433/postgres";
+            (answers("127.0.0.1:5433") && timescaledb_preloaded(local) == Some(true))
+                .then(|| local.to_owned())
+        })
+        .or_else(|| postgres_container("timescale/timescaledb", "latest-pg16").ok());
+    Servers {
+        redis_url,
+        database_url,
+        postgres_has_timescaledb,
+        timescaledb_url,
     }
 }
 
@@ -71,45 +113,89 @@ fn answers(address: &str) -> bool {
         .is_some()
 }
 
-/// Starts what is missing in containers; they live as long as the test process.
-fn containers(redis_url: Option<String>, database_url: Option<String>) -> Servers {
-    use testcontainers_modules::postgres::Postgres;
+/// Whether the server at `url` has TimescaleDB's loader preloaded (`None`: unreachable).
+fn timescaledb_preloaded(url: &str) -> Option<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL",
+                &[],
+            )
+            .await
+            .ok()?;
+        Some(row.get(0))
+    })
+}
+
+/// A Redis 7 container. It outlives the test process (the harness has no hook at exit, so the
+/// container is leaked on purpose: testcontainers' reaper or `docker rm` removes it).
+fn redis_container() -> String {
     use testcontainers_modules::redis::{Redis, REDIS_PORT};
     use testcontainers_modules::testcontainers::runners::SyncRunner;
     use testcontainers_modules::testcontainers::ImageExt;
 
-    let redis_url = redis_url.unwrap_or_else(|| {
-        let container = Redis::default()
-            .with_tag("7")
-            .start()
-            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-        let port = container
-            .get_host_port_ipv4(REDIS_PORT)
-            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-        std::mem::forget(container);
-        format!("redis://127.0.0.1:{port}")
-    });
-    let database_url = database_url.unwrap_or_else(|| {
-        let container = Postgres::default()
-            .with_host_auth()
-            .with_name("timescale/timescaledb")
-            .with_tag("latest-pg16")
-            .start()
-            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-        let port = container
-            .get_host_port_ipv4(5432)
-            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-        std::mem::forget(container);
-        format!("postgres://postgres@127.0.0.1:{port}/postgres")
-    });
-    Servers {
-        redis_url,
-        database_url,
+    let container = Redis::default()
+        .with_tag("7")
+        .start()
+        .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+    let port = container
+        .get_host_port_ipv4(REDIS_PORT)
+        .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+    std::mem::forget(container);
+    format!("redis://127.0.0.1:{port}")
+}
+
+/// A PostgreSQL container of `image:tag` with trust auth (leaked like the Redis one).
+fn postgres_container(image: &str, tag: &str) -> Result<String, String> {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+    use testcontainers_modules::testcontainers::ImageExt;
+
+    let container = Postgres::default()
+        .with_host_auth()
+        .with_name(image)
+        .with_tag(tag)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let port = container
+        .get_host_port_ipv4(5432)
+        .map_err(|e| e.to_string())?;
+    std::mem::forget(container);
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// The database URL for `backend`, or `None` after a loud notice when TimescaleDB is not to be
+/// found (a failure when `REQUIRE_TIMESCALEDB=1`).
+pub fn database_for(backend: Backend, test: &str) -> Option<String> {
+    let servers = servers();
+    match backend {
+        Backend::Postgres => Some(servers.database_url),
+        Backend::Timescale => {
+            if servers.timescaledb_url.is_none() {
+                let message =
+                    format!("{test}: no TimescaleDB server found; the TimescaleDB half did NOT run ({HOW_TIMESCALEDB})");
+                assert!(
+                    std::env::var("REQUIRE_TIMESCALEDB").as_deref() != Ok("1"),
+                    "{message}, and REQUIRE_TIMESCALEDB=1"
+                );
+                eprintln!("\n!!! {message}\n");
+            }
+            servers.timescaledb_url
+        }
     }
 }
 
 /// One test's private namespace on the shared servers.
 pub struct TestEnv {
+    pub backend: Backend,
     pub name: String,
     pub servers: Servers,
     pub stream: String,
@@ -123,20 +209,34 @@ pub struct TestEnv {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-static SWEPT: AtomicBool = AtomicBool::new(false);
+/// The database URLs swept by this test process, and whether Redis was.
+static SWEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Removes what earlier test processes left behind, once per test process: the schemas and Redis
-/// keys of every namespace `t<pid>_...` whose process is gone. A test does not drop its own
-/// namespace (its data stays for inspection while it runs, and a failed test's until the next
-/// run); only the names of dead processes are touched, so tests running meanwhile are safe.
+/// Removes what earlier test processes left behind, once per test process and server: the schemas
+/// and Redis keys of every namespace `t<pid>_...` whose process is gone. A test does not drop its
+/// own namespace (its data stays for inspection while it runs, and a failed test's until the
+/// next run); only the names of dead processes are touched, so tests running meanwhile are safe.
 async fn sweep_leftovers(
+    database_url: &str,
     db: &tokio_postgres::Client,
     redis: &mut redis::aio::MultiplexedConnection,
 ) {
     // Whether a process lives is read from /proc: without it (not Linux) nothing is swept.
-    if SWEPT.swap(true, Ordering::SeqCst) || !std::path::Path::new("/proc/self").exists() {
+    if !std::path::Path::new("/proc/self").exists() {
         return;
     }
+    let (sweep_db, sweep_redis) = {
+        let mut swept = SWEPT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let first = swept.is_empty();
+        if swept.iter().any(|url| url == database_url) {
+            (false, false)
+        } else {
+            swept.push(database_url.to_owned());
+            (true, first)
+        }
+    };
     let gone = |name: &str| {
         let pid = name
             .strip_prefix('t')
@@ -144,37 +244,51 @@ async fn sweep_leftovers(
             .and_then(|pid| pid.parse::<u32>().ok());
         pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
     };
-    let schemas = db
-        .query(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t[0-9]+_'",
-            &[],
-        )
-        .await
-        .unwrap_or_default();
-    for row in schemas {
-        let schema: String = row.get(0);
-        if gone(&schema) {
-            let drop = format!(
-                "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; RESET lock_timeout"
-            );
-            let _ = db.batch_execute(&drop).await;
+    if sweep_db {
+        let schemas = db
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t[0-9]+_'",
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        for row in schemas {
+            let schema: String = row.get(0);
+            if gone(&schema) {
+                let drop = format!(
+                    "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; RESET lock_timeout"
+                );
+                let _ = db.batch_execute(&drop).await;
+            }
         }
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("t[0-9]*_*")
-        .query_async(redis)
-        .await
-        .unwrap_or_default();
-    let stale: Vec<&String> = keys.iter().filter(|key| gone(key)).collect();
-    for chunk in stale.chunks(500) {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(redis).await;
+    if sweep_redis {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("t[0-9]*_*")
+            .query_async(redis)
+            .await
+            .unwrap_or_default();
+        let stale: Vec<&String> = keys.iter().filter(|key| gone(key)).collect();
+        for chunk in stale.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query_async(redis).await;
+        }
     }
 }
 
 impl TestEnv {
-    /// A fresh namespace named after the test.
+    /// A fresh namespace named after the test, on plain PostgreSQL.
     pub async fn new(test: &str) -> TestEnv {
+        match TestEnv::on(Backend::Postgres, test).await {
+            Some(env) => env,
+            None => panic!("{HOW}"),
+        }
+    }
+
+    /// A fresh namespace named after the test on `backend`; `None` (after a loud notice) when
+    /// that kind of server is not to be found.
+    pub async fn on(backend: Backend, test: &str) -> Option<TestEnv> {
         let servers = servers();
+        let server_url = database_for(backend, test)?;
         let name = format!(
             "t{}_{}_{}_{}",
             std::process::id(),
@@ -183,19 +297,11 @@ impl TestEnv {
             test
         );
         let schema = name.to_lowercase();
-        let separator = if servers.database_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let database_url = format!(
-            "{}{}options=-csearch_path%3D{}",
-            servers.database_url, separator, schema
-        );
-        let (db, connection) =
-            tokio_postgres::connect(&servers.database_url, tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("{HOW} ({e})"));
+        let separator = if server_url.contains('?') { '&' } else { '?' };
+        let database_url = format!("{server_url}{separator}options=-csearch_path%3D{schema}");
+        let (db, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{HOW} ({e})"));
         tokio::spawn(connection);
         db.batch_execute(&format!(
             "CREATE SCHEMA {schema}; SET search_path TO {schema}"
@@ -207,8 +313,9 @@ impl TestEnv {
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-        sweep_leftovers(&db, &mut redis).await;
-        TestEnv {
+        sweep_leftovers(&server_url, &db, &mut redis).await;
+        Some(TestEnv {
+            backend,
             stream: format!("{name}:t"),
             group: format!("{name}-g"),
             dead_letter: format!("{name}:t:dead"),
@@ -218,7 +325,49 @@ impl TestEnv {
             database_url,
             redis,
             db,
+        })
+    }
+
+    /// The setting that keeps `positions` plain on a plain-PostgreSQL test whose server happens
+    /// to have TimescaleDB preloaded (empty otherwise).
+    fn backend_vars(&self) -> Vec<(String, String)> {
+        if self.backend == Backend::Postgres && self.servers.postgres_has_timescaledb {
+            vec![("TIMESCALEDB".to_owned(), "off".to_owned())]
+        } else {
+            Vec::new()
         }
+    }
+
+    /// Asserts that `positions` is what this test's backend makes it: a hypertable on
+    /// TimescaleDB, a plain table on PostgreSQL.
+    pub async fn assert_table_kind(&self) {
+        let has_extension: bool = self
+            .db
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+                &[],
+            )
+            .await
+            .expect("pg_extension")
+            .get(0);
+        let hypertable = has_extension
+            && self
+                .db
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                     WHERE hypertable_schema = $1 AND hypertable_name = 'positions')",
+                    &[&self.schema],
+                )
+                .await
+                .expect("timescaledb_information.hypertables")
+                .get::<_, bool>(0);
+        assert_eq!(
+            hypertable,
+            self.backend == Backend::Timescale,
+            "positions in {} on {:?}: hypertable = {hypertable}",
+            self.schema,
+            self.backend
+        );
     }
 
     /// The processor's configuration for this namespace, plus `extra` flags.
@@ -242,6 +391,12 @@ impl TestEnv {
             "--retry-max-ms".to_owned(),
             "500".to_owned(),
         ];
+        for (name, value) in self.backend_vars() {
+            args.push(format!(
+                "--{}={value}",
+                name.to_lowercase().replace('_', "-")
+            ));
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         match Config::parse_from(args) {
             Ok(Parsed::Run(config)) => *config,
@@ -267,6 +422,7 @@ impl TestEnv {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.backend_vars())
         .collect()
     }
 
@@ -554,4 +710,39 @@ impl TableLock {
     pub async fn release(self) {
         self.client.batch_execute("ROLLBACK").await.expect("unlock");
     }
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill(2) on a child we own; no memory is touched.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// SIGTERM, as a container runtime sends it.
+pub fn sigterm(child: &Child) {
+    signal(child, libc::SIGTERM);
+}
+
+/// Waits for the child to exit, returning its status and everything it wrote to stderr.
+pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the processor did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
 }

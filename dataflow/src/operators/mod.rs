@@ -6,7 +6,9 @@
 mod commit_epochs;
 mod decode;
 mod fold_state;
+mod share_ticks;
 
 pub use commit_epochs::{CommitEpochs, Committer};
 pub use decode::{BadEntry, DecodeEntries};
 pub use fold_state::FoldState;
+pub use share_ticks::ShareTicks;
