@@ -16,6 +16,8 @@ figures as JSON (--json, default bench-results.json).
 
 Needs: target/release/processor (cargo build --release), psql, redis-cli, /usr/bin/time.
 Environment: REDIS_URL (redis://127.0.0.1:6379), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
+On a TimescaleDB server (e.g. PGPORT=5433, see the README's "Tests") positions is a hypertable, and
+so are the ceiling's tables (same chunk interval): the ratio compares like with like.
 """
 import argparse
 import json
@@ -163,6 +165,26 @@ def server_cpu():
     return used
 
 
+def hypertable_interval(schema):
+    """The chunk interval of `schema.positions` when it is a TimescaleDB hypertable, else None."""
+    if psql("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == "0":
+        return None
+    interval = psql("SELECT time_interval FROM timescaledb_information.dimensions "
+                    f"WHERE hypertable_schema = '{schema}' AND hypertable_name = 'positions'")
+    return interval or None
+
+
+def like_positions(schema, table):
+    """An empty table like `schema.positions`: a hypertable with the same chunk interval when
+    positions is one, so the ceiling is measured into what the pipeline writes into."""
+    psql(f"CREATE TABLE {table} (LIKE {schema}.positions INCLUDING ALL)")
+    interval = hypertable_interval(schema)
+    if interval:
+        api = psql("SELECT quote_ident(n.nspname) FROM pg_extension e "
+                   "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb'")
+        psql(f"SELECT {api}.create_hypertable('{table}', {api}.by_range('ts', interval '{interval}'))")
+
+
 def stop_service(proc, timing_file):
     child = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     for pid in child:
@@ -234,10 +256,11 @@ def one_run(args, run):
         # other's dirty pages)
         dump = tempfile.mktemp()
         psql(f"\\copy (SELECT {COLUMNS} FROM {schema}.positions) TO '{dump}' WITH (FORMAT binary)")
+        result["hypertable"] = hypertable_interval(schema) is not None
         loads = []
         for attempt in range(3):
             table = f"{schema}.ceiling{attempt}"
-            psql(f"CREATE TABLE {table} (LIKE {schema}.positions INCLUDING ALL)")
+            like_positions(schema, table)
             psql("CHECKPOINT")
             loads.append(want / timed_copy(f"\\copy {table} ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)"))
             psql(f"DROP TABLE {table}")
@@ -245,7 +268,7 @@ def one_run(args, run):
         # the alternative write path, for comparison: COPY into a staging table, then
         # INSERT ... SELECT ... ON CONFLICT DO NOTHING (one session, both statements timed)
         table = f"{schema}.staged"
-        psql(f"CREATE TABLE {table} (LIKE {schema}.positions INCLUDING ALL)")
+        like_positions(schema, table)
         psql("CHECKPOINT")
         seconds = timed_copy(f"\\copy stage ({COLUMNS}) FROM '{dump}' WITH (FORMAT binary)",
                              before=f"CREATE TEMP TABLE stage (LIKE {schema}.positions INCLUDING DEFAULTS)",
@@ -339,9 +362,13 @@ def main():
               file=sys.stderr)
     figures = {}
     for key in runs[0]:
+        if isinstance(runs[0][key], bool):
+            continue
         values = [r[key] for r in runs]
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
-    print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} runs={args.runs}")
+    kind = "hypertable" if runs[0].get("hypertable") else "plain table"
+    print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} "
+          f"runs={args.runs} positions={kind} PGPORT={PG['PGPORT']}")
     print(table([("median (min–max)", figures)]))
     with open(args.json, "w") as out:
         json.dump({"settings": vars(args), "runs": runs, "figures": figures}, out, indent=2)
