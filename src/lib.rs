@@ -1,15 +1,25 @@
 //! processor: Redis Stream telemetry -> timely dataflow -> PostgreSQL/TimescaleDB.
 //!
 //! The pure logic (codec, per-device state, operators) lives in the `dataflow` crate; this crate
-//! is the shell around it, one module per external system:
-//! - [`config`]: every setting, from environment variables and flags;
-//! - [`redis`]: the consumer group, reads, acknowledgements, dead letters;
-//! - [`postgres`]: connection, migrations, the epoch writer;
-//! - [`pipeline`]: the timely workers and the tasks that connect them to the outside;
-//! - [`http`], [`status`]: `/metrics`, `/healthz`, `/readyz` and what they report;
-//! - [`metrics`], [`logging`], [`shutdown`], [`retry`]: cross-cutting pieces.
+//! is the shell around it, one module per external system. [`serve`] runs all of it.
 //!
-//! [`serve`] runs all of it.
+//! # Layout
+//! Each module depends only on modules listed below it (checked by a test of the import graph):
+//! - [`service`](serve): the whole service in one call: HTTP server, background checks, pipeline;
+//! - [`pipeline`]: the timely workers and the tasks that connect them to Redis and PostgreSQL
+//!   (epochs, backpressure, commits, acknowledgements, the drain);
+//! - `monitor`: background checks of Redis and PostgreSQL, lag and pending;
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, and the `healthcheck` probe;
+//! - [`config`]: the composition of every module's settings, and the one-line errors;
+//! - [`redis`]: the consumer group, reads, claims, acknowledgements, dead letters;
+//! - [`postgres`]: connection, migrations, TimescaleDB, the epoch writer;
+//! - [`retry`]: the one retry policy (backoff, classification, the log line, the metric);
+//! - [`status`]: what the probes report; [`metrics`]: every metric;
+//! - [`logging`], [`panic_hook`], [`shutdown`], [`tls`]: set-up pieces;
+//! - [`settings`], [`clock`], [`redact`], [`operation`]: leaves (the settings' shared error, time,
+//!   redaction, the names of retried operations).
+//!
+//! The binary adds `cli` (the command line, with the `simulate` load generator) and `main`.
 //!
 //! Delivery guarantee: an entry is acknowledged (XACK) only after the epoch it was read in is
 //! committed on every worker, and writes are idempotent, so every record becomes exactly one row
@@ -21,16 +31,19 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 mod monitor;
+pub mod operation;
+pub mod panic_hook;
 pub mod pipeline;
 pub mod postgres;
+pub mod redact;
 pub mod redis;
 pub mod retry;
 mod service;
+pub mod settings;
 pub mod shutdown;
-pub mod simulate;
 pub mod status;
 pub mod tls;
 
 pub use config::Config;
 pub use pipeline::{RunError, RunReport};
-pub use service::serve;
+pub use service::{serve, serve_with_faults};

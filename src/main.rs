@@ -1,10 +1,13 @@
-//! The `processor` binary: parse the configuration, set up logging, serve until a signal.
+//! The `processor` binary: parse the command line, set up logging, serve until a signal.
+
+mod cli;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use processor::config::{Config, Parsed};
+use cli::Parsed;
+use processor::config::Config;
 use processor::metrics::Metrics;
 use processor::shutdown::{self, Shutdown};
 
@@ -16,7 +19,7 @@ use processor::shutdown::{self, Shutdown};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Config::parse_from_env() {
+    let config = match cli::parse_from_env() {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Healthcheck { url, timeout }) => {
             return match processor::http::probe(&url, timeout) {
@@ -27,9 +30,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Parsed::Simulate { config, args }) => {
-            return simulate(&config, &args);
-        }
+        Ok(Parsed::Simulate { config, args }) => return simulate(&config, &args),
         Ok(Parsed::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    processor::logging::init(config.log_format, &config.rust_log);
+    processor::logging::init(&config.log);
+    processor::panic_hook::install();
     match serve(*config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -50,17 +52,22 @@ fn main() -> ExitCode {
 }
 
 /// `processor simulate`: publish, then print the summary as JSON on stdout.
-fn simulate(config: &Config, args: &processor::simulate::SimulateArgs) -> ExitCode {
+fn simulate(config: &Config, args: &simulate::SimulateArgs) -> ExitCode {
     let published = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
+            let client = processor::redis::connect::client(
+                &config.redis.url,
+                config.redis.ca_file.as_deref(),
+            )?;
+            let server = processor::redact::redact_url(&config.redis.url);
             runtime
-                .block_on(processor::simulate::run(
-                    &config.redis_url,
-                    config.redis_ca_file.as_deref(),
-                    &config.stream_key,
+                .block_on(simulate::run(
+                    client,
+                    &server,
+                    &config.redis.stream_key,
                     args,
                 ))
                 .map_err(anyhow::Error::from)
@@ -77,6 +84,23 @@ fn simulate(config: &Config, args: &processor::simulate::SimulateArgs) -> ExitCo
     }
 }
 
+/// How long after `SHUTDOWN_TIMEOUT_SECS` the process exits even if the abandoned drain has not
+/// returned: a timely cluster still forming waits for its peers in blocking calls that nothing
+/// can interrupt. Nothing is lost by exiting: what was not acknowledged stays pending.
+const LAST_RESORT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Exits with status 1 after `limit`, unless the process has ended by then.
+fn last_resort(limit: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            after_seconds = limit.as_secs(),
+            "the drain did not end; exiting (unacknowledged entries stay pending)"
+        );
+        std::process::exit(1);
+    });
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,15 +109,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
+        let listener = tokio::net::TcpListener::bind(config.ops.http_addr)
             .await
-            .with_context(|| format!("listening on HTTP_ADDR {}", config.http_addr))?;
+            .with_context(|| format!("listening on HTTP_ADDR {}", config.ops.http_addr))?;
         let shutdown = Shutdown::new();
         let on_signal = shutdown.clone();
+        let drain_limit = config.pipeline.shutdown_timeout + LAST_RESORT;
         tokio::spawn(async move {
             shutdown::signal().await;
             tracing::info!("shutdown signal received; draining");
             on_signal.trigger();
+            last_resort(drain_limit);
         });
         processor::serve(config, listener, metrics, shutdown)
             .await

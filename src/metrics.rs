@@ -24,6 +24,8 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     /// Entries moved to the dead-letter stream.
     pub dead_lettered: IntCounter,
+    /// Rows the database refused for their data, by SQLSTATE (their entries are dead-lettered).
+    pub refused_rows: IntCounterVec,
     /// Pending entries found deleted from the stream (trimmed), acknowledged away.
     pub deleted_pending: IntCounter,
     /// Failed Redis operations, by operation.
@@ -137,6 +139,11 @@ impl Metrics {
             dead_lettered: counter(
                 "processor_dead_lettered_total",
                 "Entries moved to the dead-letter stream.",
+            )?,
+            refused_rows: counter_vec(
+                "processor_refused_rows_total",
+                "Rows the database refused for their data (a CHECK, a trigger, a narrowed column), by SQLSTATE; their entries are dead-lettered.",
+                "sqlstate",
             )?,
             deleted_pending: counter(
                 "processor_deleted_pending_total",

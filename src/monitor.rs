@@ -1,7 +1,9 @@
 //! Background checks: Redis PING, PostgreSQL `SELECT 1`, the group's lag and pending entries.
 //!
 //! Run on an interval with a timeout each, so `/readyz` answers from the last result at once
-//! and a hung database turns readiness false within one interval plus the timeout.
+//! and a hung database turns readiness false within one interval plus the timeout. A round also
+//! runs the moment the consumer group is joined, so lag and pending are on `/metrics` from the
+//! first commit on, not one interval later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Checks until shutdown is forced (readiness keeps being reported during the drain).
 pub async fn run(config: Config, status: Arc<Status>, metrics: Arc<Metrics>, shutdown: Shutdown) {
-    let interval = Duration::from_millis(config.monitor_interval_ms);
+    let interval = config.ops.monitor_interval;
     let mut redis: Option<ConnectionManager> = None;
     let mut postgres: Option<tokio_postgres::Client> = None;
     loop {
@@ -29,6 +31,7 @@ pub async fn run(config: Config, status: Arc<Status>, metrics: Arc<Metrics>, shu
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = status.group_joined_signal() => {}
             _ = shutdown.forced() => return,
         }
     }
@@ -43,7 +46,7 @@ async fn check_redis(
     if conn.is_none() {
         let opened = async {
             let client =
-                crate::redis::connect::client(&config.redis_url, config.redis_ca_file.as_deref())?;
+                crate::redis::connect::client(&config.redis.url, config.redis.ca_file.as_deref())?;
             crate::redis::connect::command_connection(&client).await
         };
         match tokio::time::timeout(CHECK_TIMEOUT, opened).await {
@@ -61,7 +64,7 @@ async fn check_redis(
     match ping {
         Ok(Ok(_)) => status.redis_checked(Ok(())),
         Ok(Err(error)) => {
-            return status.redis_checked(Err(crate::logging::redact_error(&error)));
+            return status.redis_checked(Err(crate::redact::redact_error(&error)));
         }
         Err(_) => return status.redis_checked(Err("PING timed out".to_owned())),
     }
@@ -69,12 +72,12 @@ async fn check_redis(
         CHECK_TIMEOUT,
         redis::AsyncCommands::xinfo_groups::<_, redis::streams::StreamInfoGroupsReply>(
             conn,
-            &config.stream_key,
+            &config.redis.stream_key,
         ),
     )
     .await;
     if let Ok(Ok(reply)) = groups {
-        let group = &config.consumer_group;
+        let group = &config.redis.consumer_group;
         match reply.groups.iter().find(|g| &g.name == group) {
             Some(info) => {
                 metrics
@@ -110,7 +113,7 @@ async fn check_postgres(
         *client = None;
         match tokio::time::timeout(
             CHECK_TIMEOUT,
-            crate::postgres::connect(&config.database_url, config.database_ca_file.as_deref()),
+            crate::postgres::connect(&config.postgres.url, config.postgres.ca_file.as_deref()),
         )
         .await
         {
@@ -123,7 +126,7 @@ async fn check_postgres(
     match tokio::time::timeout(CHECK_TIMEOUT, conn.simple_query("SELECT 1")).await {
         Ok(Ok(_)) => status.postgres_checked(Ok(())),
         Ok(Err(error)) => {
-            status.postgres_checked(Err(crate::logging::redact_error(&error)));
+            status.postgres_checked(Err(crate::redact::redact_error(&error)));
             *client = None;
         }
         Err(_) => {

@@ -1,11 +1,10 @@
 //! The whole service in one call: HTTP probes, background checks, and the pipeline.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, RunError, RunReport};
+use crate::pipeline::{self, Faults, RunError, RunReport};
 use crate::shutdown::Shutdown;
 use crate::status::Status;
 
@@ -18,7 +17,22 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) -> Result<RunReport, RunError> {
-    let status = Arc::new(Status::new(Duration::from_secs(config.stall_secs)));
+    serve_with_faults(config, listener, metrics, shutdown, Faults::default()).await
+}
+
+/// [`serve`], with faults a test injects.
+#[doc(hidden)]
+pub async fn serve_with_faults(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    faults: Faults,
+) -> Result<RunReport, RunError> {
+    let status = Arc::new(Status::new(config.ops.stall));
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(crate::http::serve(
         listener,
@@ -41,7 +55,13 @@ pub async fn serve(
         })
     };
 
-    let result = pipeline::run(config, metrics, Arc::clone(&status), shutdown).await;
+    let settings = pipeline::Settings {
+        redis: config.redis.clone(),
+        postgres: config.postgres.clone(),
+        pipeline: config.pipeline.clone(),
+        cluster: config.cluster.clone(),
+    };
+    let result = pipeline::run(settings, metrics, Arc::clone(&status), shutdown, faults).await;
 
     monitor.abort();
     draining.abort();

@@ -4,12 +4,15 @@
 //! `/readyz`. Checks of Redis and PostgreSQL run in the background (see `monitor`), so a probe
 //! request only reads these flags and never waits on a database.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dataflow::Epoch;
 use serde::Serialize;
+
+use crate::operation::Operation;
 
 /// Shared service status.
 #[derive(Debug)]
@@ -31,6 +34,10 @@ pub struct Status {
     frontier_advanced: AtomicU64,
     origin: Instant,
     stall: Duration,
+    /// Operations failing right now, per worker, with the latest reason (see `retry`).
+    failures: Mutex<BTreeMap<(usize, usize), (Operation, String)>>,
+    /// Wakes the monitor when the group is joined.
+    joined: tokio::sync::Notify,
 }
 
 /// The state of one background check.
@@ -64,7 +71,7 @@ pub struct Readiness {
 /// One named check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
-    /// `redis`, `postgres`, `migrations`, `group`, `commits`, `shutdown`.
+    /// `redis`, `postgres`, `migrations`, `group`, `operations`, `commits`, `shutdown`.
     pub name: &'static str,
     /// Whether it passes.
     pub ok: bool,
@@ -114,7 +121,54 @@ impl Status {
             frontier_advanced: AtomicU64::default(),
             origin: Instant::now(),
             stall,
+            failures: Mutex::default(),
+            joined: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once after the consumer group is joined (for the monitor's first round).
+    pub async fn group_joined_signal(&self) {
+        self.joined.notified().await;
+    }
+
+    /// `operation` on worker `instance` just failed for `reason` (it is being retried).
+    pub fn failing(&self, operation: Operation, instance: usize, reason: &str) {
+        let key = (operation as usize, instance);
+        match self.failures.lock() {
+            Ok(mut failures) => failures.insert(key, (operation, reason.to_owned())),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .insert(key, (operation, reason.to_owned())),
+        };
+    }
+
+    /// `operation` on worker `instance` succeeded after failing.
+    pub fn recovered(&self, operation: Operation, instance: usize) {
+        let key = (operation as usize, instance);
+        match self.failures.lock() {
+            Ok(mut failures) => failures.remove(&key),
+            Err(poisoned) => poisoned.into_inner().remove(&key),
+        };
+    }
+
+    /// The reasons of `operation`'s current failures (`None` when it is not failing), and those
+    /// of every other failing operation, as `what (worker n): reason`.
+    fn failure_reasons(&self, only: Option<Operation>) -> Vec<String> {
+        let failures = match self.failures.lock() {
+            Ok(failures) => failures.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        failures
+            .into_iter()
+            .filter(|(_, (operation, _))| match only {
+                Some(only) => *operation == only,
+                None => !matches!(operation, Operation::Migrate | Operation::JoinGroup),
+            })
+            .map(|((_, instance), (operation, reason))| match only {
+                Some(_) => reason,
+                None => format!("{} (worker {instance}): {reason}", operation.what()),
+            })
+            .collect()
     }
 
     /// Records the latest Redis PING.
@@ -141,6 +195,8 @@ impl Status {
     /// The consumer group exists and this service reads from it.
     pub fn set_group_joined(&self) {
         self.group_joined.store(true, Ordering::Relaxed);
+        // a stored permit: the monitor wakes even if it is busy with a round right now
+        self.joined.notify_one();
     }
 
     /// The shutdown drain has begun.
@@ -216,23 +272,43 @@ impl Status {
             ok,
             state,
         });
+        let with_reason = |state: &str, operation: Operation| {
+            let reasons = self.failure_reasons(Some(operation));
+            match reasons.first() {
+                Some(reason) => format!("{state}: {reason}"),
+                None => state.to_owned(),
+            }
+        };
         let migrated = self.migrated.load(Ordering::Relaxed);
         checks.push(CheckReport {
             name: "migrations",
             ok: migrated,
             state: if migrated {
-                "applied"
+                "applied".to_owned()
             } else {
-                "not applied yet"
-            }
-            .to_owned(),
+                with_reason("not applied yet", Operation::Migrate)
+            },
         });
         let joined = self.group_joined.load(Ordering::Relaxed)
             && self.dataflow_running.load(Ordering::Relaxed);
         checks.push(CheckReport {
             name: "group",
             ok: joined,
-            state: if joined { "joined" } else { "not joined" }.to_owned(),
+            state: if joined {
+                "joined".to_owned()
+            } else {
+                with_reason("not joined", Operation::JoinGroup)
+            },
+        });
+        let failing = self.failure_reasons(None);
+        checks.push(CheckReport {
+            name: "operations",
+            ok: failing.is_empty(),
+            state: if failing.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("failing: {}", failing.join("; "))
+            },
         });
         let (ok, state) = match self.commit_frontier_age() {
             Some(age) if age > self.stall => (

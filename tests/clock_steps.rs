@@ -4,6 +4,8 @@
 //! libfaketime is Debian's `faketime` package. Without it these tests say so loudly and pass,
 //! unless `REQUIRE_FAKETIME=1` (CI sets it), which makes its absence a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::path::{Path, PathBuf};

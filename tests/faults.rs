@@ -1,6 +1,8 @@
 //! Faults: a replica that dies for good, poison entries, trimmed pending entries, Redis restarted
 //! without persistence. Real servers throughout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::process::{Child, Command, Stdio};
@@ -156,7 +158,7 @@ async fn a_redis_restart_without_persistence_is_survived() {
     };
     let mut env = TestEnv::new("redis_restart").await;
     let mut config = env.config(&[]);
-    config.redis_url = redis_url.clone();
+    config.redis.url = redis_url.clone();
     let running = env.start(config);
     let publish =
         async |conn: &mut redis::aio::MultiplexedConnection, stream: &str, items: &[String]| {

@@ -2,6 +2,8 @@
 //! row, every invalid one is dead-lettered with a reason naming its field, and the valid entries
 //! published around the invalid ones all land.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Migrations against a real PostgreSQL and a real TimescaleDB: idempotent, and safe when
 //! replicas start together.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use processor::postgres::timescale::{Interval, Mode, Settings};

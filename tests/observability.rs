@@ -1,5 +1,7 @@
 //! `/metrics`, `/healthz`, `/readyz` and `processor healthcheck`, against real servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::collections::HashMap;
@@ -137,7 +139,7 @@ async fn readyz_follows_the_database_and_the_drain() {
         .replacen(&upstream.to_string(), &proxy.address.to_string(), 1)
         .replacen("localhost", "127.0.0.1", 1);
     let mut config = env.config(&["--monitor-interval-ms", "200", "--stall-secs", "30"]);
-    config.database_url = through_proxy;
+    config.postgres.url = through_proxy;
     let running = env.start(config);
 
     wait_status(&running, "/readyz", 200, Duration::from_secs(30)).await;
@@ -189,7 +191,12 @@ async fn readyz_follows_the_database_and_the_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_fails_when_a_worker_dies() {
     let env = TestEnv::new("healthz").await;
-    let running = env.start(env.config(&["--workers", "2", "--fault-panic-worker", "1"]));
+    let running = env.start_with_faults(
+        env.config(&["--workers", "2"]),
+        processor::pipeline::Faults {
+            panic_worker: Some(1),
+        },
+    );
     let body = wait_status(&running, "/healthz", 503, Duration::from_secs(30)).await;
     assert!(body.contains("panic"), "{body}");
     running.shutdown.force();
@@ -225,4 +232,21 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     let output = healthcheck();
     assert_eq!(output.status.code(), Some(1), "nothing listens any more");
     assert!(!output.stderr.is_empty());
+}
+
+/// Lag and pending are on `/metrics` as soon as the group is joined, not one monitor interval
+/// later: a scrape right after the first commit finds them (the interval here is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_pending_are_there_from_the_first_commit() {
+    let mut env = TestEnv::new("first_scrape").await;
+    let running = env.start(env.config(&["--monitor-interval-ms", "60000"]));
+    env.publish(&[payload("first", 1_790_000_000_000)]).await;
+    env.wait_landed(1, Duration::from_secs(30)).await;
+    let (_, text) = running.get("/metrics").await;
+    let s = samples(&text);
+    for name in ["processor_pending_entries", "processor_consumer_lag"] {
+        let series = format!("{name}{{group=\"{}\"}}", env.group);
+        assert!(s.contains_key(&series), "{series} missing:\n{text}");
+    }
+    running.stop().await;
 }

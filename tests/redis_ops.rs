@@ -1,15 +1,17 @@
 //! The Redis wrappers on their own, against a real server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
-use dataflow::operators::BadEntry;
-use dataflow::{DecodeError, Entry};
+use dataflow::{DecodeError, Field};
+use processor::redis::Letter;
 use support::TestEnv;
 
 /// The dead-letter call the sink makes, for one refused entry read by consumer `c`.
 async fn move_to_dead_letter(
     env: &mut TestEnv,
-    bad: &BadEntry,
+    letter: &Letter,
 ) -> Result<(), processor::redis::RedisError> {
     processor::redis::dead_letter(
         &mut env.redis,
@@ -17,7 +19,7 @@ async fn move_to_dead_letter(
         &env.group,
         &env.dead_letter,
         "c",
-        &[(&bad.entry, bad.error.to_string())],
+        std::slice::from_ref(letter),
     )
     .await
 }
@@ -44,12 +46,10 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
         .await
         .expect("read");
     assert_eq!(env.pending().await, 1);
-    let bad = BadEntry {
-        entry: Entry {
-            id: id.clone(),
-            fields: vec![("payload".to_owned(), b"[]".to_vec())],
-        },
-        error: DecodeError::new("payload", "not an object"),
+    let bad = Letter {
+        id: id.parse().expect("a stream id"),
+        fields: vec![("payload".to_owned(), b"[]".to_vec())],
+        reason: DecodeError::new(Field::Payload, "not an object").to_string(),
     };
 
     // the dead-letter key holds a string: XADD fails at run time

@@ -1,6 +1,8 @@
 //! TimescaleDB for real: the server that has the extension but cannot load it, the settings
 //! applied at every start, and late data into compressed chunks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::time::Duration;

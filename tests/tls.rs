@@ -2,6 +2,8 @@
 //! A client that trusts the CA (`REDIS_CA_FILE`) gets through; one that does not is refused
 //! and the service is not ready.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 mod support;
 
 use std::path::Path;
@@ -141,7 +143,7 @@ async fn rediss_with_a_private_ca() {
     let mut env = TestEnv::new("tls").await;
     // without the private CA the certificate is unknown: Redis is reported failing
     let mut untrusting = env.config(&["--monitor-interval-ms", "200"]);
-    untrusting.redis_url = url.clone();
+    untrusting.redis.url = url.clone();
     let refused = env.start(untrusting);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -162,8 +164,8 @@ async fn rediss_with_a_private_ca() {
 
     // with it, everything flows over TLS
     let mut trusting = env.config(&[]);
-    trusting.redis_url = url.clone();
-    trusting.redis_ca_file = Some(dir.join("ca.crt"));
+    trusting.redis.url = url.clone();
+    trusting.redis.ca_file = Some(dir.join("ca.crt"));
     let running = env.start(trusting);
     let mut pipe = redis::pipe();
     for item in payloads("tls", 10, 100) {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::Field;
+
 /// Why an entry could not be decoded, naming the contract field at fault.
 ///
 /// `field` is the payload field (`device_id`, `timestamp`, ..., `attributes`), or `payload` when the
@@ -9,14 +11,14 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeError {
     /// The contract field the error is about.
-    pub field: &'static str,
+    pub field: Field,
     /// What is wrong with it, for people: goes into the dead letter's `error` field and the log.
     pub reason: String,
 }
 
 impl DecodeError {
     /// An error about `field`.
-    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(field: Field, reason: impl Into<String>) -> Self {
         DecodeError {
             field,
             reason: reason.into(),
@@ -25,7 +27,7 @@ impl DecodeError {
 
     /// A short, bounded label for metrics (`field` is one of a fixed set of names).
     pub fn metric_label(&self) -> &'static str {
-        self.field
+        self.field.name()
     }
 }
 

@@ -42,14 +42,16 @@ mod active;
 pub mod codec;
 mod entry;
 mod error;
+mod field;
 pub mod graph;
 pub mod operators;
 mod position;
 mod state;
 
 pub use active::ActiveDevices;
-pub use entry::{stream_id_millis, Entry};
+pub use entry::{BadStreamId, Entry, StreamId};
 pub use error::DecodeError;
+pub use field::Field;
 pub use position::{device_hash, Position};
 pub use state::{DeviceState, LastFix, StateTable};
 

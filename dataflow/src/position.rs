@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::StreamId;
+
 /// One position, validated against the wire contract and ready to be written.
 ///
 /// Every value here is one PostgreSQL accepts for its column: the codec rejects what the database
@@ -12,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// fails on a record's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Position {
+    /// The stream entry it was decoded from (`0-0` when decoded from a bare payload): if the
+    /// database refuses the row, the entry is dead-lettered under this id.
+    pub source: StreamId,
     /// Tracker identity (IMEI for Teltonika): non-empty, at most 64 characters.
     pub device_id: String,
     /// The fix time in microseconds since 1970-01-01T00:00:00Z (the wire carries milliseconds;

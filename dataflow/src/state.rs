@@ -142,6 +142,7 @@ mod tests {
 
     fn at(device: &str, ts: i64) -> Position {
         Position {
+            source: crate::StreamId::default(),
             device_id: device.to_owned(),
             ts_micros: ts,
             latitude: ts as f64 / 1000.0,

@@ -7,6 +7,8 @@
 //! digits: `serde_json::Value` (without `arbitrary_precision`) would turn an integer beyond 64 bits
 //! into an `f64` on both sides and hide exactly the rounding this test must catch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 use std::collections::BTreeMap;
 
 use dataflow::codec::decode_entry;
@@ -56,7 +58,7 @@ struct InvalidCase {
 
 fn entry(index: usize, fields: BTreeMap<String, String>) -> Entry {
     Entry {
-        id: format!("1764411330123-{index}"),
+        id: dataflow::StreamId::new(1_764_411_330_123, index as u64),
         fields: fields
             .into_iter()
             .map(|(key, value)| (key, value.into_bytes()))

@@ -8,6 +8,8 @@
 //! `{"__buffer_b64": …}` or in the `Buffer.toJSON()` shape of a producer that forgot the replacer.
 //! A second property feeds mangled payloads to the codec, which must answer without panicking.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD;
@@ -270,6 +272,7 @@ fn expected(produced: &Produced) -> Position {
         Timestamp::Millis(millis) | Timestamp::Iso(millis) => millis,
     };
     Position {
+        source: dataflow::StreamId::default(),
         device_id: produced.device_id.clone(),
         ts_micros: millis * 1000,
         latitude: produced.latitude,

@@ -1,8 +1,16 @@
 //! The service's run: connect, migrate, join the group, start the timely workers, drain.
+//!
+//! - `worker.rs`: one timely worker's dataflow and loop (epochs, backpressure, acknowledgement);
+//! - `source.rs`: its reader task (XREADGROUP, claims, poison entries);
+//! - `committer.rs`: the bridge from a sink operator to its async writer task (group commit);
+//! - `sinks.rs`: the row writer and the dead-letter writer behind the sinks;
+//! - `acker.rs`: the acknowledgement task; `inflight.rs`: ids waiting for their commit;
+//! - `clock.rs`: the process's epoch clock; `config.rs`: the pipeline's settings.
 
 mod acker;
 mod clock;
 mod committer;
+mod config;
 mod inflight;
 mod sinks;
 mod source;
@@ -13,16 +21,16 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::config::Config;
-use crate::logging::redact_url;
+pub use config::{ClusterConfig, PipelineConfig};
+pub use worker::WorkerReport;
+
 use crate::metrics::Metrics;
 use crate::postgres::{self, PostgresError};
+use crate::redact::redact_url;
 use crate::redis::{self as redis_io, RedisError};
-use crate::retry::Backoff;
+use crate::retry::{GaveUp, Operation, Retry, Until};
 use crate::shutdown::Shutdown;
 use crate::status::Status;
-
-pub use worker::WorkerReport;
 
 /// What a finished run reports.
 #[derive(Debug, Clone, Default)]
@@ -48,9 +56,30 @@ pub enum RunError {
     DrainTimeout(Duration),
 }
 
+/// What the pipeline is configured with: the groups of the service's configuration it reads.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Redis, the stream and the group.
+    pub redis: crate::redis::RedisConfig,
+    /// PostgreSQL/TimescaleDB.
+    pub postgres: crate::postgres::PostgresConfig,
+    /// Epochs, state, backpressure, retries, the drain.
+    pub pipeline: PipelineConfig,
+    /// Workers and the processes of a timely cluster.
+    pub cluster: ClusterConfig,
+}
+
+/// Faults a test injects into a run; never configured, and empty in the service.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// The worker with this index panics once it has started.
+    pub panic_worker: Option<usize>,
+}
+
 /// What every worker shares.
-pub struct Context {
-    pub(crate) config: Config,
+pub(crate) struct Context {
+    pub(crate) config: Settings,
     pub(crate) consumer_name: String,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<Status>,
@@ -60,7 +89,11 @@ pub struct Context {
     pub(crate) redis_commands: redis::aio::ConnectionManager,
     /// The process's epoch clock, shared by its workers.
     pub(crate) clock: Arc<clock::EpochClock>,
+    pub(crate) faults: Faults,
 }
+
+/// Pause before the first retry of a start-up step.
+const FIRST_STARTUP_RETRY: Duration = Duration::from_millis(200);
 
 /// Runs the service until `shutdown` is triggered and the drain completes.
 ///
@@ -68,94 +101,100 @@ pub struct Context {
 /// started before its databases comes up by itself. Returns early with an empty report when
 /// shutdown is triggered during start-up.
 pub async fn run(
-    config: Config,
+    config: Settings,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     shutdown: Shutdown,
+    faults: Faults,
 ) -> Result<RunReport, RunError> {
-    let consumer_name = config.consumer_name();
+    let consumer_name = config.redis.consumer_name();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        redis_url = %redact_url(&config.redis_url),
-        database_url = %redact_url(&config.database_url),
-        stream = %config.stream_key,
-        group = %config.consumer_group,
+        redis_url = %redact_url(&config.redis.url),
+        database_url = %redact_url(&config.postgres.url),
+        stream = %config.redis.stream_key,
+        group = %config.redis.consumer_group,
         consumer = %consumer_name,
-        workers = config.workers,
-        epoch_ms = config.epoch_ms,
+        workers = config.cluster.workers,
+        epoch_ms = config.pipeline.epoch.as_millis(),
         "starting"
     );
-    let retry_max = config.retry_max();
+    let startup = |operation| {
+        Retry::new(
+            operation,
+            0,
+            Until::Drain,
+            FIRST_STARTUP_RETRY,
+            config.pipeline.retry_max,
+            shutdown.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&status),
+        )
+    };
 
     // PostgreSQL: schema first, so no row is read before there is a table to write it to.
-    let Some(migrated) = until_ok(&shutdown, retry_max, "postgres migrate", || async {
-        let mut client =
-            postgres::connect(&config.database_url, config.database_ca_file.as_deref()).await?;
-        postgres::migrate(&mut client, &config.timescale()).await
-    })
-    .await
-    else {
-        return Ok(RunReport::default());
+    let migrated = startup(Operation::Migrate)
+        .run(|| async {
+            let mut client =
+                postgres::connect(&config.postgres.url, config.postgres.ca_file.as_deref()).await?;
+            postgres::migrate(&mut client, &config.postgres.timescale()).await
+        })
+        .await;
+    let migrated = match migrated {
+        Ok(migrated) => migrated,
+        Err(GaveUp::Shutdown) => return Ok(RunReport::default()),
+        Err(GaveUp::Permanent(error)) => return Err(error.into()),
     };
     status.set_migrated();
-    match &migrated.storage {
-        postgres::Storage::Hypertable {
-            version,
-            compress_after,
-            retention,
-        } => tracing::info!(
-            applied = ?migrated.applied,
-            timescaledb = %version,
-            chunk_interval = %config.chunk_interval,
-            compress_after = %postgres::timescale::Optional(*compress_after),
-            retention = %postgres::timescale::Optional(*retention),
-            "schema ready: positions is a TimescaleDB hypertable"
-        ),
-        postgres::Storage::Plain(reason) => tracing::info!(
-            applied = ?migrated.applied,
-            reason = %reason,
-            "schema ready: positions is a plain table"
-        ),
-    }
+    log_storage(&config, &migrated);
 
     // Redis: the group exists, and retired workers' pending entries have heirs, before any
     // worker reads.
     let redis_client =
-        redis_io::connect::client(&config.redis_url, config.redis_ca_file.as_deref())?;
-    let dead_letter_stream = config.dead_letter_stream();
-    let Some((redis_commands, created, adopted)) =
-        until_ok(&shutdown, retry_max, "redis join", || async {
+        redis_io::connect::client(&config.redis.url, config.redis.ca_file.as_deref())?;
+    let dead_letter_stream = config.redis.dead_letter_stream();
+    let joined = startup(Operation::JoinGroup)
+        .run(|| async {
             let mut conn = redis_io::connect::command_connection(&redis_client).await?;
             redis_io::check_dead_letter_stream(&mut conn, &dead_letter_stream).await?;
             let created = redis_io::ensure_group(
                 &mut conn,
-                &config.stream_key,
-                &config.consumer_group,
-                &config.group_start_id,
+                &config.redis.stream_key,
+                &config.redis.consumer_group,
+                &config.redis.group_start_id,
             )
             .await?;
             let adopted = redis_io::adopt_retired_workers(
                 &mut conn,
-                &config.stream_key,
-                &config.consumer_group,
+                &config.redis.stream_key,
+                &config.redis.consumer_group,
                 &consumer_name,
-                config.worker_indices(),
+                config.cluster.worker_indices(),
             )
             .await?;
             Ok::<_, RedisError>((conn, created, adopted))
         })
-        .await
-    else {
-        return Ok(RunReport::default());
+        .await;
+    let (redis_commands, created, adopted) = match joined {
+        Ok(joined) => joined,
+        Err(GaveUp::Shutdown) => return Ok(RunReport::default()),
+        Err(GaveUp::Permanent(error)) => return Err(error.into()),
     };
-    tracing::info!(created, adopted, group = %config.consumer_group, "consumer group joined");
+    tracing::info!(created, adopted, group = %config.redis.consumer_group, "consumer group joined");
     status.set_group_joined();
+    if shutdown.is_triggered() {
+        // Stopped during start-up: nothing was read. (In a cluster, starting the computation now
+        // would wait for peers that are stopping too.)
+        return Ok(RunReport::default());
+    }
 
-    let shutdown_timeout = config.shutdown_timeout();
+    let shutdown_timeout = config.pipeline.shutdown_timeout;
     let timely_config = timely_config(&config)?;
-    let clock = Arc::new(clock::EpochClock::new(config.epoch(), Arc::clone(&metrics)));
+    let clock = Arc::new(clock::EpochClock::new(
+        config.pipeline.epoch,
+        Arc::clone(&metrics),
+    ));
     let context = Arc::new(Context {
-        clock,
         config,
         consumer_name,
         metrics,
@@ -164,6 +203,8 @@ pub async fn run(
         runtime: Handle::current(),
         redis_client,
         redis_commands,
+        clock,
+        faults,
     });
 
     // After SHUTDOWN_TIMEOUT_SECS of draining, give up: what is unacknowledged stays pending.
@@ -198,56 +239,50 @@ pub async fn run(
     Ok(RunReport { workers: reports })
 }
 
-/// Retries `attempt` with backoff until it succeeds; `None` if shutdown begins first.
-async fn until_ok<T, E, F, Fut>(
-    shutdown: &Shutdown,
-    retry_max: Duration,
-    what: &str,
-    mut attempt: F,
-) -> Option<T>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::new(Duration::from_millis(200), retry_max);
-    loop {
-        if shutdown.is_triggered() {
-            return None;
-        }
-        match attempt().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                tracing::warn!(error = %error, "{what} failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutdown.triggered() => return None,
-                }
-            }
-        }
+/// The start-up line that says what `positions` is.
+fn log_storage(config: &Settings, migrated: &postgres::MigrationReport) {
+    match &migrated.storage {
+        postgres::Storage::Hypertable {
+            version,
+            compress_after,
+            retention,
+        } => tracing::info!(
+            applied = ?migrated.applied,
+            timescaledb = %version,
+            chunk_interval = %config.postgres.chunk_interval,
+            compress_after = %postgres::timescale::Optional(*compress_after),
+            retention = %postgres::timescale::Optional(*retention),
+            "schema ready: positions is a TimescaleDB hypertable"
+        ),
+        postgres::Storage::Plain(reason) => tracing::info!(
+            applied = ?migrated.applied,
+            reason = %reason,
+            "schema ready: positions is a plain table"
+        ),
     }
 }
 
 /// One process (`WORKERS` threads), or one process of a cluster (`PROCESSES`, `PROCESS_INDEX`,
 /// `TIMELY_HOSTS`): the exchange by device then spans every worker of every process.
-fn timely_config(config: &Config) -> Result<timely::Config, RunError> {
-    let workers = usize::from(config.workers);
+fn timely_config(config: &Settings) -> Result<timely::Config, RunError> {
+    let workers = usize::from(config.cluster.workers);
     let hosts = config
-        .cluster_hosts()
+        .cluster
+        .hosts()
         .map_err(|e| RunError::Dataflow(e.to_string()))?;
     if hosts.is_empty() {
         return Ok(timely::Config::process(workers));
     }
     tracing::info!(
-        processes = config.processes,
-        process_index = config.process_index,
+        processes = config.cluster.processes,
+        process_index = config.cluster.process_index,
         hosts = ?hosts,
         "joining the timely cluster"
     );
     Ok(timely::Config {
         communication: timely::CommunicationConfig::Cluster {
             threads: workers,
-            process: usize::from(config.process_index),
+            process: usize::from(config.cluster.process_index),
             addresses: hosts,
             report: false,
             zerocopy: false,

@@ -1,161 +1,230 @@
 //! The two epoch sinks: rows to PostgreSQL, refused entries to the dead-letter stream.
 //!
-//! Both retry until they succeed (or the drain is abandoned): an epoch is reported committed
-//! only when its side effect is durable, because that report lets the epoch's stream ids be
-//! acknowledged.
+//! Both retry until they succeed (or the drain is abandoned), under the one retry policy
+//! (`crate::retry`): an epoch is reported committed only when its side effect is durable, because
+//! that report lets the epoch's stream ids be acknowledged. Rows the database refuses for their
+//! data are the one exception to "retry": they are found ([`RowWriter::isolate`]) and
+//! dead-lettered, and the rest is written, so one bad row never stalls the stream.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use dataflow::codec::encode_payload;
 use dataflow::operators::BadEntry;
 use dataflow::{Epoch, Position};
 use redis::aio::ConnectionManager;
 
 use super::committer::EpochSink;
 use crate::metrics::Metrics;
-use crate::postgres::RowWriter;
-use crate::retry::Backoff;
-use crate::shutdown::Shutdown;
+use crate::postgres::{PostgresError, RowWriter, WriteOutcome};
+use crate::redis::Letter;
+use crate::retry::{Class, Failure, Retry};
 
-/// Pause before the first retry.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
-
-/// Sleeps for the backoff's next delay; `false` when the drain was abandoned meanwhile.
-pub(crate) async fn pause(backoff: &mut Backoff, shutdown: &Shutdown) -> bool {
-    if shutdown.is_forced() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(backoff.next_delay()) => true,
-        _ = shutdown.forced() => false,
-    }
-}
-
-/// Writes a worker's rows of an epoch in one transaction.
-pub struct RowSink {
-    pub(crate) writer: RowWriter,
-    pub(crate) worker: usize,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) retry_max: Duration,
-}
-
-impl EpochSink<Position> for RowSink {
-    async fn commit(&mut self, epoch: Epoch, batch: Vec<Position>) -> bool {
-        let started = Instant::now();
-        let mut backoff = Backoff::new(FIRST_RETRY, self.retry_max);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.writer.write_epoch(&batch).await {
-                Ok(outcome) => {
-                    self.metrics.positions_written.inc_by(outcome.inserted);
-                    self.metrics.duplicates.inc_by(outcome.duplicates);
-                    self.metrics
-                        .write_transactions
-                        .with_label_values(&[outcome.path.label()])
-                        .inc();
-                    self.metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.batch_rows.observe(batch.len() as f64);
-                    if outcome.duplicates > 0 {
-                        tracing::debug!(
-                            worker = self.worker,
-                            epoch,
-                            duplicates = outcome.duplicates,
-                            "positions already stored were skipped"
-                        );
-                    }
-                    tracing::trace!(
-                        worker = self.worker,
-                        epoch,
-                        rows = batch.len(),
-                        "epoch committed"
-                    );
-                    return true;
-                }
-                Err(error) => {
-                    self.metrics
-                        .postgres_errors
-                        .with_label_values(&[error.operation()])
-                        .inc();
-                    tracing::warn!(
-                        worker = self.worker,
-                        epoch,
-                        rows = batch.len(),
-                        attempt,
-                        data_error = error.is_data_error(),
-                        error = %error,
-                        "epoch write failed; nothing is acknowledged, retrying"
-                    );
-                    if !pause(&mut backoff, &self.shutdown).await {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Moves a worker's refused entries of an epoch to the dead-letter stream.
-pub struct DeadLetterSink {
+/// Where and as whom refused entries are dead-lettered, with the retry policy of doing so.
+pub struct DeadLetters {
     pub(crate) conn: ConnectionManager,
     pub(crate) stream: String,
     pub(crate) group: String,
     pub(crate) dead_letter_stream: String,
     pub(crate) consumer: String,
+    pub(crate) retry: Retry,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) retry_max: Duration,
 }
 
-impl EpochSink<BadEntry> for DeadLetterSink {
-    async fn commit(&mut self, epoch: Epoch, batch: Vec<BadEntry>) -> bool {
-        for bad in &batch {
-            self.metrics
-                .decode_errors
-                .with_label_values(&[bad.error.metric_label()])
-                .inc();
-            tracing::warn!(
-                stream_id = %bad.entry.id,
-                consumer = %self.consumer,
-                field = bad.error.field,
-                reason = %bad.error.reason,
-                "entry refused; moving it to the dead-letter stream"
-            );
+impl DeadLetters {
+    /// Moves `letters` to the dead-letter stream (and acknowledges them, atomically), retrying
+    /// until it succeeds; `false` when the drain was abandoned first.
+    async fn send(&mut self, letters: &[Letter]) -> bool {
+        if letters.is_empty() {
+            return true;
         }
-        let letters: Vec<(&dataflow::Entry, String)> = batch
-            .iter()
-            .map(|bad| (&bad.entry, bad.error.to_string()))
-            .collect();
-        let mut backoff = Backoff::new(FIRST_RETRY, self.retry_max);
+        let mut attempts = self.retry.attempts();
         loop {
+            if self.retry.stopped() {
+                return false;
+            }
             let moved = crate::redis::dead_letter(
                 &mut self.conn,
                 &self.stream,
                 &self.group,
                 &self.dead_letter_stream,
                 &self.consumer,
-                &letters,
+                letters,
             )
             .await;
             match moved {
                 Ok(()) => {
-                    self.metrics.dead_lettered.inc_by(batch.len() as u64);
+                    self.retry.succeeded(&mut attempts);
+                    self.metrics.dead_lettered.inc_by(letters.len() as u64);
                     return true;
                 }
                 Err(error) => {
-                    self.metrics
-                        .redis_errors
-                        .with_label_values(&[error.operation()])
-                        .inc();
-                    tracing::warn!(epoch, entries = batch.len(), error = %error, "dead letter failed; retrying");
-                    if !pause(&mut backoff, &self.shutdown).await {
+                    if !self.retry.failed(&error, &mut attempts).await {
                         return false;
                     }
                 }
             }
         }
+    }
+}
+
+/// Writes a worker's rows of an epoch (or of a group of epochs) in one transaction.
+pub struct RowSink {
+    pub(crate) writer: RowWriter,
+    pub(crate) worker: usize,
+    pub(crate) retry: Retry,
+    pub(crate) refused: DeadLetters,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl EpochSink<Position> for RowSink {
+    async fn commit(&mut self, epoch: Epoch, batch: Vec<Position>) -> bool {
+        let started = Instant::now();
+        let mut attempts = self.retry.attempts();
+        let outcome = loop {
+            if self.retry.stopped() {
+                return false;
+            }
+            match self.writer.write(&batch).await {
+                Ok(outcome) => {
+                    self.retry.succeeded(&mut attempts);
+                    break outcome;
+                }
+                Err(error) if error.class() == Class::Permanent => {
+                    match self.isolate(epoch, &batch, &error).await {
+                        Some(outcome) => {
+                            self.retry.succeeded(&mut attempts);
+                            break outcome;
+                        }
+                        None => return false,
+                    }
+                }
+                Err(error) => {
+                    if !self.retry.failed(&error, &mut attempts).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        self.metrics.positions_written.inc_by(outcome.inserted);
+        self.metrics.duplicates.inc_by(outcome.duplicates);
+        self.metrics
+            .write_transactions
+            .with_label_values(&[outcome.path.label()])
+            .inc();
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_rows.observe(batch.len() as f64);
+        if outcome.duplicates > 0 {
+            tracing::debug!(
+                worker = self.worker,
+                epoch,
+                duplicates = outcome.duplicates,
+                "positions already stored were skipped"
+            );
+        }
+        tracing::trace!(
+            worker = self.worker,
+            epoch,
+            rows = batch.len(),
+            "epoch committed"
+        );
+        true
+    }
+}
+
+impl RowSink {
+    /// The database refused some of `batch` for its data: writes the rest, dead-letters the
+    /// refused rows (each with the server's reason), and returns what was written; `None` when
+    /// the drain was abandoned first.
+    async fn isolate(
+        &mut self,
+        epoch: Epoch,
+        batch: &[Position],
+        first: &PostgresError,
+    ) -> Option<WriteOutcome> {
+        tracing::warn!(
+            worker = self.worker,
+            epoch,
+            rows = batch.len(),
+            error = %first,
+            "the database refused rows of an epoch; writing the others and dead-lettering those"
+        );
+        let mut attempts = self.retry.attempts();
+        let isolated = loop {
+            if self.retry.stopped() {
+                return None;
+            }
+            match self.writer.isolate(batch).await {
+                Ok(isolated) => break isolated,
+                Err(error) => {
+                    if !self.retry.failed(&error, &mut attempts).await {
+                        return None;
+                    }
+                }
+            }
+        };
+        let letters: Vec<Letter> = isolated
+            .refused
+            .iter()
+            .filter_map(|refusal| {
+                let row = batch.get(refusal.index)?;
+                self.metrics
+                    .refused_rows
+                    .with_label_values(&[refusal.code.as_str()])
+                    .inc();
+                tracing::warn!(
+                    stream_id = %row.source,
+                    device_id = %row.device_id,
+                    consumer = %self.refused.consumer,
+                    sqlstate = %refusal.code,
+                    reason = %refusal.message,
+                    "row refused by the database; moving its entry to the dead-letter stream"
+                );
+                Some(Letter {
+                    id: row.source,
+                    fields: vec![("payload".to_owned(), encode_payload(row).into_bytes())],
+                    reason: refusal.reason(),
+                })
+            })
+            .collect();
+        self.refused
+            .send(&letters)
+            .await
+            .then_some(isolated.outcome)
+    }
+}
+
+/// Moves a worker's entries the codec refused, of an epoch, to the dead-letter stream.
+pub struct DeadLetterSink {
+    pub(crate) letters: DeadLetters,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl EpochSink<BadEntry> for DeadLetterSink {
+    async fn commit(&mut self, _epoch: Epoch, batch: Vec<BadEntry>) -> bool {
+        let letters: Vec<Letter> = batch
+            .into_iter()
+            .map(|bad| {
+                self.metrics
+                    .decode_errors
+                    .with_label_values(&[bad.error.metric_label()])
+                    .inc();
+                tracing::warn!(
+                    stream_id = %bad.entry.id,
+                    consumer = %self.letters.consumer,
+                    field = %bad.error.field,
+                    reason = %bad.error.reason,
+                    "entry refused; moving it to the dead-letter stream"
+                );
+                Letter {
+                    id: bad.entry.id,
+                    reason: bad.error.to_string(),
+                    fields: bad.entry.fields,
+                }
+            })
+            .collect();
+        self.letters.send(&letters).await
     }
 }

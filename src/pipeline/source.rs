@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use dataflow::Entry;
+use dataflow::{Entry, StreamId};
 use tokio::sync::mpsc;
 
 use super::acker::AckRequest;
-use super::sinks::pause;
 use crate::metrics::Metrics;
 use crate::redis::{ReadBatch, RedisError, StreamReader};
-use crate::retry::Backoff;
+use crate::retry::Retry;
 use crate::shutdown::Shutdown;
 
 /// When and how this reader takes over other consumers' entries.
@@ -25,7 +24,7 @@ pub struct ClaimSettings {
     /// Between two claim rounds.
     pub interval: Duration,
     /// Only entries idle this long are taken.
-    pub min_idle_ms: u64,
+    pub min_idle: Duration,
     /// Deliveries after which an entry is dead-lettered.
     pub max_deliveries: u64,
     /// Where poison entries go.
@@ -40,7 +39,7 @@ pub struct Source {
     pub worker_thread: Thread,
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
-    pub retry_max: Duration,
+    pub retry: Retry,
     pub claim: ClaimSettings,
 }
 
@@ -56,16 +55,15 @@ pub async fn read_loop(source: Source) {
         worker_thread,
         metrics,
         shutdown,
-        retry_max,
+        retry,
         claim,
     } = source;
-    let mut backoff = Backoff::new(Duration::from_millis(100), retry_max);
-    let mut failing = false;
+    let mut attempts = retry.attempts();
     let mut own_poison_checked = false;
     // The first round waits one interval: this consumer's own pending entries are read first
     // (claiming them too would feed them twice).
     let mut next_claim = Instant::now() + claim.interval;
-    let mut claim_cursor = "0-0".to_owned();
+    let mut claim_cursor = StreamId::default();
     while !shutdown.is_triggered() {
         let step: Result<ReadBatch, RedisError> = if !own_poison_checked {
             poison(&mut reader, &claim, None, &metrics).await.map(|()| {
@@ -84,48 +82,40 @@ pub async fn read_loop(source: Source) {
         } else {
             reader.read_group().await
         };
-        match step {
+        let batch = match step {
             Ok(batch) => {
-                backoff.reset();
-                if failing {
-                    tracing::info!(consumer = reader.consumer(), "reading again");
-                    failing = false;
-                }
-                if !batch.deleted.is_empty() {
-                    tracing::warn!(
-                        consumer = reader.consumer(),
-                        count = batch.deleted.len(),
-                        "pending entries were deleted from the stream; acknowledging them away"
-                    );
-                    let _ = acks.send(AckRequest::Deleted(batch.deleted));
-                }
-                if batch.entries.is_empty() {
-                    continue;
-                }
-                metrics.entries_read.inc_by(batch.entries.len() as u64);
-                tracing::trace!(
-                    consumer = reader.consumer(),
-                    count = batch.entries.len(),
-                    "read"
-                );
-                if batches.send(batch.entries).await.is_err() {
-                    break; // the worker is gone
-                }
-                worker_thread.unpark();
+                retry.succeeded(&mut attempts);
+                batch
             }
             Err(error) => {
-                metrics
-                    .redis_errors
-                    .with_label_values(&[error.operation()])
-                    .inc();
-                tracing::warn!(consumer = reader.consumer(), error = %error, "read failed; retrying");
-                failing = true;
-                tokio::select! {
-                    resumed = pause(&mut backoff, &shutdown) => if !resumed { break },
-                    _ = shutdown.triggered() => break,
+                // (the policy stops at the drain: it waits for the read in progress only)
+                if !retry.failed(&error, &mut attempts).await {
+                    break;
                 }
+                continue;
             }
+        };
+        if !batch.deleted.is_empty() {
+            tracing::warn!(
+                consumer = reader.consumer(),
+                count = batch.deleted.len(),
+                "pending entries were deleted from the stream; acknowledging them away"
+            );
+            let _ = acks.send(AckRequest::Deleted(batch.deleted));
         }
+        if batch.entries.is_empty() {
+            continue;
+        }
+        metrics.entries_read.inc_by(batch.entries.len() as u64);
+        tracing::trace!(
+            consumer = reader.consumer(),
+            count = batch.entries.len(),
+            "read"
+        );
+        if batches.send(batch.entries).await.is_err() {
+            break; // the worker is gone
+        }
+        worker_thread.unpark();
     }
     tracing::debug!(consumer = reader.consumer(), "reader stopped");
     // Dropping `batches` tells the worker that nothing more will come: it closes its input.
@@ -133,15 +123,15 @@ pub async fn read_loop(source: Source) {
     worker_thread.unpark();
 }
 
-/// Dead-letters poison entries (own ones when `idle_ms` is `None`), counting and logging them.
+/// Dead-letters poison entries (own ones when `idle` is `None`), counting and logging them.
 async fn poison(
     reader: &mut StreamReader,
     claim: &ClaimSettings,
-    idle_ms: Option<u64>,
+    idle: Option<Duration>,
     metrics: &Metrics,
 ) -> Result<(), RedisError> {
     let sweep = reader
-        .dead_letter_poison(claim.max_deliveries, idle_ms, &claim.dead_letter_stream)
+        .dead_letter_poison(claim.max_deliveries, idle, &claim.dead_letter_stream)
         .await?;
     if sweep.dead_lettered > 0 {
         metrics.dead_lettered.inc_by(sweep.dead_lettered);
@@ -162,13 +152,13 @@ async fn poison(
 async fn claim_round(
     reader: &mut StreamReader,
     claim: &ClaimSettings,
-    cursor: &mut String,
+    cursor: &mut StreamId,
     metrics: &Metrics,
 ) -> Result<(ReadBatch, bool), RedisError> {
-    if cursor == "0-0" {
-        poison(reader, claim, Some(claim.min_idle_ms), metrics).await?;
+    if *cursor == StreamId::default() {
+        poison(reader, claim, Some(claim.min_idle), metrics).await?;
     }
-    let (batch, done) = reader.claim_idle(claim.min_idle_ms, cursor).await?;
+    let (batch, done) = reader.claim_idle(claim.min_idle, cursor).await?;
     if !batch.entries.is_empty() {
         metrics.entries_claimed.inc_by(batch.entries.len() as u64);
         tracing::info!(

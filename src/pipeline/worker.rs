@@ -1,7 +1,7 @@
 //! One timely worker: its dataflow, its reader, its acknowledgements, and the loop that ties them.
 //!
 //! # Where epochs advance and where the acknowledgement happens
-//! Each turn of the loop advances the input to the shared clock's epoch (also when idle), feeds
+//! Each turn of the loop advances the input to the process clock's epoch (also when idle), feeds
 //! the batches the reader delivered (stamped with that epoch, their ids recorded in
 //! [`InFlight`]), and then asks the probe which epochs are committed: the probe sits after both
 //! sinks of every worker, so `!probe.less_equal(e)` means every row and dead letter of every
@@ -13,20 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dataflow::operators::ShareTicks;
-use dataflow::{graph, ActiveDevices, DeviceState, Entry, Epoch, StateTable};
+use dataflow::{graph, ActiveDevices, Entry, Epoch, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
 use timely::worker::Worker;
 use tokio::sync::mpsc;
 
-use super::acker::{ack_loop, AckRequest};
+use super::acker::{ack_loop, AckRequest, Acker};
 use super::committer::spawn_committer;
 use super::inflight::InFlight;
-use super::sinks::{DeadLetterSink, RowSink};
+use super::sinks::{DeadLetterSink, DeadLetters, RowSink};
 use super::source::{read_loop, ClaimSettings, Source};
 use super::Context;
 use crate::postgres::RowWriter;
 use crate::redis::StreamReader;
+use crate::retry::{Operation, Retry, Until};
 
 /// What a worker reports when it stops.
 #[derive(Debug, Clone)]
@@ -35,8 +36,10 @@ pub struct WorkerReport {
     pub index: usize,
     /// The consumer name it read as.
     pub consumer: String,
-    /// The devices its state held at the end, with their state.
-    pub devices: Vec<(String, DeviceState)>,
+    /// Devices its state held at the end.
+    pub devices: usize,
+    /// Positions folded into that state since each device entered it.
+    pub positions_folded: u64,
     /// Whether the worker stopped with everything it read committed and acknowledged.
     pub drained: bool,
 }
@@ -44,6 +47,9 @@ pub struct WorkerReport {
 /// Batches buffered between the reader task and the worker (the worker's backpressure does
 /// the real bounding; this only smooths hand-over).
 const BATCH_CHANNEL: usize = 2;
+
+/// Pause before a worker's first retry of a commit, an acknowledgement or a read.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// Runs one worker until its input is drained (or the drain is abandoned).
 pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
@@ -53,15 +59,38 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     let consumer = format!("{}-{}", ctx.consumer_name, index);
     let config = &ctx.config;
     let metrics = &ctx.metrics;
+    let retry = |operation, until| {
+        Retry::new(
+            operation,
+            index,
+            until,
+            FIRST_RETRY,
+            config.pipeline.retry_max,
+            ctx.shutdown.clone(),
+            Arc::clone(metrics),
+            Arc::clone(&ctx.status),
+        )
+    };
+    let dead_letters = || DeadLetters {
+        conn: ctx.redis_commands.clone(),
+        stream: config.redis.stream_key.clone(),
+        group: config.redis.consumer_group.clone(),
+        dead_letter_stream: config.redis.dead_letter_stream(),
+        consumer: consumer.clone(),
+        retry: retry(Operation::DeadLetter, Until::Abandon),
+        metrics: Arc::clone(metrics),
+    };
 
-    let table = Rc::new(RefCell::new(StateTable::new(config.state_capacity())));
+    let table = Rc::new(RefCell::new(StateTable::new(
+        config.pipeline.state_capacity(),
+    )));
     let active = Rc::new(RefCell::new(ActiveDevices::new(
-        config.active_window_epochs(),
+        config.pipeline.active_window_epochs(),
     )));
     let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
     // The process's clock, shared with the cluster by the first worker of each process.
     let mut ticks: InputHandleVec<Epoch, Epoch> = InputHandleVec::new();
-    let shares_ticks = index == config.worker_indices().start;
+    let shares_ticks = index == config.cluster.worker_indices().start;
     let probe = worker.dataflow::<Epoch, _, _>(|scope| {
         let clock = Arc::clone(&ctx.clock);
         scope
@@ -69,55 +98,38 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             .share_ticks(move |epoch| clock.catch_up(epoch));
         let entries = scope.input_from(&mut input);
         let rows = RowSink {
-            writer: RowWriter::new(
-                &config.database_url,
-                config.database_ca_file.as_deref(),
-                config.write_batch_size as usize,
-            ),
+            writer: RowWriter::new(&config.postgres),
             worker: index,
+            retry: retry(Operation::Write, Until::Abandon),
+            refused: dead_letters(),
             metrics: Arc::clone(metrics),
-            shutdown: ctx.shutdown.clone(),
-            retry_max: config.retry_max(),
         };
-        let dead_letters = DeadLetterSink {
-            conn: ctx.redis_commands.clone(),
-            stream: config.stream_key.clone(),
-            group: config.consumer_group.clone(),
-            dead_letter_stream: config.dead_letter_stream(),
-            consumer: consumer.clone(),
+        let refused = DeadLetterSink {
+            letters: dead_letters(),
             metrics: Arc::clone(metrics),
-            shutdown: ctx.shutdown.clone(),
-            retry_max: config.retry_max(),
         };
         graph::build(
             entries,
             Rc::clone(&table),
             Rc::clone(&active),
             |activator| spawn_committer(&ctx.runtime, rows, activator),
-            |activator| spawn_committer(&ctx.runtime, dead_letters, activator),
+            |activator| spawn_committer(&ctx.runtime, refused, activator),
         )
     });
 
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let acker = ctx.runtime.spawn(ack_loop(
         ack_rx,
-        ctx.redis_commands.clone(),
-        config.stream_key.clone(),
-        config.consumer_group.clone(),
-        Arc::clone(metrics),
-        ctx.shutdown.clone(),
-        config.retry_max(),
+        Acker {
+            conn: ctx.redis_commands.clone(),
+            stream: config.redis.stream_key.clone(),
+            group: config.redis.consumer_group.clone(),
+            metrics: Arc::clone(metrics),
+            retry: retry(Operation::Ack, Until::Abandon),
+        },
     ));
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Entry>>(BATCH_CHANNEL);
-    let reader = StreamReader::new(
-        ctx.redis_client.clone(),
-        &config.stream_key,
-        &config.consumer_group,
-        &consumer,
-        &config.group_start_id,
-        config.read_count,
-        Duration::from_millis(config.read_block_ms),
-    );
+    let reader = StreamReader::new(ctx.redis_client.clone(), &config.redis, consumer.clone());
     ctx.runtime.spawn(read_loop(Source {
         reader,
         batches: batch_tx,
@@ -125,23 +137,23 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         worker_thread: std::thread::current(),
         metrics: Arc::clone(metrics),
         shutdown: ctx.shutdown.clone(),
-        retry_max: config.retry_max(),
+        retry: retry(Operation::Read, Until::Drain),
         claim: ClaimSettings {
-            interval: Duration::from_millis(config.claim_interval_ms),
-            min_idle_ms: config.claim_min_idle_ms,
-            max_deliveries: config.max_deliveries,
-            dead_letter_stream: config.dead_letter_stream(),
+            interval: config.redis.claim_interval,
+            min_idle: config.redis.claim_min_idle,
+            max_deliveries: config.redis.max_deliveries,
+            dead_letter_stream: config.redis.dead_letter_stream(),
         },
     }));
     tracing::info!(worker = index, consumer = %consumer, "worker started");
-    if config.fault_panic_worker == Some(index) {
-        panic!("FAULT_PANIC_WORKER={index}: worker {index} panics on purpose (test hook)");
+    if ctx.faults.panic_worker == Some(index) {
+        panic!("test fault: worker {index} panics on purpose");
     }
 
     // Backpressure bounds: epochs, and entries (several batches can share one epoch when reads
     // are fast, so epochs alone would not bound memory).
-    let max_inflight = config.max_inflight_epochs as usize;
-    let max_entries = max_inflight.saturating_mul(config.read_count as usize);
+    let max_inflight = config.pipeline.max_inflight_epochs as usize;
+    let max_entries = max_inflight.saturating_mul(config.redis.read_count as usize);
     let clock = &ctx.clock;
     let mut input = Some(input);
     let mut ticks = Some(ticks);
@@ -170,7 +182,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             while inflight.epochs() < max_inflight && inflight.entries() < max_entries {
                 match batch_rx.try_recv() {
                     Ok(mut batch) => {
-                        inflight.record(*handle.time(), batch.iter().map(|entry| entry.id.clone()));
+                        inflight.record(*handle.time(), batch.iter().map(|entry| entry.id));
                         handle.send_batch(&mut batch);
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -218,18 +230,19 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     drop(ack_tx);
     let drained = drained && ctx.runtime.block_on(acker).unwrap_or(false);
     tracing::info!(worker = index, consumer = %consumer, drained, "worker stopped");
-    let devices = table
-        .borrow()
-        .iter()
-        .map(|(device, state)| (device.clone(), *state))
-        .collect();
-    alive.finish();
-    WorkerReport {
+    let table = table.borrow();
+    let report = WorkerReport {
         index,
         consumer,
-        devices,
+        devices: table.len(),
+        positions_folded: table
+            .iter()
+            .map(|(_, state)| state.position_count_session)
+            .sum(),
         drained,
-    }
+    };
+    alive.finish();
+    report
 }
 
 /// Keeps the process-wide gauges as sums over workers by adding each worker's change.

@@ -33,11 +33,8 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
     if config.get_ssl_mode() == SslMode::Require {
-        let tls = crate::tls::postgres_connector(ca_file).map_err(|e| PostgresError::Query {
-            operation: "connect",
-            message: e.to_string(),
-            code: None,
-        })?;
+        let tls = crate::tls::postgres_connector(ca_file)
+            .map_err(|e| PostgresError::other("connect", e.to_string()))?;
         open(&config, tls).await
     } else {
         open(&config, tokio_postgres::NoTls).await
@@ -58,7 +55,7 @@ where
         .map_err(|e| PostgresError::query("connect", &e))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(error = %crate::logging::redact_error(&error), "postgres connection ended");
+            tracing::debug!(error = %crate::redact::redact_error(&error), "postgres connection ended");
         }
     });
     Ok(client)

@@ -234,11 +234,10 @@ pub async fn setup(client: &Client, settings: &Settings) -> Result<Storage, Post
     let state = server_state(client).await?;
     let refuse = |reason: PlainReason, remedy: &str| {
         if settings.mode == Mode::Require {
-            Err(PostgresError::Query {
-                operation: "migrate",
-                message: format!("TIMESCALEDB=require, but {reason}: {remedy}"),
-                code: None,
-            })
+            Err(PostgresError::other(
+                "migrate",
+                format!("TIMESCALEDB=require, but {reason}: {remedy}"),
+            ))
         } else {
             Ok(Storage::Plain(reason))
         }

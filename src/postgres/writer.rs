@@ -1,15 +1,25 @@
-//! Writing one epoch's rows: one transaction, idempotent, COPY on the fast path.
+//! Writing an epoch's rows: idempotent, binary COPY on the fast path, and when the database
+//! refuses some rows, exactly those rows found and set aside.
 //!
-//! Fast path: binary `COPY positions FROM STDIN`, the fastest way into PostgreSQL. COPY has no
-//! `ON CONFLICT`, so if any row's `(device_id, ts)` already exists (a redelivery after a crash,
-//! or the same position twice in one epoch) the COPY fails with a unique violation and rolls
-//! back, and the epoch is written again on the idempotent path:
+//! Fast path: binary `COPY positions FROM STDIN` in one transaction, the fastest way into
+//! PostgreSQL. COPY has no `ON CONFLICT`, so if any row's `(device_id, ts)` already exists (a
+//! redelivery after a crash, or the same position twice in one epoch) the COPY fails with a unique
+//! violation and rolls back, and the batch is written again on the idempotent path:
 //! `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (device_id, ts) DO NOTHING`, one statement
-//! per chunk of `WRITE_BATCH_SIZE` rows, its parameters bound as arrays. There a row whose key
+//! per chunk of `WRITE_BATCH_SIZE` rows, its parameters bound as arrays, its rows in key order (two
+//! replicas inserting the same keys in opposite orders would deadlock). There a row whose key
 //! exists is skipped, so a redelivered entry writes nothing; rows sent minus rows inserted is the
-//! duplicate count. Duplicates are rare, so nearly every epoch takes the fast path. Either way
-//! the transaction makes the epoch all-or-nothing, which is what lets the sink report it
-//! committed as a whole.
+//! duplicate count. Either way the transaction makes the batch all-or-nothing.
+//!
+//! # Rows the database refuses
+//! The codec refuses what PostgreSQL would refuse by itself, but a database can refuse more: a
+//! `CHECK` constraint, a trigger that raises, a column narrowed. Such a failure is a *data* error
+//! ([`PostgresError::is_data_error`]) and it would fail the batch forever. [`RowWriter::isolate`]
+//! finds the refused rows by splitting the batch: each part is tried in a transaction of its own
+//! (committed when it succeeds: the inserts are idempotent, so a part committed before a crash is
+//! only a duplicate on redelivery), a part that fails is split in two, and a single row that fails
+//! is refused, with the server's reason. About `k × log2(n)` statements find `k` bad rows among
+//! `n`, and only when something was refused.
 
 use std::pin::pin;
 
@@ -19,38 +29,78 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
 use super::timestamp::{Jsonb, Timestamp};
-use super::{connect, PostgresError};
+use super::{connect, PostgresConfig, PostgresError};
 use dataflow::Position;
 
-const INSERT: &str = "
-INSERT INTO positions
-    (device_id, ts, latitude, longitude, altitude, angle, speed,
-     satellites, priority, event_id, attributes)
-SELECT d, t, la, lo, al, an, sp, sa, pr, ev, at::jsonb
-FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float4[],
-            $6::float4[], $7::float4[], $8::int2[], $9::int2[], $10::int4[], $11::text[])
-     AS u(d, t, la, lo, al, an, sp, sa, pr, ev, at)
-ON CONFLICT (device_id, ts) DO NOTHING";
-
-const COPY: &str = "COPY positions (device_id, ts, latitude, longitude, altitude, angle, speed, \
-    satellites, priority, event_id, attributes) FROM STDIN (FORMAT binary)";
-
-/// The column types of `COPY`, in its column order.
-const COPY_TYPES: [Type; 11] = [
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT4,
-    Type::FLOAT4,
-    Type::FLOAT4,
-    Type::INT2,
-    Type::INT2,
-    Type::INT4,
-    Type::JSONB,
+/// The columns the service writes, with their wire types: the one list both statements are built
+/// from (their order is the order [`values`] gives a row's values in).
+const COLUMNS: [(&str, Type); 11] = [
+    ("device_id", Type::TEXT),
+    ("ts", Type::TIMESTAMPTZ),
+    ("latitude", Type::FLOAT8),
+    ("longitude", Type::FLOAT8),
+    ("altitude", Type::FLOAT4),
+    ("angle", Type::FLOAT4),
+    ("speed", Type::FLOAT4),
+    ("satellites", Type::INT2),
+    ("priority", Type::INT2),
+    ("event_id", Type::INT4),
+    ("attributes", Type::JSONB),
 ];
 
-/// Rows inserted and rows skipped as duplicates by one epoch's write, and how.
+fn column_list() -> String {
+    COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `COPY positions (...) FROM STDIN (FORMAT binary)`.
+fn copy_statement() -> String {
+    format!(
+        "COPY positions ({}) FROM STDIN (FORMAT binary)",
+        column_list()
+    )
+}
+
+/// `INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT (device_id, ts) DO NOTHING`; jsonb
+/// travels as text (`::jsonb` on the way in), since arrays of the binary jsonb form cannot be
+/// bound.
+fn insert_statement() -> String {
+    let arrays: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| {
+            let element = if *ty == Type::JSONB {
+                "text"
+            } else {
+                ty.name()
+            };
+            format!("${}::{element}[]", i + 1)
+        })
+        .collect();
+    let selected: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, ty)| {
+            if *ty == Type::JSONB {
+                format!("u.{name}::jsonb")
+            } else {
+                format!("u.{name}")
+            }
+        })
+        .collect();
+    format!(
+        "INSERT INTO positions ({}) SELECT {} FROM unnest({}) AS u({}) \
+         ON CONFLICT (device_id, ts) DO NOTHING",
+        column_list(),
+        selected.join(", "),
+        arrays.join(", "),
+        column_list()
+    )
+}
+
+/// Rows inserted and rows skipped as duplicates by one write, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// New rows.
@@ -66,7 +116,8 @@ pub struct WriteOutcome {
 pub enum WritePath {
     /// Binary `COPY`: no key existed.
     Copy,
-    /// `INSERT ... ON CONFLICT DO NOTHING`, after the COPY met an existing key.
+    /// `INSERT ... ON CONFLICT DO NOTHING`, after the COPY met an existing key (or while rows
+    /// the database refuses are being isolated).
     Insert,
 }
 
@@ -80,52 +131,93 @@ impl WritePath {
     }
 }
 
+/// A row the database refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its index in the batch given to [`RowWriter::isolate`].
+    pub index: usize,
+    /// The SQLSTATE.
+    pub code: String,
+    /// The constraint the server named, if any.
+    pub constraint: Option<String>,
+    /// The server's message.
+    pub message: String,
+}
+
+impl Refusal {
+    /// The dead letter's `error`: `postgres <SQLSTATE> [<constraint>]: <message>`.
+    pub fn reason(&self) -> String {
+        match &self.constraint {
+            Some(constraint) => format!("postgres {} {constraint}: {}", self.code, self.message),
+            None => format!("postgres {}: {}", self.code, self.message),
+        }
+    }
+}
+
+/// What [`RowWriter::isolate`] wrote and refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolated {
+    /// The rows written (and skipped as duplicates).
+    pub outcome: WriteOutcome,
+    /// The rows refused.
+    pub refused: Vec<Refusal>,
+}
+
+/// A connection and its prepared insert.
+struct Connection {
+    client: Client,
+    insert: Statement,
+}
+
 /// One worker's database writer: its own connection, so workers write in parallel.
 pub struct RowWriter {
-    database_url: String,
-    ca_file: Option<std::path::PathBuf>,
-    batch_size: usize,
-    conn: Option<(Client, Statement)>,
+    config: PostgresConfig,
+    copy: String,
+    insert: String,
+    conn: Option<Connection>,
 }
 
 impl RowWriter {
     /// A writer that connects on first use.
-    pub fn new(database_url: &str, ca_file: Option<&std::path::Path>, batch_size: usize) -> Self {
+    pub fn new(config: &PostgresConfig) -> Self {
         RowWriter {
-            database_url: database_url.to_owned(),
-            ca_file: ca_file.map(std::path::Path::to_path_buf),
-            batch_size: batch_size.max(1),
+            config: config.clone(),
+            copy: copy_statement(),
+            insert: insert_statement(),
             conn: None,
         }
     }
 
-    /// Writes all `rows` in one transaction. On error nothing of it is committed; a broken
-    /// connection is dropped so the next call reconnects.
-    pub async fn write_epoch(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
-        let result = self.try_write(rows).await;
-        if result.is_err()
-            && self
-                .conn
-                .as_ref()
-                .is_some_and(|(client, _)| client.is_closed())
-        {
-            self.conn = None;
-        }
-        result
+    fn batch_size(&self) -> usize {
+        usize::try_from(self.config.write_batch_size)
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 
-    async fn try_write(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
-        let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
+    /// The connection, opened (and the insert prepared) if needed.
+    async fn connection(&mut self) -> Result<&mut Connection, PostgresError> {
         let conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let client = connect(&self.database_url, self.ca_file.as_deref()).await?;
-                let statement = client.prepare(INSERT).await.map_err(|e| failed(&e))?;
-                (client, statement)
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => {
+                let client = connect(&self.config.url, self.config.ca_file.as_deref()).await?;
+                let insert = client
+                    .prepare(&self.insert)
+                    .await
+                    .map_err(|e| PostgresError::query("write", &e))?;
+                Connection { client, insert }
             }
         };
-        let (client, statement) = self.conn.insert(conn);
-        match copy_rows(client, rows).await {
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Writes all `rows` in one transaction. On error nothing of it is committed; a broken
+    /// connection is reopened by the next call.
+    pub async fn write(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
+        let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
+        let copy = self.copy.clone();
+        let batch_size = self.batch_size();
+        let conn = self.connection().await?;
+        match copy_rows(&mut conn.client, &copy, rows).await {
             Ok(inserted) => Ok(WriteOutcome {
                 inserted,
                 duplicates: 0,
@@ -134,86 +226,165 @@ impl RowWriter {
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tracing::debug!(
                     rows = rows.len(),
-                    "a key exists already; writing the epoch with ON CONFLICT"
+                    "a key exists already; writing the batch with ON CONFLICT"
                 );
-                insert_rows(client, statement, rows, self.batch_size)
-                    .await
-                    .map_err(|e| failed(&e))
+                let mut sorted: Vec<&Position> = rows.iter().collect();
+                sorted.sort_unstable_by(|a, b| {
+                    (&a.device_id, a.ts_micros).cmp(&(&b.device_id, b.ts_micros))
+                });
+                let tx = conn.client.transaction().await.map_err(|e| failed(&e))?;
+                let mut inserted = 0;
+                for chunk in sorted.chunks(batch_size) {
+                    inserted += insert_rows(&tx, &conn.insert, chunk)
+                        .await
+                        .map_err(|e| failed(&e))?;
+                }
+                tx.commit().await.map_err(|e| failed(&e))?;
+                Ok(WriteOutcome {
+                    inserted,
+                    duplicates: (rows.len() as u64).saturating_sub(inserted),
+                    path: WritePath::Insert,
+                })
             }
             Err(error) => Err(failed(&error)),
         }
     }
+
+    /// Writes every row of `rows` the database accepts and returns the ones it refuses for their
+    /// data (see the module doc). Any other failure is returned as it is: the caller retries the
+    /// whole isolation, which is idempotent.
+    pub async fn isolate(&mut self, rows: &[Position]) -> Result<Isolated, PostgresError> {
+        let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
+        let batch_size = self.batch_size();
+        let conn = self.connection().await?;
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by(|a, b| {
+            let (a, b) = (&rows[*a], &rows[*b]);
+            (&a.device_id, a.ts_micros).cmp(&(&b.device_id, b.ts_micros))
+        });
+        let mut parts: Vec<&[usize]> = order.chunks(batch_size).rev().collect();
+        let mut inserted = 0u64;
+        let mut written = 0u64;
+        let mut refused = Vec::new();
+        while let Some(part) = parts.pop() {
+            let chunk: Vec<&Position> = part.iter().map(|&i| &rows[i]).collect();
+            let attempt = async {
+                let tx = conn.client.transaction().await?;
+                let count = insert_rows(&tx, &conn.insert, &chunk).await?;
+                tx.commit().await?;
+                Ok::<u64, tokio_postgres::Error>(count)
+            }
+            .await;
+            match attempt {
+                Ok(count) => {
+                    inserted += count;
+                    written += part.len() as u64;
+                }
+                Err(error) => {
+                    let error = failed(&error);
+                    if !error.is_data_error() {
+                        return Err(error);
+                    }
+                    match part {
+                        [index] => refused.push(Refusal {
+                            index: *index,
+                            code: error.code.clone().unwrap_or_default(),
+                            constraint: error.constraint.clone(),
+                            message: error.message.clone(),
+                        }),
+                        _ => {
+                            let (first, second) = part.split_at(part.len() / 2);
+                            parts.push(second);
+                            parts.push(first);
+                        }
+                    }
+                }
+            }
+        }
+        refused.sort_unstable_by_key(|refusal| refusal.index);
+        Ok(Isolated {
+            outcome: WriteOutcome {
+                inserted,
+                duplicates: written.saturating_sub(inserted),
+                path: WritePath::Insert,
+            },
+            refused,
+        })
+    }
+}
+
+/// A row's values in [`COLUMNS`] order.
+fn values<'a>(
+    row: &'a Position,
+    ts: &'a Timestamp,
+    attributes: &'a Jsonb<'a>,
+) -> [&'a (dyn ToSql + Sync); 11] {
+    [
+        &row.device_id,
+        ts,
+        &row.latitude,
+        &row.longitude,
+        &row.altitude,
+        &row.angle,
+        &row.speed,
+        &row.satellites,
+        &row.priority,
+        &row.event_id,
+        attributes,
+    ]
 }
 
 /// The fast path: all rows in one binary COPY, in one transaction.
-async fn copy_rows(client: &mut Client, rows: &[Position]) -> Result<u64, tokio_postgres::Error> {
+async fn copy_rows(
+    client: &mut Client,
+    statement: &str,
+    rows: &[Position],
+) -> Result<u64, tokio_postgres::Error> {
+    let types: Vec<Type> = COLUMNS.iter().map(|(_, ty)| ty.clone()).collect();
     let tx = client.transaction().await?;
-    let sink = tx.copy_in(COPY).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+    let sink = tx.copy_in(statement).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for row in rows {
         let ts = Timestamp(row.ts_micros);
         let attributes = Jsonb(&row.attributes);
-        let values: [&(dyn ToSql + Sync); 11] = [
-            &row.device_id,
-            &ts,
-            &row.latitude,
-            &row.longitude,
-            &row.altitude,
-            &row.angle,
-            &row.speed,
-            &row.satellites,
-            &row.priority,
-            &row.event_id,
-            &attributes,
-        ];
-        writer.as_mut().write(&values).await?;
+        writer
+            .as_mut()
+            .write(&values(row, &ts, &attributes))
+            .await?;
     }
     let inserted = writer.finish().await?;
     tx.commit().await?;
     Ok(inserted)
 }
 
-/// The idempotent path: chunked `INSERT ... ON CONFLICT DO NOTHING`, in one transaction.
+/// One `INSERT ... ON CONFLICT DO NOTHING` of `rows` inside `tx`; returns the rows inserted.
 async fn insert_rows(
-    client: &mut Client,
+    tx: &tokio_postgres::Transaction<'_>,
     statement: &Statement,
-    rows: &[Position],
-    batch_size: usize,
-) -> Result<WriteOutcome, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let mut inserted = 0;
-    for chunk in rows.chunks(batch_size) {
-        let columns = Columns::from_rows(chunk);
-        inserted += tx
-            .execute(
-                statement,
-                &[
-                    &columns.device_id,
-                    &columns.ts,
-                    &columns.latitude,
-                    &columns.longitude,
-                    &columns.altitude,
-                    &columns.angle,
-                    &columns.speed,
-                    &columns.satellites,
-                    &columns.priority,
-                    &columns.event_id,
-                    &columns.attributes,
-                ],
-            )
-            .await?;
-    }
-    tx.commit().await?;
-    let sent = rows.len() as u64;
-    Ok(WriteOutcome {
-        inserted,
-        duplicates: sent.saturating_sub(inserted),
-        path: WritePath::Insert,
-    })
+    rows: &[&Position],
+) -> Result<u64, tokio_postgres::Error> {
+    let columns = Columns::from_rows(rows);
+    tx.execute(
+        statement,
+        &[
+            &columns.device_id,
+            &columns.ts,
+            &columns.latitude,
+            &columns.longitude,
+            &columns.altitude,
+            &columns.angle,
+            &columns.speed,
+            &columns.satellites,
+            &columns.priority,
+            &columns.event_id,
+            &columns.attributes,
+        ],
+    )
+    .await
 }
 
-/// The rows of a chunk as column arrays, all built in one loop so they have one length
-/// (`unnest` would silently pad shorter arrays with NULL).
+/// The rows of a chunk as column arrays, in [`COLUMNS`] order, all built in one loop so they
+/// have one length (`unnest` would silently pad shorter arrays with NULL).
 struct Columns<'a> {
     device_id: Vec<&'a str>,
     ts: Vec<Timestamp>,
@@ -229,7 +400,7 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn from_rows(rows: &'a [Position]) -> Self {
+    fn from_rows(rows: &[&'a Position]) -> Self {
         let n = rows.len();
         let mut columns = Columns {
             device_id: Vec::with_capacity(n),
@@ -258,5 +429,27 @@ impl<'a> Columns<'a> {
             columns.attributes.push(&row.attributes);
         }
         columns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_statements_come_from_the_one_column_list() {
+        let copy = copy_statement();
+        let insert = insert_statement();
+        let list = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes";
+        assert!(copy.contains(list), "{copy}");
+        assert_eq!(insert.matches(list).count(), 2, "{insert}");
+        assert!(
+            insert.contains("$1::text[]") && insert.contains("$11::text[]"),
+            "{insert}"
+        );
+        assert!(
+            insert.contains("$2::timestamptz[]") && insert.contains("u.attributes::jsonb"),
+            "{insert}"
+        );
     }
 }

@@ -14,10 +14,13 @@
 //! element and drops them from the PEL itself; XCLAIM skips them. They are returned in
 //! [`ReadBatch::deleted`] to be counted (and acknowledged, harmlessly).
 
+use std::time::Duration;
+
+use dataflow::StreamId;
 use redis::Value;
 
-use super::reply::parse_entries;
-use super::{dead_letter, ReadBatch, RedisError, StreamReader};
+use super::reply::{parse_entries, stream_id};
+use super::{dead_letter, Letter, ReadBatch, RedisError, StreamReader};
 
 /// What a poison sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,21 +28,25 @@ pub struct PoisonSweep {
     /// Entries moved to the dead-letter stream.
     pub dead_lettered: u64,
     /// Their ids (for the log).
-    pub ids: Vec<String>,
+    pub ids: Vec<StreamId>,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl StreamReader {
     /// Dead-letters pending entries delivered at least `max_deliveries` times: this consumer's
-    /// own (`idle_ms: None`, at start-up, to break a crash loop), or any consumer's that have
-    /// been idle at least `idle_ms`.
+    /// own (`idle: None`, at start-up, to break a crash loop), or any consumer's that have
+    /// been idle at least `idle`.
     pub async fn dead_letter_poison(
         &mut self,
         max_deliveries: u64,
-        idle_ms: Option<u64>,
+        idle: Option<Duration>,
         dead_letter_stream: &str,
     ) -> Result<PoisonSweep, RedisError> {
         let result = self
-            .try_poison(max_deliveries, idle_ms, dead_letter_stream)
+            .try_poison(max_deliveries, idle.map(millis), dead_letter_stream)
             .await;
         if result.is_err() {
             self.reset_connection();
@@ -101,18 +108,19 @@ impl StreamReader {
                 if let Value::Array(entries) = reply {
                     parse_entries(entries, &mut claimed, "xclaim")?;
                 }
-                let letters: Vec<(&dataflow::Entry, String)> = claimed
+                let letters: Vec<Letter> = claimed
                     .entries
                     .iter()
                     .map(|entry| {
                         let times = poison
                             .iter()
-                            .find(|(id, _)| *id == entry.id)
+                            .find(|(id, _)| id.parse() == Ok(entry.id))
                             .map_or(max_deliveries as usize, |(_, n)| *n);
-                        (
-                            entry,
-                            format!("max deliveries exceeded ({times} deliveries)"),
-                        )
+                        Letter {
+                            id: entry.id,
+                            fields: entry.fields.clone(),
+                            reason: format!("max deliveries exceeded ({times} deliveries)"),
+                        }
                     })
                     .collect();
                 dead_letter(
@@ -127,7 +135,7 @@ impl StreamReader {
                 sweep.dead_lettered += letters.len() as u64;
                 sweep
                     .ids
-                    .extend(claimed.entries.iter().map(|entry| entry.id.clone()));
+                    .extend(claimed.entries.iter().map(|entry| entry.id));
             }
             if !full_page {
                 return Ok(sweep);
@@ -135,15 +143,15 @@ impl StreamReader {
         }
     }
 
-    /// Takes over entries idle at least `min_idle_ms` from any consumer of the group, following
-    /// XAUTOCLAIM's cursor to the end of the pending list. Returns them (as one batch per call;
-    /// `done` tells whether the cursor wrapped around).
+    /// Takes over entries idle at least `min_idle` from any consumer of the group, following
+    /// XAUTOCLAIM's cursor (`0-0` to start) to the end of the pending list. Returns them (as one
+    /// batch per call; `done` tells whether the cursor wrapped around).
     pub async fn claim_idle(
         &mut self,
-        min_idle_ms: u64,
-        cursor: &mut String,
+        min_idle: Duration,
+        cursor: &mut StreamId,
     ) -> Result<(ReadBatch, bool), RedisError> {
-        let result = self.try_claim(min_idle_ms, cursor).await;
+        let result = self.try_claim(millis(min_idle), cursor).await;
         if result.is_err() {
             self.reset_connection();
         }
@@ -153,7 +161,7 @@ impl StreamReader {
     async fn try_claim(
         &mut self,
         min_idle_ms: u64,
-        cursor: &mut String,
+        cursor: &mut StreamId,
     ) -> Result<(ReadBatch, bool), RedisError> {
         let (stream, group) = self.stream_and_group();
         let consumer = self.consumer().to_owned();
@@ -164,7 +172,7 @@ impl StreamReader {
             .arg(&group)
             .arg(&consumer)
             .arg(min_idle_ms)
-            .arg(cursor.as_str())
+            .arg(cursor.to_string())
             .arg("COUNT")
             .arg(count)
             .query_async(conn)
@@ -183,9 +191,8 @@ impl StreamReader {
         let deleted = if parts.len() >= 3 { parts.pop() } else { None };
         let entries = parts.pop();
         let next = match parts.pop() {
-            Some(Value::BulkString(id)) => String::from_utf8_lossy(&id).into_owned(),
-            Some(Value::SimpleString(id)) => id,
-            _ => return Err(unexpected("no cursor")),
+            Some(id) => stream_id(id, "xautoclaim")?,
+            None => return Err(unexpected("no cursor")),
         };
         let mut batch = ReadBatch::default();
         if let Some(Value::Array(entries)) = entries {
@@ -193,17 +200,11 @@ impl StreamReader {
         }
         if let Some(Value::Array(ids)) = deleted {
             for id in ids {
-                match id {
-                    Value::BulkString(id) => batch
-                        .deleted
-                        .push(String::from_utf8_lossy(&id).into_owned()),
-                    Value::SimpleString(id) => batch.deleted.push(id),
-                    _ => {}
-                }
+                batch.deleted.push(stream_id(id, "xautoclaim")?);
             }
         }
-        let done = next == "0-0";
-        *cursor = if done { "0-0".to_owned() } else { next };
+        let done = next == StreamId::default();
+        *cursor = next;
         Ok((batch, done))
     }
 }

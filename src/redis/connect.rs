@@ -18,9 +18,9 @@ pub fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Cli
     crate::tls::install_provider();
     match ca_file {
         Some(path) if url.starts_with("rediss://") => {
-            let root_cert = std::fs::read(path).map_err(|e| RedisError::Reply {
-                operation: "connect",
-                detail: format!("REDIS_CA_FILE {}: {e}", path.display()),
+            let root_cert = std::fs::read(path).map_err(|e| RedisError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
             })?;
             redis::Client::build_with_tls(
                 url,

@@ -4,27 +4,45 @@
 //!
 //! A script rather than MULTI/EXEC: EXEC does not roll back, so an XADD failing at run time
 //! (e.g. the key holds another type) would still let the XACK in the same transaction run.
+//!
+//! # Why an entry refused inside the dataflow is acknowledged twice
+//! Entries refused by the codec or by the database are dead-lettered by the sinks, and the same
+//! ids are acknowledged again by their reader once their epoch commits, like every entry it read.
+//! The script's XACK is what makes the dead letter and the acknowledgement one step: a crash
+//! between two separate steps would leave the entry pending, redelivered, and dead-lettered a
+//! second time. The reader's later XACK of the id is a no-op on the server (it is no longer
+//! pending), and it keeps `processor_entries_acked_total` equal to what was read.
 
 use std::sync::LazyLock;
 
+use dataflow::StreamId;
 use redis::aio::ConnectionLike;
 
 use super::RedisError;
-use dataflow::Entry;
+
+/// One entry for the dead-letter stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Letter {
+    /// The entry's id in the source stream (acknowledged with the dead letter).
+    pub id: StreamId,
+    /// The fields to keep: the entry's own, or the refused row re-encoded as `payload`.
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// Why it was refused (the dead letter's `error`).
+    pub reason: String,
+}
 
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("dead_letter.lua")));
 
-/// Moves each `(entry, reason)` to `dead_letter_stream`: the entry keeps its original fields and
-/// gains `error` (the reason), `source_id`, `consumer` and `failed_at` (RFC 3339); then all are
-/// acknowledged in `stream`/`group`.
+/// Moves each letter to `dead_letter_stream`: its fields, plus `error` (the reason), `source_id`,
+/// `consumer` and `failed_at` (RFC 3339); then all are acknowledged in `stream`/`group`.
 pub async fn dead_letter<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
     dead_letter_stream: &str,
     consumer: &str,
-    letters: &[(&Entry, String)],
+    letters: &[Letter],
 ) -> Result<(), RedisError> {
     if letters.is_empty() {
         return Ok(());
@@ -32,17 +50,18 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
     let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut invocation = SCRIPT.key(dead_letter_stream);
     invocation.key(stream).arg(group);
-    for (entry, reason) in letters {
+    for letter in letters {
+        let id = letter.id.to_string();
         let extra = [
-            ("error", reason.clone()),
-            ("source_id", entry.id.clone()),
+            ("error", letter.reason.clone()),
+            ("source_id", id.clone()),
             ("consumer", consumer.to_owned()),
             ("failed_at", failed_at.clone()),
         ];
         invocation
-            .arg(&entry.id)
-            .arg(2 * (entry.fields.len() + extra.len()));
-        for (field, value) in &entry.fields {
+            .arg(&id)
+            .arg(2 * (letter.fields.len() + extra.len()));
+        for (field, value) in &letter.fields {
             invocation.arg(field).arg(value.as_slice());
         }
         for (field, value) in extra {
@@ -68,9 +87,10 @@ pub async fn check_dead_letter_stream<C: ConnectionLike + Send>(
         .map_err(|e| RedisError::command("type", &e))?;
     match kind.as_str() {
         "none" | "stream" => Ok(()),
-        other => Err(RedisError::Reply {
+        other => Err(RedisError::Command {
             operation: "type",
-            detail: format!("DEAD_LETTER_STREAM {key:?} holds a {other}, not a stream"),
+            message: format!("DEAD_LETTER_STREAM {key:?} holds a {other}, not a stream"),
+            kind: super::Kind::Refused,
         }),
     }
 }

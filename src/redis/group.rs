@@ -1,5 +1,6 @@
 //! The consumer group: created when missing, and the acknowledgement that ends an entry's life.
 
+use dataflow::StreamId;
 use redis::aio::ConnectionLike;
 
 use super::RedisError;
@@ -34,16 +35,17 @@ pub async fn ack<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
-    ids: &[String],
+    ids: &[StreamId],
 ) -> Result<u64, RedisError> {
     if ids.is_empty() {
         return Ok(0);
     }
-    redis::cmd("XACK")
-        .arg(stream)
-        .arg(group)
-        .arg(ids)
-        .query_async(conn)
+    let mut xack = redis::cmd("XACK");
+    xack.arg(stream).arg(group);
+    for id in ids {
+        xack.arg(id.to_string());
+    }
+    xack.query_async(conn)
         .await
         .map_err(|e| RedisError::command("xack", &e))
 }
@@ -113,18 +115,13 @@ pub async fn adopt_retired_workers<C: ConnectionLike + Send>(
             moved += claimed.len() as u64;
             if claimed.len() < ids.len() {
                 // ids whose entries were deleted are not claimed: acknowledge them away
-                let gone: Vec<&str> = ids
+                let gone: Vec<StreamId> = ids
                     .iter()
                     .copied()
                     .filter(|id| !claimed.iter().any(|c| c == id))
+                    .filter_map(|id| id.parse().ok())
                     .collect();
-                ack(
-                    conn,
-                    stream,
-                    group,
-                    &gone.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-                )
-                .await?;
+                ack(conn, stream, group, &gone).await?;
             }
         }
         let _: i64 = redis::cmd("XGROUP")

@@ -7,6 +7,7 @@
 //! [`redis::aio::ConnectionManager`] that reconnects by itself.
 
 mod claim;
+mod config;
 pub mod connect;
 mod dead_letter;
 mod group;
@@ -14,9 +15,12 @@ mod reader;
 mod reply;
 
 pub use claim::PoisonSweep;
-pub use dead_letter::{check_dead_letter_stream, dead_letter};
+pub use config::RedisConfig;
+pub use dead_letter::{check_dead_letter_stream, dead_letter, Letter};
 pub use group::{ack, adopt_retired_workers, ensure_group};
 pub use reader::{ReadBatch, StreamReader};
+
+use crate::retry::{Class, Failure, System};
 
 /// An infrastructure failure talking to Redis (bad entries are not errors: see `DecodeError`).
 #[derive(Debug, thiserror::Error)]
@@ -24,43 +28,115 @@ pub enum RedisError {
     /// A command failed (connection lost, timeout, server error).
     #[error("redis {operation}: {message}")]
     Command {
-        /// The operation, e.g. `xreadgroup`, `xack` (also the metric label).
+        /// The command, e.g. `xreadgroup`, `xack` (also the metric label).
         operation: &'static str,
         /// The client's message, credentials removed.
         message: String,
-        /// Whether the consumer group does not exist (Redis restarted without persistence).
-        no_group: bool,
+        /// What kind of failure it is.
+        kind: Kind,
     },
     /// The server answered something this client does not understand.
     #[error("redis {operation}: unexpected reply: {detail}")]
     Reply {
-        /// The operation.
+        /// The command.
         operation: &'static str,
         /// What was unexpected.
         detail: String,
     },
+    /// `REDIS_CA_FILE` cannot be read.
+    #[error("REDIS_CA_FILE {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+}
+
+/// What a failed command says about the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The connection, a timeout, or the server busy (`LOADING`, `TRYAGAIN`, `BUSY`, a failover's
+    /// `READONLY` or `MASTERDOWN`): it passes.
+    Unavailable,
+    /// `NOGROUP`: the consumer group is gone (Redis restarted without persistence).
+    NoGroup,
+    /// Anything else the server refused (`WRONGTYPE`, `NOPERM`, a wrong password): an operator
+    /// has to act.
+    Refused,
 }
 
 impl RedisError {
     pub(crate) fn command(operation: &'static str, error: &redis::RedisError) -> Self {
         RedisError::Command {
             operation,
-            message: crate::logging::redact_error(error),
-            no_group: error.code() == Some("NOGROUP"),
-        }
-    }
-
-    /// The operation that failed (metric label).
-    pub fn operation(&self) -> &'static str {
-        match self {
-            RedisError::Command { operation, .. } | RedisError::Reply { operation, .. } => {
-                operation
-            }
+            message: crate::redact::redact_error(error),
+            kind: kind_of(error),
         }
     }
 
     /// Whether the group is missing and must be created again.
     pub fn is_no_group(&self) -> bool {
-        matches!(self, RedisError::Command { no_group: true, .. })
+        matches!(
+            self,
+            RedisError::Command {
+                kind: Kind::NoGroup,
+                ..
+            }
+        )
+    }
+}
+
+fn kind_of(error: &redis::RedisError) -> Kind {
+    const BUSY: [&str; 7] = [
+        "LOADING",
+        "TRYAGAIN",
+        "BUSY",
+        "MASTERDOWN",
+        "READONLY",
+        "CLUSTERDOWN",
+        "NOREPLICAS",
+    ];
+    match error.code() {
+        Some("NOGROUP") => Kind::NoGroup,
+        Some(code) if BUSY.contains(&code) => Kind::Unavailable,
+        _ if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal() =>
+        {
+            Kind::Unavailable
+        }
+        _ => Kind::Refused,
+    }
+}
+
+impl Failure for RedisError {
+    fn class(&self) -> Class {
+        match self {
+            RedisError::Command {
+                kind: Kind::Unavailable | Kind::NoGroup,
+                ..
+            } => Class::Transient,
+            RedisError::Command {
+                kind: Kind::Refused,
+                ..
+            }
+            | RedisError::Reply { .. }
+            | RedisError::CaFile { .. } => Class::Stalled,
+        }
+    }
+
+    fn system(&self) -> System {
+        System::Redis
+    }
+
+    fn command(&self) -> &'static str {
+        match self {
+            RedisError::Command { operation, .. } | RedisError::Reply { operation, .. } => {
+                operation
+            }
+            RedisError::CaFile { .. } => "connect",
+        }
     }
 }

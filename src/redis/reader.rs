@@ -8,18 +8,19 @@
 
 use std::time::Duration;
 
-use dataflow::Entry;
+use dataflow::{Entry, StreamId};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
-use super::reply::{compare_ids, parse_reply};
-use super::{connect, ensure_group, RedisError};
+use super::reply::parse_reply;
+use super::{connect, ensure_group, RedisConfig, RedisError};
 
 /// Where the next read starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cursor {
-    /// Re-reading this consumer's own pending entries after this id.
-    Pending(String),
+    /// Re-reading this consumer's own pending entries after this id (XREADGROUP with an id
+    /// returns the pending entries with greater ids).
+    Pending(StreamId),
     /// Reading entries never delivered to any consumer (`>`).
     New,
 }
@@ -30,7 +31,7 @@ pub struct ReadBatch {
     /// Entries to process, in stream order.
     pub entries: Vec<Entry>,
     /// Pending ids whose entries no longer exist in the stream.
-    pub deleted: Vec<String>,
+    pub deleted: Vec<StreamId>,
 }
 
 /// One consumer of the group, with its own connection.
@@ -45,32 +46,25 @@ pub struct StreamReader {
     block: Duration,
     cursor: Cursor,
     /// The highest id this reader has been handed (entries or deleted ids) in this run.
-    last_received: String,
+    last_received: Option<StreamId>,
     recreate_group: bool,
 }
 
 impl StreamReader {
-    /// A reader for `consumer`; it connects on the first read.
-    pub fn new(
-        client: redis::Client,
-        stream: &str,
-        group: &str,
-        consumer: &str,
-        start_id: &str,
-        count: u32,
-        block: Duration,
-    ) -> Self {
+    /// A reader for `consumer` of the stream and group `config` names; it connects on the first
+    /// read.
+    pub fn new(client: redis::Client, config: &RedisConfig, consumer: String) -> Self {
         StreamReader {
             client,
             conn: None,
-            stream: stream.to_owned(),
-            group: group.to_owned(),
-            consumer: consumer.to_owned(),
-            start_id: start_id.to_owned(),
-            count,
-            block,
-            cursor: Cursor::Pending("0".to_owned()),
-            last_received: "0".to_owned(),
+            stream: config.stream_key.clone(),
+            group: config.consumer_group.clone(),
+            consumer,
+            start_id: config.group_start_id.clone(),
+            count: config.read_count,
+            block: config.read_block,
+            cursor: Cursor::Pending(StreamId::default()),
+            last_received: None,
             recreate_group: false,
         }
     }
@@ -95,7 +89,7 @@ impl StreamReader {
                 self.recreate_group = true;
             } else {
                 self.conn = None;
-                self.cursor = Cursor::Pending(self.last_received.clone());
+                self.cursor = Cursor::Pending(self.last_received.unwrap_or_default());
             }
         }
         result
@@ -103,15 +97,11 @@ impl StreamReader {
 
     /// The reader's connection, opened if needed.
     pub(super) async fn connection(&mut self) -> Result<&mut MultiplexedConnection, RedisError> {
-        if self.conn.is_none() {
-            let opened =
-                connect::reader_connection(&self.client, self.block, &self.consumer).await?;
-            self.conn = Some(opened);
-        }
-        self.conn.as_mut().ok_or_else(|| RedisError::Reply {
-            operation: "connect",
-            detail: "no connection".to_owned(),
-        })
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => connect::reader_connection(&self.client, self.block, &self.consumer).await?,
+        };
+        Ok(self.conn.insert(conn))
     }
 
     /// Drops the connection after a failure (the next use reopens it).
@@ -130,12 +120,15 @@ impl StreamReader {
     }
 
     async fn try_read(&mut self) -> Result<ReadBatch, RedisError> {
-        self.connection().await?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(ReadBatch::default());
-        };
-        if self.recreate_group {
-            let created = ensure_group(conn, &self.stream, &self.group, &self.start_id).await?;
+        let (stream, group, start_id) = (
+            self.stream.clone(),
+            self.group.clone(),
+            self.start_id.clone(),
+        );
+        let recreate = self.recreate_group;
+        let conn = self.connection().await?;
+        if recreate {
+            let created = ensure_group(conn, &stream, &group, &start_id).await?;
             self.recreate_group = false;
             // A recreated group has an empty PEL: nothing of ours is pending any more.
             self.cursor = Cursor::New;
@@ -158,11 +151,12 @@ impl StreamReader {
             let block_ms = u64::try_from(self.block.as_millis()).unwrap_or(u64::MAX);
             cmd.arg("BLOCK").arg(block_ms);
         }
-        let from = match &self.cursor {
-            Cursor::Pending(after) => after.as_str(),
-            Cursor::New => ">",
+        let from = match self.cursor {
+            Cursor::Pending(after) => after.to_string(),
+            Cursor::New => ">".to_owned(),
         };
         cmd.arg("STREAMS").arg(&self.stream).arg(from);
+        let conn = self.connection().await?;
         let reply: Value = cmd
             .query_async(conn)
             .await
@@ -171,18 +165,16 @@ impl StreamReader {
         let newest = batch
             .entries
             .last()
-            .map(|e| &e.id)
+            .map(|e| e.id)
             .into_iter()
-            .chain(batch.deleted.last())
-            .max_by(|a, b| compare_ids(a, b));
-        if let Some(newest) = newest {
-            if compare_ids(newest, &self.last_received).is_gt() {
-                self.last_received = newest.clone();
-            }
+            .chain(batch.deleted.last().copied())
+            .max();
+        if newest > self.last_received {
+            self.last_received = newest;
         }
         if let Cursor::Pending(after) = &mut self.cursor {
             match newest {
-                Some(id) => *after = id.clone(),
+                Some(id) => *after = id,
                 // the pending list is exhausted: from now on, new entries
                 None => self.cursor = Cursor::New,
             }

@@ -1,19 +1,20 @@
 //! Parsing Redis stream replies into entries (shared by reading and claiming).
 
-use dataflow::Entry;
+use dataflow::{Entry, StreamId};
 use redis::Value;
 
 use super::{ReadBatch, RedisError};
 
-/// Orders two stream ids (`<ms>-<seq>`) numerically.
-pub(super) fn compare_ids(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parts(id: &str) -> (u64, u64) {
-        let mut split = id.splitn(2, '-');
-        let ms = split.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let seq = split.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        (ms, seq)
-    }
-    parts(a).cmp(&parts(b))
+/// A stream id in a reply.
+pub(super) fn stream_id(value: Value, operation: &'static str) -> Result<StreamId, RedisError> {
+    let unexpected = |detail: String| RedisError::Reply { operation, detail };
+    let text = match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes)
+            .map_err(|_| unexpected("a stream id is not UTF-8".to_owned()))?,
+        Value::SimpleString(text) => text,
+        other => return Err(unexpected(format!("a stream id is {other:?}"))),
+    };
+    text.parse().map_err(|e| unexpected(format!("{e}")))
 }
 
 /// Parses `XREADGROUP`'s reply: nil, or `[[stream, [[id, [field, value, ...]], ...]]]`
@@ -96,11 +97,8 @@ pub(super) fn parse_entries(
         };
         let fields = if parts.len() == 2 { parts.pop() } else { None };
         let id = match parts.pop() {
-            Some(Value::BulkString(id)) => {
-                String::from_utf8(id).map_err(|_| unexpected("entry id is not UTF-8"))?
-            }
-            Some(Value::SimpleString(id)) => id,
-            _ => return Err(unexpected("entry has no id")),
+            Some(id) => stream_id(id, operation)?,
+            None => return Err(unexpected("entry has no id")),
         };
         let fields = match fields {
             Some(Value::Array(values)) => {
@@ -146,9 +144,12 @@ mod tests {
         ])]);
         let batch = parse_reply(reply).expect("parses");
         assert_eq!(batch.entries.len(), 1);
-        assert_eq!(batch.entries[0].id, "1-0");
+        assert_eq!(batch.entries[0].id, StreamId::new(1, 0));
         assert_eq!(batch.entries[0].field("payload"), Some(&b"{}"[..]));
-        assert_eq!(batch.deleted, vec!["2-0".to_owned(), "3-0".to_owned()]);
+        assert_eq!(
+            batch.deleted,
+            vec![StreamId::new(2, 0), StreamId::new(3, 0)]
+        );
         assert!(parse_reply(Value::Nil).expect("nil").entries.is_empty());
         assert!(parse_reply(Value::Int(3)).is_err());
     }
@@ -174,8 +175,14 @@ mod tests {
     }
 
     #[test]
-    fn ids_compare_numerically() {
-        assert_eq!(compare_ids("10-0", "9-5"), std::cmp::Ordering::Greater);
-        assert_eq!(compare_ids("9-10", "9-9"), std::cmp::Ordering::Greater);
+    fn an_id_that_is_not_one_is_an_unexpected_reply() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("yesterday"),
+                Value::Array(vec![bulk("payload"), bulk("{}")]),
+            ])]),
+        ])]);
+        assert!(matches!(parse_reply(reply), Err(RedisError::Reply { .. })));
     }
 }

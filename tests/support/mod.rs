@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use processor::config::{Config, Parsed};
+use processor::config::Config;
 use processor::metrics::Metrics;
+use processor::pipeline::Faults;
 use processor::shutdown::Shutdown;
 use processor::{RunError, RunReport};
 use redis::AsyncCommands;
@@ -398,10 +399,7 @@ impl TestEnv {
             ));
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        match Config::parse_from(args) {
-            Ok(Parsed::Run(config)) => *config,
-            other => panic!("test configuration: {other:?}"),
-        }
+        Config::from_args(args).unwrap_or_else(|e| panic!("test configuration: {e}"))
     }
 
     /// The same settings as environment variables, for the binary.
@@ -537,6 +535,11 @@ impl TestEnv {
 
     /// Starts the service in this process, its HTTP server on a free loopback port.
     pub fn start(&self, config: Config) -> Running {
+        self.start_with_faults(config, Faults::default())
+    }
+
+    /// Starts the service in this process with faults injected.
+    pub fn start_with_faults(&self, config: Config, faults: Faults) -> Running {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let shutdown = Shutdown::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -545,11 +548,12 @@ impl TestEnv {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let task = tokio::spawn(processor::serve(
+        let task = tokio::spawn(processor::serve_with_faults(
             config,
             listener,
             Arc::clone(&metrics),
             shutdown.clone(),
+            faults,
         ));
         Running {
             metrics,
@@ -712,17 +716,21 @@ impl TableLock {
     }
 }
 
-/// Sends `signal` to a child process.
-pub fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).expect("pid fits");
-    // SAFETY: kill(2) on a child we own; no memory is touched.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal})");
+/// Sends the signal named `name` (`TERM`, `KILL`, `INT`) to a child process, with kill(1): the
+/// workspace forbids `unsafe`, and the tests have no need for it.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg("-s")
+        .arg(name)
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {}", child.id());
 }
 
 /// SIGTERM, as a container runtime sends it.
 pub fn sigterm(child: &Child) {
-    signal(child, libc::SIGTERM);
+    signal(child, "TERM");
 }
 
 /// Waits for the child to exit, returning its status and everything it wrote to stderr.
@@ -740,7 +748,9 @@ pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStat
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the processor did not exit within {timeout:?}");
+            let _ = child.wait();
+            let log = reader.join().unwrap_or_default();
+            panic!("the processor did not exit within {timeout:?}; its log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

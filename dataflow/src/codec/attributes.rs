@@ -42,8 +42,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::fields::{bounded, name};
-use crate::DecodeError;
+use super::text::bounded;
+use crate::{DecodeError, Field};
 
 /// The most digits a `__bigint` may carry (PostgreSQL's `numeric` holds far more; this bounds what
 /// one attribute can cost downstream).
@@ -131,7 +131,7 @@ impl Failure {
             reason.push_str(": ");
         }
         reason.push_str(&self.reason);
-        DecodeError::new(name::ATTRIBUTES, reason)
+        DecodeError::new(Field::Attributes, reason)
     }
 }
 
@@ -684,7 +684,7 @@ mod tests {
         .deserialize(&mut deserializer)
         .and_then(|text| deserializer.end().map(|()| text));
         result.map_err(|json_error| {
-            error.unwrap_or_else(|| DecodeError::new("payload", json_error.to_string()))
+            error.unwrap_or_else(|| DecodeError::new(Field::Payload, json_error.to_string()))
         })
     }
 

@@ -22,8 +22,9 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::attributes::AttributesSeed;
+use super::text::{bounded, fmt_bounded};
 use super::timestamp;
-use crate::{DecodeError, Position};
+use crate::{DecodeError, Field, Position, StreamId};
 
 /// A top-level value as parsed, before its field's checks; containers are skipped, not kept.
 #[derive(Debug, PartialEq)]
@@ -96,26 +97,6 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
-/// Writes `text` Debug-quoted, cut to at most `max_chars` characters (with `…`), so that a hostile
-/// payload cannot blow up a dead letter's reason.
-pub(crate) fn fmt_bounded(text: &str, max_chars: usize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => write!(f, "{:?}…", text.get(..cut).unwrap_or_default()),
-        None => write!(f, "{text:?}"),
-    }
-}
-
-/// `text` Debug-quoted and bounded as by [`fmt_bounded`], as an owned string.
-pub(crate) fn bounded(text: &str, max_chars: usize) -> String {
-    struct Bounded<'a>(&'a str, usize);
-    impl fmt::Display for Bounded<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            fmt_bounded(self.0, self.1, f)
-        }
-    }
-    Bounded(text, max_chars).to_string()
-}
-
 impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(ScalarVisitor)
@@ -170,54 +151,13 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-/// The contract's top-level field names, as they appear in `DecodeError::field`.
-pub(crate) mod name {
-    pub const DEVICE_ID: &str = "device_id";
-    pub const TIMESTAMP: &str = "timestamp";
-    pub const LATITUDE: &str = "latitude";
-    pub const LONGITUDE: &str = "longitude";
-    pub const ALTITUDE: &str = "altitude";
-    pub const ANGLE: &str = "angle";
-    pub const SPEED: &str = "speed";
-    pub const SATELLITES: &str = "satellites";
-    pub const PRIORITY: &str = "priority";
-    pub const EVENT_ID: &str = "event_id";
-    pub const ATTRIBUTES: &str = "attributes";
-    pub const PAYLOAD: &str = "payload";
-}
-
-/// A top-level key: the index of its scalar slot (see `SCALAR_FIELDS`), `attributes`, or unknown.
+/// A top-level key: a scalar field, `attributes`, or a key outside the contract.
 #[derive(Clone, Copy)]
 enum Key {
-    Scalar(usize),
+    Scalar(Field),
     Attributes,
     Unknown,
 }
-
-const DEVICE_ID: usize = 0;
-const TIMESTAMP: usize = 1;
-const LATITUDE: usize = 2;
-const LONGITUDE: usize = 3;
-const ALTITUDE: usize = 4;
-const ANGLE: usize = 5;
-const SPEED: usize = 6;
-const SATELLITES: usize = 7;
-const PRIORITY: usize = 8;
-const EVENT_ID: usize = 9;
-
-/// The scalar fields' names, indexed by slot.
-const SCALAR_FIELDS: [&str; 10] = [
-    name::DEVICE_ID,
-    name::TIMESTAMP,
-    name::LATITUDE,
-    name::LONGITUDE,
-    name::ALTITUDE,
-    name::ANGLE,
-    name::SPEED,
-    name::SATELLITES,
-    name::PRIORITY,
-    name::EVENT_ID,
-];
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -235,19 +175,10 @@ impl Visitor<'_> for KeyVisitor {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(match v {
-            name::DEVICE_ID => Key::Scalar(DEVICE_ID),
-            name::TIMESTAMP => Key::Scalar(TIMESTAMP),
-            name::LATITUDE => Key::Scalar(LATITUDE),
-            name::LONGITUDE => Key::Scalar(LONGITUDE),
-            name::ALTITUDE => Key::Scalar(ALTITUDE),
-            name::ANGLE => Key::Scalar(ANGLE),
-            name::SPEED => Key::Scalar(SPEED),
-            name::SATELLITES => Key::Scalar(SATELLITES),
-            name::PRIORITY => Key::Scalar(PRIORITY),
-            name::EVENT_ID => Key::Scalar(EVENT_ID),
-            name::ATTRIBUTES => Key::Attributes,
-            _ => Key::Unknown,
+        Ok(match Field::from_key(v) {
+            Some(Field::Attributes) => Key::Attributes,
+            Some(field) => Key::Scalar(field),
+            None => Key::Unknown,
         })
     }
 }
@@ -255,8 +186,8 @@ impl Visitor<'_> for KeyVisitor {
 /// The payload as parsed: each scalar field's value if present, and the attributes text.
 #[derive(Debug, Default)]
 pub(crate) struct Parsed<'de> {
-    /// Indexed by slot (see `SCALAR_FIELDS`).
-    scalars: [Option<Scalar<'de>>; 10],
+    /// Indexed by [`Field::slot`].
+    scalars: [Option<Scalar<'de>>; Field::SCALARS.len()],
     /// Canonical attributes JSON; `None` when absent or `null`.
     attributes: Option<String>,
 }
@@ -281,19 +212,16 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
         let mut attributes_seen = false;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Scalar(slot) => {
+                Key::Scalar(field) => {
                     let value = map.next_value::<Scalar<'de>>()?;
-                    match parsed.scalars.get_mut(slot) {
+                    match field.slot().and_then(|slot| parsed.scalars.get_mut(slot)) {
                         Some(entry @ None) => *entry = Some(value),
-                        _ => {
-                            let field = SCALAR_FIELDS.get(slot).copied().unwrap_or(name::PAYLOAD);
-                            return Err(duplicate(self.error, field));
-                        }
+                        _ => return Err(duplicate(self.error, field)),
                     }
                 }
                 Key::Attributes => {
                     if attributes_seen {
-                        return Err(duplicate(self.error, name::ATTRIBUTES));
+                        return Err(duplicate(self.error, Field::Attributes));
                     }
                     attributes_seen = true;
                     parsed.attributes = map.next_value_seed(AttributesSeed {
@@ -310,7 +238,7 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
     }
 }
 
-fn duplicate<E: de::Error>(error: &mut Option<DecodeError>, field: &'static str) -> E {
+fn duplicate<E: de::Error>(error: &mut Option<DecodeError>, field: Field) -> E {
     *error = Some(DecodeError::new(
         field,
         "appears more than once in the payload",
@@ -319,29 +247,33 @@ fn duplicate<E: de::Error>(error: &mut Option<DecodeError>, field: &'static str)
 }
 
 impl<'de> Parsed<'de> {
-    /// The value of scalar slot `slot` and that field's name.
-    fn take(&mut self, slot: usize) -> (&'static str, Option<Scalar<'de>>) {
-        let field = SCALAR_FIELDS.get(slot).copied().unwrap_or(name::PAYLOAD);
-        (field, self.scalars.get_mut(slot).and_then(Option::take))
+    /// The value of scalar field `field`, with the field.
+    fn take(&mut self, field: Field) -> (Field, Option<Scalar<'de>>) {
+        let value = field
+            .slot()
+            .and_then(|slot| self.scalars.get_mut(slot))
+            .and_then(Option::take);
+        (field, value)
     }
 
     /// Checks every field against the contract and builds the position.
     pub(crate) fn into_position(mut self) -> Result<Position, DecodeError> {
-        let device_id = device_id(self.take(DEVICE_ID))?;
-        let ts_micros = timestamp(self.take(TIMESTAMP))?;
-        let latitude = coordinate(self.take(LATITUDE), 90.0)?;
-        let longitude = coordinate(self.take(LONGITUDE), 180.0)?;
-        let altitude = real(self.take(ALTITUDE), Bounds::Any)?;
-        let angle = real(self.take(ANGLE), Bounds::Range(0.0, 360.0))?;
-        let speed = real(self.take(SPEED), Bounds::NonNegative)?;
-        let satellites = integer(self.take(SATELLITES), 0, 255)?;
-        let priority = integer(self.take(PRIORITY), 0, 2)?;
-        let event_id = integer(self.take(EVENT_ID), 0, i32::MAX)?;
+        let device_id = device_id(self.take(Field::DeviceId))?;
+        let ts_micros = timestamp(self.take(Field::Timestamp))?;
+        let latitude = coordinate(self.take(Field::Latitude), 90.0)?;
+        let longitude = coordinate(self.take(Field::Longitude), 180.0)?;
+        let altitude = real(self.take(Field::Altitude), Bounds::Any)?;
+        let angle = real(self.take(Field::Angle), Bounds::Range(0.0, 360.0))?;
+        let speed = real(self.take(Field::Speed), Bounds::NonNegative)?;
+        let satellites = integer(self.take(Field::Satellites), 0, 255)?;
+        let priority = integer(self.take(Field::Priority), 0, 2)?;
+        let event_id = integer(self.take(Field::EventId), 0, i32::MAX)?;
         let attributes = self
             .attributes
             .map(right_sized)
             .unwrap_or_else(|| String::from("{}"));
         Ok(Position {
+            source: StreamId::default(),
             device_id,
             ts_micros,
             latitude,
@@ -360,7 +292,7 @@ impl<'de> Parsed<'de> {
 /// Longest accepted `device_id`, in characters (Unicode scalar values).
 pub const MAX_DEVICE_ID_CHARS: usize = 64;
 
-fn required<'a>(field: &'static str, value: Option<Scalar<'a>>) -> Result<Scalar<'a>, DecodeError> {
+fn required<'a>(field: Field, value: Option<Scalar<'a>>) -> Result<Scalar<'a>, DecodeError> {
     match value {
         None => Err(DecodeError::new(field, "is missing")),
         Some(Scalar::Null) => Err(DecodeError::new(field, "is null but required")),
@@ -368,11 +300,11 @@ fn required<'a>(field: &'static str, value: Option<Scalar<'a>>) -> Result<Scalar
     }
 }
 
-fn wrong_type(field: &'static str, expected: &str, got: &Scalar<'_>) -> DecodeError {
+fn wrong_type(field: Field, expected: &str, got: &Scalar<'_>) -> DecodeError {
     DecodeError::new(field, format!("must be {expected}, got {}", got.kind()))
 }
 
-fn device_id((field, value): (&'static str, Option<Scalar<'_>>)) -> Result<String, DecodeError> {
+fn device_id((field, value): (Field, Option<Scalar<'_>>)) -> Result<String, DecodeError> {
     let text = match required(field, value)? {
         Scalar::Str(text) => text,
         other => return Err(wrong_type(field, "a string", &other)),
@@ -398,7 +330,7 @@ fn device_id((field, value): (&'static str, Option<Scalar<'_>>)) -> Result<Strin
     Ok(text.into_owned())
 }
 
-fn timestamp((field, value): (&'static str, Option<Scalar<'_>>)) -> Result<i64, DecodeError> {
+fn timestamp((field, value): (Field, Option<Scalar<'_>>)) -> Result<i64, DecodeError> {
     let value = required(field, value)?;
     let micros = match &value {
         Scalar::Str(text) => timestamp::parse_iso(text),
@@ -417,10 +349,7 @@ fn timestamp((field, value): (&'static str, Option<Scalar<'_>>)) -> Result<i64, 
     micros.map_err(|reason| DecodeError::new(field, reason))
 }
 
-fn coordinate(
-    (field, value): (&'static str, Option<Scalar<'_>>),
-    limit: f64,
-) -> Result<f64, DecodeError> {
+fn coordinate((field, value): (Field, Option<Scalar<'_>>), limit: f64) -> Result<f64, DecodeError> {
     let value = required(field, value)?;
     let number = value
         .number()
@@ -443,7 +372,7 @@ enum Bounds {
 
 /// An optional `real` column: finite, representable as `f32`, within `bounds`.
 fn real(
-    (field, value): (&'static str, Option<Scalar<'_>>),
+    (field, value): (Field, Option<Scalar<'_>>),
     bounds: Bounds,
 ) -> Result<Option<f32>, DecodeError> {
     let value = match value {
@@ -479,7 +408,7 @@ fn real(
 
 /// An optional integer column of type `T`, within `low..=high`.
 fn integer<T>(
-    (field, value): (&'static str, Option<Scalar<'_>>),
+    (field, value): (Field, Option<Scalar<'_>>),
     low: T,
     high: T,
 ) -> Result<Option<T>, DecodeError>
@@ -537,7 +466,7 @@ pub(crate) fn parse<'de>(
         Ok(text) => text,
         Err(utf8) => {
             *error = Some(DecodeError::new(
-                name::PAYLOAD,
+                Field::Payload,
                 format!("is not UTF-8 ({utf8})"),
             ));
             return Err(de::Error::custom("payload is not UTF-8"));

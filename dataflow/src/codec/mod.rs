@@ -29,14 +29,17 @@
 //! producer sent and an attribute float would be re-printed with different digits.
 
 mod attributes;
+mod encode;
 mod fields;
+mod text;
 mod timestamp;
 
 use serde_json::error::Category;
 
-use crate::{DecodeError, Entry, Position};
+use crate::{DecodeError, Entry, Field, Position};
 
 pub use attributes::MAX_BIGINT_DIGITS;
+pub use encode::encode_payload;
 pub use fields::MAX_DEVICE_ID_CHARS;
 pub use timestamp::{MAX_TS_MICROS, MIN_TS_MICROS};
 
@@ -44,9 +47,12 @@ pub use timestamp::{MAX_TS_MICROS, MIN_TS_MICROS};
 /// are ignored; when `payload` appears more than once, the first one counts.
 pub fn decode_entry(entry: &Entry) -> Result<Position, DecodeError> {
     match entry.field("payload") {
-        Some(payload) => decode_payload(payload),
+        Some(payload) => decode_payload(payload).map(|mut position| {
+            position.source = entry.id;
+            position
+        }),
         None => Err(DecodeError::new(
-            fields::name::PAYLOAD,
+            Field::Payload,
             "entry has no payload field",
         )),
     }
@@ -68,7 +74,7 @@ fn payload_error(error: &serde_json::Error) -> DecodeError {
         Category::Eof => format!("is truncated JSON ({error})"),
         Category::Syntax | Category::Io => format!("is not valid JSON ({error})"),
     };
-    DecodeError::new(fields::name::PAYLOAD, reason)
+    DecodeError::new(Field::Payload, reason)
 }
 
 #[cfg(test)]
@@ -83,7 +89,7 @@ mod tests {
 
     fn field_of(result: Result<Position, DecodeError>) -> &'static str {
         match result {
-            Err(error) => error.field,
+            Err(error) => error.field.name(),
             Ok(position) => panic!("accepted: {position:?}"),
         }
     }
@@ -247,7 +253,7 @@ mod tests {
             );
         }
         let entry = Entry {
-            id: "1-0".into(),
+            id: crate::StreamId::new(1, 0),
             fields: vec![("data".into(), b"{}".to_vec())],
         };
         assert_eq!(decode_entry(&entry).unwrap_err().field, "payload");

@@ -80,6 +80,54 @@ pub(crate) fn parse_iso(text: &str) -> Result<i64, Cow<'static, str>> {
     in_range(total).ok_or_else(|| format!("{} is {OUT_OF_RANGE}", Shown(text)).into())
 }
 
+/// Writes `micros` (since the Unix epoch, UTC) as ISO-8601 with six fractional digits and `Z`,
+/// in the grammar [`parse_iso`] reads: a four-digit year, or ECMAScript's expanded form
+/// (`+012345`, `-000001`) outside 0000..=9999. `parse_iso` of the result gives `micros` back.
+pub(crate) fn format_iso(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let days = seconds.div_euclid(SECONDS_PER_DAY);
+    let in_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let year = if (0..=9999).contains(&year) {
+        format!("{year:04}")
+    } else if year < 0 {
+        format!("-{:06}", -year)
+    } else {
+        format!("+{year:06}")
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (astronomical
+/// years), after Howard Hinnant's `civil_from_days`; the inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
 const OUT_OF_RANGE: &str = "out of range for PostgreSQL timestamptz (4714-11-24 BC .. 294247 AD)";
 
 fn in_range(micros: i128) -> Option<i64> {
@@ -101,7 +149,7 @@ struct Shown<'a>(&'a str);
 
 impl std::fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::fields::fmt_bounded(self.0, 40, f)
+        super::text::fmt_bounded(self.0, 40, f)
     }
 }
 

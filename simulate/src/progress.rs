@@ -98,7 +98,7 @@ fn progress_line(published: u64, recent: f64, average: f64, elapsed: Duration) -
 }
 
 fn summary_line(report: &SimulateReport, outcome: Outcome) -> String {
-    let seconds = report.seconds_x1000 as f64 / 1000.0;
+    let seconds = report.elapsed_ms as f64 / 1000.0;
     let rate = if seconds > 0.0 {
         report.published as f64 / seconds
     } else {
@@ -131,7 +131,7 @@ mod tests {
             valid_distinct: 850,
             duplicates: 100,
             invalid: 50,
-            seconds_x1000: 500,
+            elapsed_ms: 500,
         };
         assert_eq!(
             summary_line(&report, Outcome::Done),

@@ -15,30 +15,30 @@
 //!   was published.
 
 use std::io::IsTerminal;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionManager;
+use redis::RedisError;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::generator::{Generator, Payload};
-use super::progress::{Outcome, Progress};
-use super::{SimulateArgs, SimulateError, SimulateReport};
-use crate::redis::{connect, RedisError};
-use crate::shutdown::{self, Shutdown};
+use crate::generator::{Generator, Payload};
+use crate::progress::{Outcome, Progress};
+use crate::{SimulateArgs, SimulateError, SimulateReport};
 
 /// At a set rate, pipelines are sized for about this many round trips per second.
 const CHUNKS_PER_SECOND: u64 = 20;
 
-/// Publishes to `stream` on the given Redis URL; progress to stderr.
+/// Publishes to `stream` through `client`; progress to stderr, where `server` (how to name the
+/// Redis server, credentials already removed) appears in the first line.
 ///
 /// Runs until `args.count` entries are published or `args.duration` seconds have passed, or until
 /// SIGINT/SIGTERM (then it returns normally, with what was published). `args.start_ms` unset means
 /// the current time. A Redis failure ends the run with [`SimulateError::Redis`] (the summary line
 /// on stderr still says how much was published before it).
 pub async fn run(
-    redis_url: &str,
-    redis_ca_file: Option<&Path>,
+    client: redis::Client,
+    server: &str,
     stream: &str,
     args: &SimulateArgs,
 ) -> Result<SimulateReport, SimulateError> {
@@ -48,13 +48,10 @@ pub async fn run(
             "the stream key must not be empty".to_owned(),
         ));
     }
-    let client = connect::client(redis_url, redis_ca_file)?;
-    let conn = connect::command_connection(&client).await?;
+    let conn = client.get_connection_manager().await?;
 
     let mut args = args.clone();
-    let start_ms = *args
-        .start_ms
-        .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+    let start_ms = *args.start_ms.get_or_insert_with(now_ms);
     let generator = Generator::new(&args);
     let until = match (args.count, args.duration) {
         (Some(count), _) => format!("{count} entries"),
@@ -63,24 +60,18 @@ pub async fn run(
     };
     let rate = match args.rate {
         0 => "as fast as possible".to_owned(),
-        rate => format!("{rate}/s"),
+        rate => format!("at {rate}/s"),
     };
     eprintln!(
-        "simulate: publishing {until} to {stream} on {} at {rate}: {} devices, seed {}, \
+        "simulate: publishing {until} to {stream} on {} {rate}: {} devices, seed {}, \
          first position at {start_ms} ms, duplicates {}, invalid {}, pipeline {}",
-        crate::logging::redact_url(redis_url),
-        args.devices,
-        args.seed,
-        args.duplicates,
-        args.invalid,
-        args.pipeline,
+        server, args.devices, args.seed, args.duplicates, args.invalid, args.pipeline,
     );
 
-    let stop = Shutdown::new();
-    let on_signal = stop.clone();
+    let (stop, stopped) = watch::channel(false);
     let watcher = tokio::spawn(async move {
-        shutdown::signal().await;
-        on_signal.trigger();
+        signal().await;
+        stop.send_replace(true);
     });
     let started = Instant::now();
     let mut publisher = Publisher {
@@ -88,7 +79,7 @@ pub async fn run(
         stream: stream.to_owned(),
         args,
         generator,
-        stop,
+        stop: stopped,
         progress: Progress::new(std::io::stderr().is_terminal(), started),
         started,
         confirmed: Counts::default(),
@@ -102,7 +93,7 @@ pub async fn run(
         valid_distinct: counts.valid,
         duplicates: counts.duplicates,
         invalid: counts.invalid,
-        seconds_x1000: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     let outcome = match &result {
         Ok(outcome) => *outcome,
@@ -139,7 +130,8 @@ struct Publisher {
     stream: String,
     args: SimulateArgs,
     generator: Generator,
-    stop: Shutdown,
+    /// Turns true on SIGINT/SIGTERM.
+    stop: watch::Receiver<bool>,
     progress: Progress,
     started: Instant,
     /// What Redis has confirmed.
@@ -148,7 +140,7 @@ struct Publisher {
 
 impl Publisher {
     /// The loop; returns how it ended.
-    async fn publish(&mut self) -> Result<Outcome, RedisError> {
+    async fn publish(&mut self) -> Result<Outcome, SimulateError> {
         let chunk = chunk_size(self.args.pipeline, self.args.rate);
         // A duration too long for an `Instant` is no deadline at all.
         let deadline = self
@@ -159,7 +151,7 @@ impl Publisher {
         let mut sent: u64 = 0;
         let mut in_flight: Option<InFlight> = None;
         let outcome = loop {
-            if self.stop.is_triggered() {
+            if *self.stop.borrow() {
                 break Outcome::Interrupted;
             }
             let remaining = self.args.count.map(|count| count.saturating_sub(sent));
@@ -188,9 +180,10 @@ impl Publisher {
                 self.confirm(previous).await?;
             }
             if let Some(due) = due {
+                let mut stop = self.stop.clone();
                 tokio::select! {
                     () = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
-                    () = self.stop.triggered() => break Outcome::Interrupted,
+                    _ = stop.wait_for(|stopped| *stopped) => break Outcome::Interrupted,
                 }
             }
             in_flight = Some(tokio::spawn(send(self.conn.clone(), pipe, counts)));
@@ -225,11 +218,10 @@ impl Publisher {
     }
 
     /// Waits for a pipeline in flight and counts what it published.
-    async fn confirm(&mut self, in_flight: InFlight) -> Result<(), RedisError> {
-        let counts = in_flight.await.map_err(|e| RedisError::Reply {
-            operation: "xadd",
-            detail: format!("the publishing task failed: {e}"),
-        })??;
+    async fn confirm(&mut self, in_flight: InFlight) -> Result<(), SimulateError> {
+        let counts = in_flight
+            .await
+            .map_err(|e| SimulateError::Task(e.to_string()))??;
         self.confirmed.add(counts);
         let now = Instant::now();
         self.progress.update(
@@ -247,10 +239,33 @@ async fn send(
     pipe: redis::Pipeline,
     counts: Counts,
 ) -> Result<Counts, RedisError> {
-    pipe.query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| RedisError::command("xadd", &e))?;
+    pipe.query_async::<()>(&mut conn).await?;
     Ok(counts)
+}
+
+/// The wall clock in epoch milliseconds (the default start of the simulated fixes).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Entries per pipeline: `pipeline`, or at a set rate about 1/20 s worth (at least one).
@@ -304,6 +319,10 @@ mod redis_tests {
         std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
     }
 
+    fn client() -> redis::Client {
+        redis::Client::open(url()).expect("url")
+    }
+
     /// A key no other test uses, and a connection to delete it with afterwards.
     async fn fresh_key() -> (String, redis::aio::MultiplexedConnection) {
         let key = format!(
@@ -338,7 +357,7 @@ mod redis_tests {
         let (stream, mut conn) = fresh_key().await;
 
         let exact = args(Some(2000), None, 0);
-        let report = run(&url(), None, &stream, &exact).await.expect("run");
+        let report = run(client(), "test", &stream, &exact).await.expect("run");
         assert_eq!(report.published, 2000);
         assert_eq!(
             report.valid_distinct + report.duplicates + report.invalid,
@@ -355,7 +374,7 @@ mod redis_tests {
 
         // Paced: 600 entries at 2000/s take about 0.3 s.
         let started = Instant::now();
-        let report = run(&url(), None, &stream, &args(Some(600), None, 2000))
+        let report = run(client(), "test", &stream, &args(Some(600), None, 2000))
             .await
             .expect("run");
         let elapsed = started.elapsed();
@@ -366,7 +385,7 @@ mod redis_tests {
         );
 
         // A duration at a rate: about rate x duration entries.
-        let report = run(&url(), None, &stream, &args(None, Some(1), 300))
+        let report = run(client(), "test", &stream, &args(None, Some(1), 300))
             .await
             .expect("run");
         assert!((280..=320).contains(&report.published), "{report:?}");
@@ -378,7 +397,7 @@ mod redis_tests {
     async fn a_key_of_another_type_fails_the_run() {
         let (key, mut conn) = fresh_key().await;
         let _: () = conn.set(&key, "not a stream").await.expect("SET");
-        let result = run(&url(), None, &key, &args(Some(10), None, 0)).await;
+        let result = run(client(), "test", &key, &args(Some(10), None, 0)).await;
         assert!(matches!(result, Err(SimulateError::Redis(_))), "{result:?}");
         let _: () = conn.del(&key).await.expect("DEL");
     }

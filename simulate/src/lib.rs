@@ -1,6 +1,7 @@
-//! `processor simulate`: a load generator that publishes realistic positions to the stream.
+//! A load generator that publishes realistic positions to a Redis stream (`processor simulate`).
 //!
-//! Why it exists: the processor's throughput, its duplicate handling and its dead-letter path can
+//! A client of the stream, not part of the service: it takes a Redis client and a stream key and
+//! knows nothing of the service's configuration. Why it exists: the processor's throughput, its duplicate handling and its dead-letter path can
 //! only be judged under load that looks like the Node producer's, and that producer needs real
 //! trackers. This module stands in for it: it writes entries exactly as the producer does
 //! (`XADD <stream> * payload <json>`, see `docs/contract.md`), with the same mix of timestamp
@@ -8,18 +9,26 @@
 //! contract violations in known proportions, so that the rows, duplicate counts and dead letters
 //! the processor reports can be checked against the [`SimulateReport`].
 //!
-//! Parts:
+//! Layout:
 //! - [`Generator`] (`generator.rs`): pure and deterministic, the same seed gives the same
-//!   payloads; the unit tests run its output through the real codec;
+//!   payloads; it takes each device's next fix from the fleet, and sometimes repeats a payload or
+//!   breaks one; the unit tests run its output through the real codec;
+//! - `fleet.rs`: the simulated trackers and how they move and what they report;
+//! - `record.rs`: one fix as a contract payload, written as JSON text;
+//! - `faults.rs`: the ways an invalid payload breaks the contract;
+//! - `format.rs`: small text encoders (base64, `Date.toJSON()`, the IMEI's Luhn digit);
 //! - [`run`] (`publish.rs`): pipelined XADDs, rate limiting, stop at a count or after a duration
 //!   (or on SIGINT/SIGTERM, with a summary);
 //! - `progress.rs`: progress on stderr (one updating line on a terminal, a line every 2 s
 //!   otherwise).
 
+mod faults;
+mod fleet;
 mod format;
 mod generator;
 mod progress;
 mod publish;
+mod record;
 
 pub use generator::{Generator, Payload, DEFAULT_START_MS};
 pub use publish::run;
@@ -135,15 +144,18 @@ pub struct SimulateReport {
     /// Entries breaking the contract (the processor should dead-letter them).
     pub invalid: u64,
     /// Wall-clock time of the run, in milliseconds.
-    pub seconds_x1000: u64,
+    pub elapsed_ms: u64,
 }
 
 /// Why a simulation could not run or stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
     /// Connecting to Redis or appending to the stream failed.
-    #[error(transparent)]
-    Redis(#[from] crate::redis::RedisError),
+    #[error("simulate: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A publishing task ended without an answer (it panicked or was cancelled).
+    #[error("simulate: the publishing task failed: {0}")]
+    Task(String),
     /// The settings are inconsistent.
     #[error("simulate: {0}")]
     Args(String),

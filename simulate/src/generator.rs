@@ -1,0 +1,303 @@
+//! The payload generator: a deterministic stream of payloads from a simulated fleet.
+//!
+//! Pure (no I/O, no clock): everything follows from [`SimulateArgs`], so a seed reproduces a load
+//! test exactly, and the unit tests check the output against the real codec. Each payload is the
+//! next device's fix (`fleet.rs`, written by `record.rs`), or, in the proportions asked for, an
+//! exact copy of a recent valid payload (with `--rate` equal to `--devices`, the simulated clocks
+//! keep pace with the wall clock, and these are the only duplicates) or a fix broken by a fault
+//! (`faults.rs`).
+
+use std::collections::VecDeque;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::faults::{Fault, FAULTS};
+use crate::fleet::Fleet;
+use crate::SimulateArgs;
+
+/// The first position's time when [`SimulateArgs::start_ms`] is not set: 2026-01-01T00:00:00Z.
+/// (`run` sets it to the current time; a bare `Generator` stays reproducible.)
+pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
+
+/// How many recent valid payloads a duplicate is drawn from.
+const RECENT: usize = 128;
+
+/// One generated stream entry's payload, in publish order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A contract-conforming position with a `(device_id, ts)` not generated before.
+    Valid(String),
+    /// A byte-for-byte copy of one of the last 128 valid payloads: the processor must count it as
+    /// a duplicate and write nothing.
+    Duplicate(String),
+    /// A payload that breaks the contract in one of several ways (field out of range, field
+    /// missing, malformed timestamp or sentinel, not a JSON object, truncated JSON): the processor
+    /// must dead-letter it.
+    Invalid(String),
+}
+
+impl Payload {
+    /// The JSON text (for the entry's `payload` field).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Payload::Valid(text) | Payload::Duplicate(text) | Payload::Invalid(text) => text,
+        }
+    }
+
+    /// The JSON text, owned.
+    pub fn into_string(self) -> String {
+        match self {
+            Payload::Valid(text) | Payload::Duplicate(text) | Payload::Invalid(text) => text,
+        }
+    }
+}
+
+/// The deterministic source of payloads: the same [`SimulateArgs`] (seed, devices, fractions,
+/// start time) give the same sequence, build after build (as long as `rand`'s `StdRng`, which
+/// `rand` may change between major versions, stays the same algorithm).
+#[derive(Debug)]
+pub struct Generator {
+    rng: StdRng,
+    duplicates: f64,
+    invalid: f64,
+    fleet: Fleet,
+    recent: VecDeque<String>,
+}
+
+impl Generator {
+    /// A generator for `args`: its seed, devices (at least one), fractions (clamped to 0..=1,
+    /// `invalid` to at most `1 - duplicates`) and start time ([`DEFAULT_START_MS`] when unset).
+    pub fn new(args: &SimulateArgs) -> Self {
+        let duplicates = fraction(args.duplicates);
+        let invalid = fraction(args.invalid).min(1.0 - duplicates);
+        Generator {
+            rng: StdRng::seed_from_u64(args.seed),
+            duplicates,
+            invalid,
+            fleet: Fleet::new(
+                args.seed,
+                args.devices,
+                args.start_ms.unwrap_or(DEFAULT_START_MS),
+            ),
+            recent: VecDeque::with_capacity(RECENT),
+        }
+    }
+
+    /// The next payload in publish order.
+    pub fn next_payload(&mut self) -> Payload {
+        let draw: f64 = self.rng.random();
+        if draw < self.duplicates && !self.recent.is_empty() {
+            let index = self.rng.random_range(0..self.recent.len());
+            if let Some(text) = self.recent.get(index) {
+                return Payload::Duplicate(text.clone());
+            }
+        }
+        let invalid = draw >= self.duplicates && draw < self.duplicates + self.invalid;
+        let mut record = self.fleet.next_record(&mut self.rng);
+        if invalid {
+            let fault = FAULTS
+                .get(self.rng.random_range(0..FAULTS.len()))
+                .copied()
+                .unwrap_or(Fault::Latitude);
+            return Payload::Invalid(record.corrupt(fault, &mut self.rng));
+        }
+        let text = record.to_json();
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(text.clone());
+        Payload::Valid(text)
+    }
+}
+
+/// `value` as a usable fraction: NaN and negatives become 0, values above 1 become 1.
+fn fraction(value: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use dataflow::codec::decode_payload;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn args(seed: u64, devices: u32, duplicates: f64, invalid: f64) -> SimulateArgs {
+        SimulateArgs {
+            devices,
+            count: Some(10_000),
+            duration: None,
+            rate: 0,
+            seed,
+            duplicates,
+            invalid,
+            pipeline: 500,
+            start_ms: Some(1_796_033_730_123),
+        }
+    }
+
+    fn take(args: &SimulateArgs, n: usize) -> Vec<Payload> {
+        let mut generator = Generator::new(args);
+        (0..n).map(|_| generator.next_payload()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_payloads() {
+        let a = take(&args(7, 50, 0.1, 0.1), 2000);
+        let b = take(&args(7, 50, 0.1, 0.1), 2000);
+        assert_eq!(a, b);
+        let c = take(&args(8, 50, 0.1, 0.1), 2000);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn valid_payloads_decode_with_big_integers_and_buffers() {
+        let payloads = take(&args(3, 40, 0.0, 0.0), 2000);
+        let mut saw_node_buffer = false;
+        let mut saw_u128 = false;
+        let mut saw_iso = false;
+        let mut saw_millis = false;
+        let mut counts = HashSet::new();
+        for payload in &payloads {
+            let Payload::Valid(text) = payload else {
+                panic!("only valid payloads were asked for: {payload:?}")
+            };
+            let position =
+                decode_payload(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(position.device_id.len(), 15, "{text}");
+            assert!(position.device_id.bytes().all(|b| b.is_ascii_digit()));
+            assert!((-90.0..=90.0).contains(&position.latitude));
+            assert!((-180.0..=180.0).contains(&position.longitude));
+            assert!(position.speed.is_some_and(|s| (0.0..=130.0).contains(&s)));
+            assert!(position.angle.is_some_and(|a| (0.0..=360.0).contains(&a)));
+            assert!(position.satellites.is_some_and(|s| (0..=20).contains(&s)));
+            assert!(position.priority.is_some_and(|p| (0..=2).contains(&p)));
+
+            let raw: Value = serde_json::from_str(text).expect("JSON");
+            match raw.get("timestamp") {
+                Some(Value::String(_)) => saw_iso = true,
+                Some(Value::Number(_)) => saw_millis = true,
+                other => panic!("timestamp {other:?}"),
+            }
+            let attributes = raw
+                .get("attributes")
+                .and_then(Value::as_object)
+                .expect("attributes");
+            assert!((8..=20).contains(&attributes.len()), "{text}");
+            counts.insert(attributes.len());
+            let mut bigints = 0;
+            let mut buffers = 0;
+            for (key, value) in attributes {
+                assert!(key.parse::<u16>().is_ok(), "IO id {key}");
+                if let Some(digits) = value.get("__bigint").and_then(Value::as_str) {
+                    let number: u128 = digits.parse().expect("digits");
+                    assert!(number > 1 << 53, "{digits}");
+                    saw_u128 |= number > u128::from(u64::MAX);
+                    // The codec writes the exact digits as a JSON number.
+                    let expected = format!("\"{key}\":{digits}");
+                    assert!(position.attributes.contains(&expected), "{expected}");
+                    bigints += 1;
+                }
+                if let Some(b64) = value.get("__buffer_b64").and_then(Value::as_str) {
+                    let expected = format!("\"{key}\":\"{b64}\"");
+                    assert!(position.attributes.contains(&expected), "{expected}");
+                    buffers += 1;
+                }
+                saw_node_buffer |= value.get("type").and_then(Value::as_str) == Some("Buffer");
+            }
+            assert!(bigints >= 1 && buffers >= 1, "{text}");
+            let decoded: Value = serde_json::from_str(&position.attributes).expect("attributes");
+            assert_eq!(decoded.as_object().map(|o| o.len()), Some(attributes.len()));
+        }
+        assert!(saw_node_buffer && saw_u128 && saw_iso && saw_millis);
+        assert!(counts.contains(&8) && counts.contains(&20), "{counts:?}");
+    }
+
+    #[test]
+    fn timestamps_strictly_increase_per_device() {
+        let payloads = take(&args(11, 25, 0.0, 0.0), 3000);
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for payload in &payloads {
+            let position = decode_payload(payload.as_str().as_bytes()).expect("valid");
+            if let Some(previous) = last.insert(position.device_id.clone(), position.ts_micros) {
+                assert!(
+                    position.ts_micros > previous,
+                    "{}: {} after {previous}",
+                    position.device_id,
+                    position.ts_micros
+                );
+            }
+        }
+        assert_eq!(last.len(), 25, "every device reports");
+        // The start time is honoured: the first fixes lie within a second of it.
+        let earliest = last.values().min().copied().unwrap_or_default();
+        assert!(earliest > 1_796_033_730_123_000);
+    }
+
+    #[test]
+    fn invalid_payloads_fail_to_decode() {
+        let payloads = take(&args(13, 30, 0.0, 1.0), 1200);
+        let mut fields = HashSet::new();
+        for payload in &payloads {
+            let Payload::Invalid(text) = payload else {
+                panic!("only invalid payloads were asked for: {payload:?}")
+            };
+            match decode_payload(text.as_bytes()) {
+                Ok(position) => panic!("decoded {position:?} from {text}"),
+                Err(error) => {
+                    fields.insert(error.field.name());
+                }
+            }
+        }
+        // The faults are varied: they reach several fields.
+        for field in [
+            "payload",
+            "device_id",
+            "timestamp",
+            "latitude",
+            "attributes",
+        ] {
+            assert!(fields.contains(field), "no {field} error among {fields:?}");
+        }
+    }
+
+    #[test]
+    fn fractions_are_respected_and_duplicates_repeat_valid_payloads() {
+        let payloads = take(&args(17, 100, 0.1, 0.05), 10_000);
+        let mut valid = HashSet::new();
+        let (mut duplicates, mut invalid) = (0, 0);
+        for payload in &payloads {
+            match payload {
+                Payload::Valid(text) => {
+                    assert!(valid.insert(text.as_str()), "a valid payload repeats");
+                }
+                Payload::Duplicate(text) => {
+                    assert!(valid.contains(text.as_str()), "not a copy: {text}");
+                    duplicates += 1;
+                }
+                Payload::Invalid(_) => invalid += 1,
+            }
+        }
+        // Binomial standard deviations are 30 and 22; allow about five of them.
+        assert!(
+            (850..=1150).contains(&duplicates),
+            "{duplicates} duplicates"
+        );
+        assert!((390..=610).contains(&invalid), "{invalid} invalid");
+    }
+
+    #[test]
+    fn fractions_are_clamped() {
+        let mut generator = Generator::new(&args(1, 10, f64::NAN, 2.0));
+        for _ in 0..100 {
+            assert!(matches!(generator.next_payload(), Payload::Invalid(_)));
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The pipeline's settings: epochs, state, backpressure, retries, the drain; and the timely
+//! computation's shape (workers, and the processes of a cluster).
+
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::time::Duration;
+
+use crate::settings::{millis, seconds, ConfigError};
+
+/// Epochs, state, backpressure, retries and the drain.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PipelineConfig {
+    /// Length of an epoch in milliseconds: entries read in one tick are committed and
+    /// acknowledged together. Smaller: lower latency. Under load, epochs that queue behind a
+    /// running commit are committed together (group commit), so short epochs do not shrink the
+    /// transactions then.
+    #[arg(long = "epoch-ms", env = "EPOCH_MS", default_value = "20", value_parser = millis(1, 60_000))]
+    pub epoch: Duration,
+
+    /// Devices held in per-device state per worker; the least recently seen is evicted beyond it.
+    #[arg(long, env = "STATE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub state_capacity: u64,
+
+    /// A worker stops reading while this many of its epochs (or this many times READ_COUNT
+    /// entries) are read but not yet acknowledged: bounds memory when PostgreSQL is slow or down.
+    #[arg(long, env = "MAX_INFLIGHT_EPOCHS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_inflight_epochs: u32,
+
+    /// Upper bound of the retry backoff for Redis and PostgreSQL operations, in milliseconds.
+    #[arg(long = "retry-max-ms", env = "RETRY_MAX_MS", default_value = "5000", value_parser = millis(10, 600_000))]
+    pub retry_max: Duration,
+
+    /// How long SIGTERM/SIGINT may take to drain (commit and acknowledge everything read), in
+    /// seconds.
+    #[arg(long = "shutdown-timeout-secs", env = "SHUTDOWN_TIMEOUT_SECS", default_value = "30", value_parser = seconds(1, 3600))]
+    pub shutdown_timeout: Duration,
+
+    /// Window of the active-devices gauge, in seconds.
+    #[arg(long = "active-window-secs", env = "ACTIVE_WINDOW_SECS", default_value = "300", value_parser = seconds(1, 86_400))]
+    pub active_window: Duration,
+}
+
+impl PipelineConfig {
+    /// Devices per worker's state table.
+    pub fn state_capacity(&self) -> NonZeroUsize {
+        let capacity = usize::try_from(self.state_capacity).unwrap_or(usize::MAX);
+        NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)
+    }
+
+    /// The active-devices window in epochs.
+    pub fn active_window_epochs(&self) -> u64 {
+        let epoch = self.epoch.as_millis().max(1);
+        u64::try_from(self.active_window.as_millis() / epoch)
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
+/// The timely computation: workers per process, and the processes of a cluster.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterConfig {
+    /// Timely worker threads in this process (each reads as its own consumer).
+    #[arg(long, env = "WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Processes in the timely cluster (1: this process alone). With more, every process runs
+    /// `WORKERS` workers and the exchange by device spans all of them.
+    #[arg(long, env = "PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+
+    /// This process's index in the cluster, 0..PROCESSES.
+    #[arg(long, env = "PROCESS_INDEX", default_value_t = 0)]
+    pub process_index: u16,
+
+    /// The cluster's `host:port` addresses, one per process in index order: a comma-separated
+    /// list, or the path of a file with one address per line. Required when PROCESSES > 1.
+    #[arg(long, env = "TIMELY_HOSTS")]
+    pub timely_hosts: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The index is within the cluster and the hosts are one per process.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.process_index >= self.processes {
+            return Err(ConfigError::new(
+                "PROCESS_INDEX",
+                format!(
+                    "{} is not below PROCESSES ({})",
+                    self.process_index, self.processes
+                ),
+            ));
+        }
+        self.hosts().map(|_| ())
+    }
+
+    /// The cluster's addresses (empty for a single process), checked against PROCESSES.
+    pub fn hosts(&self) -> Result<Vec<String>, ConfigError> {
+        let bad = |reason: String| ConfigError::new("TIMELY_HOSTS", reason);
+        if self.processes == 1 {
+            return Ok(Vec::new());
+        }
+        let Some(hosts) = self.timely_hosts.as_deref() else {
+            return Err(bad(format!(
+                "required when PROCESSES is {}",
+                self.processes
+            )));
+        };
+        let text = if std::path::Path::new(hosts).is_file() {
+            std::fs::read_to_string(hosts).map_err(|e| bad(format!("{hosts}: {e}")))?
+        } else {
+            hosts.replace(',', "\n")
+        };
+        let list: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        if list.len() != usize::from(self.processes) {
+            return Err(bad(format!(
+                "{} addresses for PROCESSES={}",
+                list.len(),
+                self.processes
+            )));
+        }
+        if let Some(address) = list.iter().find(|a| {
+            a.rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        }) {
+            return Err(bad(format!("{address:?} is not host:port")));
+        }
+        Ok(list)
+    }
+
+    /// This process's workers' global indices: `PROCESS_INDEX * WORKERS ..`.
+    pub fn worker_indices(&self) -> Range<usize> {
+        let workers = usize::from(self.workers);
+        let first = usize::from(self.process_index) * workers;
+        first..first + workers
+    }
+}

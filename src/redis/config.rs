@@ -1,0 +1,161 @@
+//! The Redis side's settings: where the stream is, how it is read, claimed and dead-lettered.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::settings::{check_name, millis, ConfigError};
+
+/// Redis, the stream and the consumer group.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RedisConfig {
+    /// Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub url: String,
+
+    /// PEM file of the CA(s) trusted for Redis's certificate (`rediss://`), instead of the
+    /// system's roots.
+    #[arg(id = "redis_ca_file", long = "redis-ca-file", env = "REDIS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The stream the ingestion service appends positions to.
+    #[arg(long, env = "STREAM_KEY", default_value = "telemetry:t")]
+    pub stream_key: String,
+
+    /// Consumer group shared by every replica.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "processor")]
+    pub consumer_group: String,
+
+    /// This replica's consumer name; worker N reads as `<CONSUMER_NAME>-<N>`. Must be stable
+    /// across restarts so pending entries are resumed. Default: the host name.
+    #[arg(long = "consumer-name", env = "CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+
+    /// Where a newly created group starts reading (`0`: the whole backlog; `$`: only new entries).
+    #[arg(long, env = "GROUP_START_ID", default_value = "0")]
+    pub group_start_id: String,
+
+    /// Stream that refused entries are moved to. Default: `<STREAM_KEY>:dead`.
+    #[arg(long = "dead-letter-stream", env = "DEAD_LETTER_STREAM")]
+    pub dead_letter_stream: Option<String>,
+
+    /// Entries per XREADGROUP call.
+    #[arg(long, env = "READ_COUNT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub read_count: u32,
+
+    /// How long one XREADGROUP waits for new entries, in milliseconds (also bounds how long
+    /// shutdown waits for the read in progress).
+    #[arg(long = "read-block-ms", env = "READ_BLOCK_MS", default_value = "1000", value_parser = millis(1, 60_000))]
+    pub read_block: Duration,
+
+    /// How often each reader takes over entries idle in other consumers, in milliseconds.
+    #[arg(long = "claim-interval-ms", env = "CLAIM_INTERVAL_MS", default_value = "10000", value_parser = millis(100, 3_600_000))]
+    pub claim_interval: Duration,
+
+    /// Entries pending longer than this in any consumer are taken over (XAUTOCLAIM), in
+    /// milliseconds. Keep it well above the time a commit can take.
+    #[arg(long = "claim-min-idle-ms", env = "CLAIM_MIN_IDLE_MS", default_value = "60000", value_parser = millis(100, 86_400_000))]
+    pub claim_min_idle: Duration,
+
+    /// An entry delivered this many times without being acknowledged goes to the dead-letter
+    /// stream with reason `max deliveries exceeded`.
+    #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_deliveries: u64,
+}
+
+impl RedisConfig {
+    /// Checks what the argument parser cannot: the URL parses, names are usable, the CA file
+    /// holds certificates, the group's start id is a stream id.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        redis::Client::open(self.url.as_str()).map_err(|e| {
+            ConfigError::new(
+                "REDIS_URL",
+                format!("not a Redis URL ({})", crate::redact::redact_error(&e)),
+            )
+        })?;
+        if let Some(path) = &self.ca_file {
+            crate::tls::read_ca_file(path)
+                .map_err(|e| ConfigError::new("REDIS_CA_FILE", e.to_string()))?;
+        }
+        check_name("STREAM_KEY", &self.stream_key)?;
+        check_name("CONSUMER_GROUP", &self.consumer_group)?;
+        check_name("GROUP_START_ID", &self.group_start_id)?;
+        if let Some(name) = &self.consumer_name {
+            check_name("CONSUMER_NAME", name)?;
+        }
+        if let Some(stream) = &self.dead_letter_stream {
+            check_name("DEAD_LETTER_STREAM", stream)?;
+        }
+        if !valid_start_id(&self.group_start_id) {
+            return Err(ConfigError::new(
+                "GROUP_START_ID",
+                format!(
+                    "{:?} is not a stream id (`0`, `$` or `<ms>-<seq>`)",
+                    self.group_start_id
+                ),
+            ));
+        }
+        if self.dead_letter_stream() == self.stream_key {
+            return Err(ConfigError::new(
+                "DEAD_LETTER_STREAM",
+                "must differ from STREAM_KEY",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dead-letter stream key.
+    pub fn dead_letter_stream(&self) -> String {
+        self.dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}:dead", self.stream_key))
+    }
+
+    /// This replica's consumer name (the host name unless set).
+    pub fn consumer_name(&self) -> String {
+        self.consumer_name.clone().unwrap_or_else(host_name)
+    }
+}
+
+fn valid_start_id(id: &str) -> bool {
+    if id == "$" {
+        return true;
+    }
+    let mut parts = id.splitn(2, '-');
+    let ms_ok = parts
+        .next()
+        .is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()));
+    let seq_ok = parts
+        .next()
+        .is_none_or(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()));
+    ms_ok && seq_ok
+}
+
+/// The host name, as the kernel reports it (stable across restarts of a pod or a host).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "processor".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ids() {
+        for ok in ["0", "$", "1700000000000-0", "5"] {
+            assert!(valid_start_id(ok), "{ok}");
+        }
+        for bad in ["", "-", "1-", "a-1", ">"] {
+            assert!(!valid_start_id(bad), "{bad}");
+        }
+    }
+}
