@@ -175,7 +175,8 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let config = parse(&[]).expect("defaults must parse");
-        assert_eq!(config.cluster.workers, 1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(usize::from(config.cluster.workers()), cores.min(256));
         assert_eq!(config.redis.group_start_id, "0");
         assert_eq!(config.redis.read_block, Duration::from_secs(1));
         assert_eq!(
@@ -234,15 +235,28 @@ mod tests {
 
     #[test]
     fn cluster_settings_are_checked() {
-        let error = parse(&["--processes", "2"]).expect_err("hosts missing");
+        let error = parse(&["--processes", "2", "--timely-hosts", "a:1,b:2"]).expect_err("workers");
+        assert_eq!(error.variable, "WORKERS");
+        assert_eq!(error.to_string().lines().count(), 1);
+        let error = parse(&["--processes", "2", "--workers", "1"]).expect_err("hosts missing");
         assert_eq!(error.variable, "TIMELY_HOSTS");
-        let error = parse(&["--processes", "2", "--timely-hosts", "a:1"]).expect_err("one host");
+        let error = parse(&[
+            "--processes",
+            "2",
+            "--workers",
+            "1",
+            "--timely-hosts",
+            "a:1",
+        ])
+        .expect_err("one host");
         assert_eq!(error.variable, "TIMELY_HOSTS");
         let error = parse(&[
             "--processes",
             "2",
             "--process-index",
             "2",
+            "--workers",
+            "1",
             "--timely-hosts",
             "a:1,b:2",
         ])

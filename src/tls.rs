@@ -68,15 +68,21 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A client configuration that verifies servers against the system's roots, or `ca_file`'s.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    install_provider();
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(Arc::new(root_store(ca_file)?))
+        .with_no_client_auth())
+}
+
 /// The connector tokio-postgres uses for `sslmode=require`.
 pub fn postgres_connector(
     ca_file: Option<&Path>,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TlsError> {
-    install_provider();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(Arc::new(root_store(ca_file)?))
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(
+        client_config(ca_file)?,
+    ))
 }
 
 /// libpq's `verify-ca` / `verify-full` are spelled `require` for tokio-postgres (rustls verifies

@@ -125,6 +125,7 @@ async fn a_dead_peer_makes_the_survivor_exit_3_with_one_line() {
             ("PROCESSES", "2".to_owned()),
             ("PROCESS_INDEX", index.to_owned()),
             ("TIMELY_HOSTS", hosts.clone()),
+            ("WORKERS", "1".to_owned()),
         ]
     };
     let spawn = |env: &TestEnv, index: &str| {

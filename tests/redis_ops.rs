@@ -48,7 +48,7 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
     assert_eq!(env.pending().await, 1);
     let bad = Letter {
         id: id.parse().expect("a stream id"),
-        fields: vec![("payload".to_owned(), b"[]".to_vec())],
+        fields: vec![("payload".into(), "[]".into())],
         reason: DecodeError::new(Field::Payload, "not an object").to_string(),
     };
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A Redis stream id, `<ms>-<seq>`: when Redis appended the entry, and its order within that
@@ -76,12 +77,14 @@ impl FromStr for StreamId {
 /// One entry of the Redis stream: its id and its field/value pairs, undecoded.
 ///
 /// The entry keeps every field so that a dead letter can carry the original content unchanged.
+/// Names and values are [`Bytes`]: slices of the buffer the reader received the reply in, shared
+/// rather than copied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The stream id; it stays on the worker that read it, which acknowledges it.
     pub id: StreamId,
     /// Field name and raw value pairs, in the order Redis returned them.
-    pub fields: Vec<(String, Vec<u8>)>,
+    pub fields: Vec<(Bytes, Bytes)>,
 }
 
 impl Entry {
@@ -89,8 +92,8 @@ impl Entry {
     pub fn field(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_slice())
+            .find(|(key, _)| key.as_ref() == name.as_bytes())
+            .map(|(_, value)| value.as_ref())
     }
 }
 

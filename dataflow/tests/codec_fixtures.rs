@@ -61,7 +61,7 @@ fn entry(index: usize, fields: BTreeMap<String, String>) -> Entry {
         id: dataflow::StreamId::new(1_764_411_330_123, index as u64),
         fields: fields
             .into_iter()
-            .map(|(key, value)| (key, value.into_bytes()))
+            .map(|(key, value)| (key.into(), value.into()))
             .collect(),
     }
 }

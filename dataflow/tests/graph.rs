@@ -74,14 +74,14 @@ fn entry(id: u64, device: &str, ts_ms: u64) -> Entry {
     );
     Entry {
         id: dataflow::StreamId::new(id, 0),
-        fields: vec![("payload".to_owned(), payload.into_bytes())],
+        fields: vec![("payload".into(), payload.into())],
     }
 }
 
 fn bad_entry(id: u64) -> Entry {
     Entry {
         id: dataflow::StreamId::new(id, 0),
-        fields: vec![("payload".to_owned(), b"[1,2,3]".to_vec())],
+        fields: vec![("payload".into(), bytes::Bytes::from_static(b"[1,2,3]"))],
     }
 }
 

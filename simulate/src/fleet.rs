@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::format::imei;
 use crate::record::{Attr, Record, Timestamp};
+use crate::Profile;
 
 /// Mean milliseconds between two fixes of one device.
 const INTERVAL_MS: i64 = 1000;
@@ -39,6 +40,7 @@ const SERIAL_SPACE: u128 = 10_000_000_000;
 /// The devices of one run, reporting in turn.
 #[derive(Debug)]
 pub(crate) struct Fleet {
+    profile: Profile,
     seed: u64,
     size: u32,
     start_ms: i64,
@@ -50,13 +52,14 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     /// `size` devices (at least one) whose first fixes fall within a second after `start_ms`.
-    pub(crate) fn new(seed: u64, size: u32, start_ms: i64) -> Self {
+    pub(crate) fn new(profile: Profile, seed: u64, size: u32, start_ms: i64) -> Self {
         let mut setup = StdRng::seed_from_u64(mix(seed));
         let imei_prefix = IMEI_PREFIXES
             .get(setup.random_range(0..IMEI_PREFIXES.len()))
             .copied()
             .unwrap_or(3563);
         Fleet {
+            profile,
             seed,
             size: size.max(1),
             start_ms,
@@ -72,11 +75,11 @@ impl Fleet {
         let index = self.next;
         self.next = (index + 1) % self.size;
         if let Some(device) = self.devices.get_mut(index as usize) {
-            return device.step(rng);
+            return device.step(rng, self.profile);
         }
         // First use: round robin reaches devices in index order, so this one goes at `index`.
         let mut device = Device::new(self.seed, index, self.device_id(index), self.start_ms);
-        let record = device.step(rng);
+        let record = device.step(rng, self.profile);
         self.devices.push(device);
         record
     }
@@ -113,6 +116,8 @@ struct Device {
     ignition: bool,
     odometer_m: f64,
     trip_m: f64,
+    /// Seconds with the ignition on, a 10-digit counter on a long-lived device.
+    ignition_on_s: u64,
     iccid: u64,
     iccid2: u64,
     user_id: u64,
@@ -147,6 +152,7 @@ impl Device {
             ignition: rng.random_bool(0.9),
             odometer_m: rng.random_range(0.0..500_000_000.0),
             trip_m: 0.0,
+            ignition_on_s: rng.random_range(1_000_000_000..=4_000_000_000),
             iccid: rng.random_range(8_900_000_000_000_000_000..=8_999_999_999_999_999_999),
             iccid2: rng.random_range(8_900_000_000_000_000_000..=8_999_999_999_999_999_999),
             user_id: rng.random_range((1u64 << 53) + 1..=u64::MAX),
@@ -163,7 +169,7 @@ impl Device {
     }
 
     /// Advances the device to its next fix and returns that fix as a record.
-    fn step(&mut self, rng: &mut StdRng) -> Record {
+    fn step(&mut self, rng: &mut StdRng, profile: Profile) -> Record {
         let ts_ms = self.next_ms;
         let interval = INTERVAL_MS + rng.random_range(-JITTER_MS..=JITTER_MS);
         self.next_ms = self.next_ms.saturating_add(interval);
@@ -181,10 +187,14 @@ impl Device {
                 .copied()
                 .unwrap_or(0)
         };
-        let timestamp = if rng.random_bool(0.75) {
+        let timestamp = if profile == Profile::Fmb || rng.random_bool(0.75) {
             Timestamp::Iso(ts_ms)
         } else {
             Timestamp::Millis(ts_ms)
+        };
+        let attributes = match profile {
+            Profile::Fmb => self.fmb_attributes(rng),
+            Profile::Mixed => self.attributes(rng),
         };
         Record {
             device_id: Some(self.id.clone()),
@@ -197,7 +207,7 @@ impl Device {
             speed: self.speed.round() as i64,
             priority,
             event_id,
-            attributes: self.attributes(rng),
+            attributes,
         }
     }
 
@@ -233,7 +243,43 @@ impl Device {
         self.satellites = u8::try_from(satellites.clamp(0, 20)).unwrap_or(0);
         self.odometer_m += km * 1000.0;
         self.trip_m += km * 1000.0;
+        if self.ignition {
+            self.ignition_on_s = self
+                .ignition_on_s
+                .saturating_add(interval_ms.unsigned_abs() / 1000);
+        }
         self.counter = self.counter.wrapping_add(1);
+    }
+
+    /// A Teltonika FMB record's IO elements: the 20 numeric ones such a device sends in every
+    /// record, in id order, integers of 0 to 10 digits.
+    fn fmb_attributes(&self, rng: &mut StdRng) -> Vec<(u16, Attr)> {
+        let moving = i64::from(self.speed > 0.0);
+        vec![
+            (1, Attr::Int(i64::from(self.ignition))),
+            (9, Attr::Int(rng.random_range(0..=30_000))),
+            (16, Attr::Int(self.odometer_m as i64)),
+            (17, Attr::Int(rng.random_range(-1000..=1000))),
+            (18, Attr::Int(rng.random_range(-1000..=1000))),
+            (19, Attr::Int(rng.random_range(-1000..=1000))),
+            (21, Attr::Int(rng.random_range(1..=5))),
+            (66, Attr::Int(rng.random_range(12_000..=14_400))),
+            (67, Attr::Int(rng.random_range(3_900..=4_200))),
+            (69, Attr::Int(i64::from(self.satellites > 0))),
+            (113, Attr::Int(rng.random_range(0..=100))),
+            (181, Attr::Int(rng.random_range(5..=30))),
+            (182, Attr::Int(rng.random_range(5..=25))),
+            (200, Attr::Int(if self.ignition { 0 } else { 4 })),
+            (206, Attr::Int(i64::from(self.area_code))),
+            (239, Attr::Int(i64::from(self.ignition))),
+            (240, Attr::Int(moving)),
+            (241, Attr::Int(i64::from(self.operator))),
+            (303, Attr::Int(moving)),
+            (
+                449,
+                Attr::Int(i64::try_from(self.ignition_on_s).unwrap_or(i64::MAX)),
+            ),
+        ]
     }
 
     /// The IO elements: six always present (including the big integer and the buffer), then 2..=14
@@ -328,7 +374,7 @@ mod tests {
 
     #[test]
     fn device_ids_are_distinct_imeis() {
-        let fleet = Fleet::new(5, 1000, 0);
+        let fleet = Fleet::new(Profile::Fmb, 5, 1000, 0);
         let ids: std::collections::HashSet<String> =
             (0..1000).map(|i| fleet.device_id(i)).collect();
         assert_eq!(ids.len(), 1000);

@@ -76,6 +76,7 @@ impl Generator {
             duplicates,
             invalid,
             fleet: Fleet::new(
+                args.profile,
                 args.seed,
                 args.devices,
                 args.start_ms.unwrap_or(DEFAULT_START_MS),
@@ -131,6 +132,7 @@ mod tests {
 
     fn args(seed: u64, devices: u32, duplicates: f64, invalid: f64) -> SimulateArgs {
         SimulateArgs {
+            profile: crate::Profile::Mixed,
             devices,
             count: Some(10_000),
             duration: None,
@@ -299,5 +301,51 @@ mod tests {
         for _ in 0..100 {
             assert!(matches!(generator.next_payload(), Payload::Invalid(_)));
         }
+    }
+
+    #[test]
+    fn fmb_records_are_numeric_and_about_430_bytes() {
+        let args = SimulateArgs {
+            profile: crate::Profile::Fmb,
+            ..args(21, 50, 0.0, 0.0)
+        };
+        let payloads = take(&args, 1000);
+        let mut total = 0;
+        for payload in &payloads {
+            let text = payload.as_str();
+            total += text.len();
+            let position =
+                decode_payload(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
+            let raw: Value = serde_json::from_str(text).expect("JSON");
+            assert!(raw["timestamp"].is_string(), "an ISO timestamp: {text}");
+            let attributes = raw["attributes"].as_object().expect("attributes");
+            let mut ids: Vec<u16> = attributes
+                .keys()
+                .map(|k| k.parse().expect("an IO id"))
+                .collect();
+            ids.sort_unstable();
+            assert_eq!(
+                ids,
+                vec![
+                    1, 9, 16, 17, 18, 19, 21, 66, 67, 69, 113, 181, 182, 200, 206, 239, 240, 241,
+                    303, 449
+                ]
+            );
+            for value in attributes.values() {
+                let digits = value
+                    .as_i64()
+                    .expect("an integer")
+                    .unsigned_abs()
+                    .to_string()
+                    .len();
+                assert!(digits <= 10, "{text}");
+            }
+            assert_eq!(
+                serde_json::from_str::<Value>(&position.attributes).expect("JSON"),
+                raw["attributes"]
+            );
+        }
+        let mean = total / payloads.len();
+        assert!((380..=480).contains(&mean), "mean payload {mean} bytes");
     }
 }

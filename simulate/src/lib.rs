@@ -33,9 +33,27 @@ mod record;
 pub use generator::{Generator, Payload, DEFAULT_START_MS};
 pub use publish::run;
 
+/// The shape of the records a simulated tracker sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// A Teltonika FMB device's record: 20 numeric IO elements (ids 1, 9, 16, 17, 18, 19, 21,
+    /// 66, 67, 69, 113, 181, 182, 200, 206, 239, 240, 241, 303, 449), integers of 0 to 10
+    /// digits, an ISO timestamp, 7-decimal coordinates; about 430 bytes of payload.
+    Fmb,
+    /// Every shape the contract allows: 8-20 IO elements with floats, text, lists, big integers
+    /// beyond 64 bits (`__bigint`), buffers (`__buffer_b64` and Node's `Buffer.toJSON()`), and
+    /// both timestamp forms.
+    Mixed,
+}
+
 /// Settings of one simulation run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
+    /// The records' shape: `fmb` (a Teltonika FMB device's numeric IO elements) or `mixed`
+    /// (every shape the contract allows, sentinels included).
+    #[arg(long, value_enum, default_value_t = Profile::Fmb)]
+    pub profile: Profile,
+
     /// Distinct devices (IMEI-like 15-digit ids).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub devices: u32,

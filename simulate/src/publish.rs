@@ -63,9 +63,9 @@ pub async fn run(
         rate => format!("at {rate}/s"),
     };
     eprintln!(
-        "simulate: publishing {until} to {stream} on {} {rate}: {} devices, seed {}, \
-         first position at {start_ms} ms, duplicates {}, invalid {}, pipeline {}",
-        server, args.devices, args.seed, args.duplicates, args.invalid, args.pipeline,
+        "simulate: publishing {until} to {stream} on {server} {rate}: {:?} records, {} devices, \
+         seed {}, first position at {start_ms} ms, duplicates {}, invalid {}, pipeline {}",
+        args.profile, args.devices, args.seed, args.duplicates, args.invalid, args.pipeline,
     );
 
     let (stop, stopped) = watch::channel(false);
@@ -340,6 +340,7 @@ mod redis_tests {
 
     fn args(count: Option<u64>, duration: Option<u64>, rate: u64) -> SimulateArgs {
         SimulateArgs {
+            profile: crate::Profile::Mixed,
             devices: 20,
             count,
             duration,

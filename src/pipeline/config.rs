@@ -59,9 +59,10 @@ impl PipelineConfig {
 /// The timely computation: workers per process, and the processes of a cluster.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClusterConfig {
-    /// Timely worker threads in this process (each reads as its own consumer).
-    #[arg(long, env = "WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
+    /// Timely worker threads in this process (each reads as its own consumer). Default: the
+    /// cores available to the process; required when PROCESSES > 1.
+    #[arg(long, env = "WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
 
     /// Processes in the timely cluster (1: this process alone). With more, every process runs
     /// `WORKERS` workers and the exchange by device spans all of them.
@@ -79,8 +80,19 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The index is within the cluster and the hosts are one per process.
+    /// The index is within the cluster, the hosts are one per process, and a cluster says how
+    /// many workers each process runs.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.processes > 1 && self.workers.is_none() {
+            return Err(ConfigError::new(
+                "WORKERS",
+                format!(
+                    "required when PROCESSES is {} (every process of a cluster must run the same \
+                     number; the cores of one host are no answer for the others)",
+                    self.processes
+                ),
+            ));
+        }
         if self.process_index >= self.processes {
             return Err(ConfigError::new(
                 "PROCESS_INDEX",
@@ -132,9 +144,19 @@ impl ClusterConfig {
         Ok(list)
     }
 
+    /// The workers of this process: `WORKERS`, else the cores available to the process (its
+    /// CPU quota in a container), at most 256.
+    pub fn workers(&self) -> u16 {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |cores| {
+                u16::try_from(cores.get()).unwrap_or(256).min(256)
+            })
+        })
+    }
+
     /// This process's workers' global indices: `PROCESS_INDEX * WORKERS ..`.
     pub fn worker_indices(&self) -> Range<usize> {
-        let workers = usize::from(self.workers);
+        let workers = usize::from(self.workers());
         let first = usize::from(self.process_index) * workers;
         first..first + workers
     }

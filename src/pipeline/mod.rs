@@ -115,7 +115,7 @@ pub async fn run(
         stream = %config.redis.stream_key,
         group = %config.redis.consumer_group,
         consumer = %consumer_name,
-        workers = config.cluster.workers,
+        workers = config.cluster.workers(),
         epoch_ms = config.pipeline.epoch.as_millis(),
         "starting"
     );
@@ -265,7 +265,7 @@ fn log_storage(config: &Settings, migrated: &postgres::MigrationReport) {
 /// One process (`WORKERS` threads), or one process of a cluster (`PROCESSES`, `PROCESS_INDEX`,
 /// `TIMELY_HOSTS`): the exchange by device then spans every worker of every process.
 fn timely_config(config: &Settings) -> Result<timely::Config, RunError> {
-    let workers = usize::from(config.cluster.workers);
+    let workers = usize::from(config.cluster.workers());
     let hosts = config
         .cluster
         .hosts()

@@ -184,7 +184,7 @@ impl RowSink {
                 );
                 Some(Letter {
                     id: row.source,
-                    fields: vec![("payload".to_owned(), encode_payload(row).into_bytes())],
+                    fields: vec![("payload".into(), encode_payload(row).into())],
                     reason: refusal.reason(),
                 })
             })

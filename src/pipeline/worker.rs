@@ -129,7 +129,12 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         },
     ));
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Entry>>(BATCH_CHANNEL);
-    let reader = StreamReader::new(ctx.redis_client.clone(), &config.redis, consumer.clone());
+    let reader = StreamReader::new(
+        ctx.redis_client.clone(),
+        ctx.redis_commands.clone(),
+        &config.redis,
+        consumer.clone(),
+    );
     ctx.runtime.spawn(read_loop(Source {
         reader,
         batches: batch_tx,

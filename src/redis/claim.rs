@@ -45,13 +45,8 @@ impl StreamReader {
         idle: Option<Duration>,
         dead_letter_stream: &str,
     ) -> Result<PoisonSweep, RedisError> {
-        let result = self
-            .try_poison(max_deliveries, idle.map(millis), dead_letter_stream)
-            .await;
-        if result.is_err() {
-            self.reset_connection();
-        }
-        result
+        self.try_poison(max_deliveries, idle.map(millis), dead_letter_stream)
+            .await
     }
 
     async fn try_poison(
@@ -60,13 +55,13 @@ impl StreamReader {
         idle_ms: Option<u64>,
         dead_letter_stream: &str,
     ) -> Result<PoisonSweep, RedisError> {
-        let (stream, group) = self.stream_and_group();
+        let (stream, group) = (self.stream.clone(), self.group.clone());
         let consumer = self.consumer().to_owned();
         let page = self.count().max(10);
         let mut sweep = PoisonSweep::default();
         let mut start = "-".to_owned();
         loop {
-            let conn = self.connection().await?;
+            let conn = &mut self.commands;
             let mut xpending = redis::cmd("XPENDING");
             xpending.arg(&stream).arg(&group);
             if let Some(idle) = idle_ms {
@@ -151,11 +146,7 @@ impl StreamReader {
         min_idle: Duration,
         cursor: &mut StreamId,
     ) -> Result<(ReadBatch, bool), RedisError> {
-        let result = self.try_claim(millis(min_idle), cursor).await;
-        if result.is_err() {
-            self.reset_connection();
-        }
-        result
+        self.try_claim(millis(min_idle), cursor).await
     }
 
     async fn try_claim(
@@ -163,10 +154,10 @@ impl StreamReader {
         min_idle_ms: u64,
         cursor: &mut StreamId,
     ) -> Result<(ReadBatch, bool), RedisError> {
-        let (stream, group) = self.stream_and_group();
+        let (stream, group) = (self.stream.clone(), self.group.clone());
         let consumer = self.consumer().to_owned();
         let count = self.count();
-        let conn = self.connection().await?;
+        let conn = &mut self.commands;
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&stream)
             .arg(&group)

@@ -77,6 +77,12 @@ impl RedisConfig {
                 format!("not a Redis URL ({})", crate::redact::redact_error(&e)),
             )
         })?;
+        if self.url.contains("#insecure") {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "#insecure (TLS without verifying the server) is not supported; trust a private CA with REDIS_CA_FILE instead",
+            ));
+        }
         if let Some(path) = &self.ca_file {
             crate::tls::read_ca_file(path)
                 .map_err(|e| ConfigError::new("REDIS_CA_FILE", e.to_string()))?;

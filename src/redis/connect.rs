@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::RedisError;
 
@@ -33,31 +32,6 @@ pub fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Cli
         }
         _ => redis::Client::open(url).map_err(|e| RedisError::command("connect", &e)),
     }
-}
-
-/// A connection of a reader's own. The client's default 500 ms response timeout would fail
-/// every `XREADGROUP ... BLOCK` longer than that (and poison the next command), so the
-/// timeout is set above the block time. The connection is named after the consumer, so
-/// `CLIENT LIST` shows which consumer each reader is.
-pub async fn reader_connection(
-    client: &redis::Client,
-    block: Duration,
-    consumer: &str,
-) -> Result<MultiplexedConnection, RedisError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(block + COMMAND_TIMEOUT));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| RedisError::command("connect", &e))?;
-    redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(consumer)
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| RedisError::command("connect", &e))?;
-    Ok(conn)
 }
 
 /// The shared connection for acknowledgements and dead letters; it reconnects in the

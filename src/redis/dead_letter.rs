@@ -15,6 +15,7 @@
 
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use dataflow::StreamId;
 use redis::aio::ConnectionLike;
 
@@ -26,7 +27,7 @@ pub struct Letter {
     /// The entry's id in the source stream (acknowledged with the dead letter).
     pub id: StreamId,
     /// The fields to keep: the entry's own, or the refused row re-encoded as `payload`.
-    pub fields: Vec<(String, Vec<u8>)>,
+    pub fields: Vec<(Bytes, Bytes)>,
     /// Why it was refused (the dead letter's `error`).
     pub reason: String,
 }
@@ -62,7 +63,7 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
             .arg(&id)
             .arg(2 * (letter.fields.len() + extra.len()));
         for (field, value) in &letter.fields {
-            invocation.arg(field).arg(value.as_slice());
+            invocation.arg(field.as_ref()).arg(value.as_ref());
         }
         for (field, value) in extra {
             invocation.arg(field).arg(value);

@@ -2,8 +2,9 @@
 //!
 //! Narrow wrappers whose methods say what they do; the dataflow never holds a connection.
 //! Two kinds of connection, because a blocking `XREADGROUP ... BLOCK` holds up every other
-//! command on a multiplexed connection: each reader has its own ([`connect::reader_connection`],
-//! with a response timeout above `BLOCK`), and acknowledgements and dead letters share a
+//! command on a multiplexed connection: each reader has its own (`read_connection.rs`, with a
+//! response timeout above `BLOCK`, its replies sliced into entries by `resp.rs` rather than
+//! parsed by redis-rs), and claims, acknowledgements and dead letters share a
 //! [`redis::aio::ConnectionManager`] that reconnects by itself.
 
 mod claim;
@@ -11,8 +12,10 @@ mod config;
 pub mod connect;
 mod dead_letter;
 mod group;
+mod read_connection;
 mod reader;
 mod reply;
+mod resp;
 
 pub use claim::PoisonSweep;
 pub use config::RedisConfig;

@@ -5,15 +5,22 @@
 //! name resumes them before it takes new entries with `>`. Entries deleted from the stream while
 //! pending come back as an id with no fields: they cannot be processed, so they are reported in
 //! [`ReadBatch::deleted`] for the caller to acknowledge away and count.
+//!
+//! Reads go over the reader's own connection ([`ReadConnection`]: a blocking `XREADGROUP` holds
+//! up every other command on a connection); claims and the group's re-creation over the shared
+//! command connection.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dataflow::{Entry, StreamId};
-use redis::aio::MultiplexedConnection;
-use redis::Value;
+use redis::aio::ConnectionManager;
 
-use super::reply::parse_reply;
-use super::{connect, ensure_group, RedisConfig, RedisError};
+use super::read_connection::ReadConnection;
+use super::{ensure_group, RedisConfig, RedisError};
+
+/// A reply may take this much longer than the read's `BLOCK`.
+const REPLY_MARGIN: Duration = Duration::from_secs(10);
 
 /// Where the next read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +41,15 @@ pub struct ReadBatch {
     pub deleted: Vec<StreamId>,
 }
 
-/// One consumer of the group, with its own connection.
+/// One consumer of the group.
 pub struct StreamReader {
     client: redis::Client,
-    conn: Option<MultiplexedConnection>,
-    stream: String,
-    group: String,
+    ca_file: Option<PathBuf>,
+    read: Option<ReadConnection>,
+    /// The shared connection, for claims and for re-creating the group.
+    pub(super) commands: ConnectionManager,
+    pub(super) stream: String,
+    pub(super) group: String,
     consumer: String,
     start_id: String,
     count: u32,
@@ -51,12 +61,19 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    /// A reader for `consumer` of the stream and group `config` names; it connects on the first
-    /// read.
-    pub fn new(client: redis::Client, config: &RedisConfig, consumer: String) -> Self {
+    /// A reader for `consumer` of the stream and group `config` names; it opens its own
+    /// connection on the first read and uses `commands` for everything else.
+    pub fn new(
+        client: redis::Client,
+        commands: ConnectionManager,
+        config: &RedisConfig,
+        consumer: String,
+    ) -> Self {
         StreamReader {
             client,
-            conn: None,
+            ca_file: config.ca_file.clone(),
+            read: None,
+            commands,
             stream: config.stream_key.clone(),
             group: config.consumer_group.clone(),
             consumer,
@@ -74,6 +91,11 @@ impl StreamReader {
         &self.consumer
     }
 
+    /// The entry count of one read (also the page size of claims).
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Reads the next batch: pending entries while there are any (without blocking), then new
     /// entries (blocking up to the block time; an empty batch means none arrived).
     ///
@@ -88,47 +110,22 @@ impl StreamReader {
             if error.is_no_group() {
                 self.recreate_group = true;
             } else {
-                self.conn = None;
+                self.read = None;
                 self.cursor = Cursor::Pending(self.last_received.unwrap_or_default());
             }
         }
         result
     }
 
-    /// The reader's connection, opened if needed.
-    pub(super) async fn connection(&mut self) -> Result<&mut MultiplexedConnection, RedisError> {
-        let conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => connect::reader_connection(&self.client, self.block, &self.consumer).await?,
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    /// Drops the connection after a failure (the next use reopens it).
-    pub(super) fn reset_connection(&mut self) {
-        self.conn = None;
-    }
-
-    /// The stream and group this reader belongs to.
-    pub(super) fn stream_and_group(&self) -> (String, String) {
-        (self.stream.clone(), self.group.clone())
-    }
-
-    /// The entry count of one read (also the page size of claims).
-    pub(super) fn count(&self) -> u32 {
-        self.count
-    }
-
     async fn try_read(&mut self) -> Result<ReadBatch, RedisError> {
-        let (stream, group, start_id) = (
-            self.stream.clone(),
-            self.group.clone(),
-            self.start_id.clone(),
-        );
-        let recreate = self.recreate_group;
-        let conn = self.connection().await?;
-        if recreate {
-            let created = ensure_group(conn, &stream, &group, &start_id).await?;
+        if self.recreate_group {
+            let created = ensure_group(
+                &mut self.commands,
+                &self.stream,
+                &self.group,
+                &self.start_id,
+            )
+            .await?;
             self.recreate_group = false;
             // A recreated group has an empty PEL: nothing of ours is pending any more.
             self.cursor = Cursor::New;
@@ -141,27 +138,43 @@ impl StreamReader {
                 );
             }
         }
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(self.count);
-        if self.cursor == Cursor::New {
-            let block_ms = u64::try_from(self.block.as_millis()).unwrap_or(u64::MAX);
-            cmd.arg("BLOCK").arg(block_ms);
-        }
+        let count = self.count.to_string();
+        let block = u64::try_from(self.block.as_millis())
+            .unwrap_or(u64::MAX)
+            .to_string();
         let from = match self.cursor {
             Cursor::Pending(after) => after.to_string(),
             Cursor::New => ">".to_owned(),
         };
-        cmd.arg("STREAMS").arg(&self.stream).arg(from);
-        let conn = self.connection().await?;
-        let reply: Value = cmd
-            .query_async(conn)
-            .await
-            .map_err(|e| RedisError::command("xreadgroup", &e))?;
-        let batch = parse_reply(reply)?;
+        let mut args: Vec<&[u8]> = vec![
+            b"XREADGROUP",
+            b"GROUP",
+            self.group.as_bytes(),
+            self.consumer.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ];
+        if self.cursor == Cursor::New {
+            args.extend([b"BLOCK".as_slice(), block.as_bytes()]);
+        }
+        args.extend([
+            b"STREAMS".as_slice(),
+            self.stream.as_bytes(),
+            from.as_bytes(),
+        ]);
+        let read = match self.read.take() {
+            Some(read) => read,
+            None => {
+                ReadConnection::open(
+                    &self.client,
+                    self.ca_file.as_deref(),
+                    &self.consumer,
+                    self.block + REPLY_MARGIN,
+                )
+                .await?
+            }
+        };
+        let batch = self.read.insert(read).read_group(&args).await?;
         let newest = batch
             .entries
             .last()

@@ -1,5 +1,7 @@
-//! Parsing Redis stream replies into entries (shared by reading and claiming).
+//! Stream entries in redis-rs replies (`XCLAIM`, `XAUTOCLAIM`); the readers' `XREADGROUP` replies
+//! are read without redis-rs (see `resp.rs`).
 
+use bytes::Bytes;
 use dataflow::{Entry, StreamId};
 use redis::Value;
 
@@ -17,67 +19,27 @@ pub(super) fn stream_id(value: Value, operation: &'static str) -> Result<StreamI
     text.parse().map_err(|e| unexpected(format!("{e}")))
 }
 
-/// Parses `XREADGROUP`'s reply: nil, or `[[stream, [[id, [field, value, ...]], ...]]]`
-/// (a deleted pending entry has a nil or empty field list).
-pub(super) fn parse_reply(reply: Value) -> Result<ReadBatch, RedisError> {
-    let unexpected = |detail: &str| RedisError::Reply {
-        operation: "xreadgroup",
-        detail: detail.to_owned(),
-    };
-    let mut batch = ReadBatch::default();
-    let streams = match reply {
-        Value::Nil => return Ok(batch),
-        Value::Array(streams) => streams,
-        Value::Map(streams) => streams
-            .into_iter()
-            .map(|(key, entries)| Value::Array(vec![key, entries]))
-            .collect(),
-        _ => return Err(unexpected("not an array of streams")),
-    };
-    for stream in streams {
-        let Value::Array(mut pair) = stream else {
-            return Err(unexpected("stream is not a [key, entries] pair"));
-        };
-        let entries = match pair.pop() {
-            Some(Value::Array(entries)) => entries,
-            Some(Value::Nil) => continue,
-            _ => return Err(unexpected("stream entries are not an array")),
-        };
-        parse_entries(entries, &mut batch, "xreadgroup")?;
-    }
-    Ok(batch)
-}
-
-fn pairs(values: Vec<Value>) -> Option<Vec<(String, Vec<u8>)>> {
+fn pairs(values: Vec<Value>) -> Option<Vec<(Bytes, Bytes)>> {
     if values.len() % 2 != 0 {
         return None;
     }
     let mut out = Vec::with_capacity(values.len() / 2);
     let mut iter = values.into_iter();
     while let (Some(key), Some(value)) = (iter.next(), iter.next()) {
-        out.push((bulk_to_string(key)?, bulk_to_bytes(value)?));
+        out.push((bulk(key)?, bulk(value)?));
     }
     Some(out)
 }
 
-fn bulk_to_bytes(value: Value) -> Option<Vec<u8>> {
+/// A string element as bytes. Field names are kept as they are, UTF-8 or not: they are not
+/// interpreted except for `payload`, and a dead letter carries them unchanged.
+fn bulk(value: Value) -> Option<Bytes> {
     match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.into_bytes()),
-        Value::Int(number) => Some(number.to_string().into_bytes()),
+        Value::BulkString(bytes) => Some(Bytes::from(bytes)),
+        Value::SimpleString(text) => Some(Bytes::from(text)),
+        Value::Int(number) => Some(Bytes::from(number.to_string())),
         _ => None,
     }
-}
-
-/// A field name as text. Names are not interpreted except for `payload`, so a name that is not
-/// UTF-8 is kept lossily rather than failing the read (which would block the consumer on that
-/// entry forever); the entry then has no usable payload and is dead-lettered.
-fn bulk_to_string(value: Value) -> Option<String> {
-    let bytes = bulk_to_bytes(value)?;
-    Some(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-    })
 }
 
 /// Parses `[[id, [field, value, ...]], ...]` into `batch`: entries with fields, and ids whose
@@ -106,7 +68,7 @@ pub(super) fn parse_entries(
             }
             Some(Value::Map(map)) => map
                 .into_iter()
-                .map(|(k, v)| Some((bulk_to_string(k)?, bulk_to_bytes(v)?)))
+                .map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| unexpected("field is not a string"))?,
             Some(Value::Nil) | None => Vec::new(),
@@ -131,18 +93,16 @@ mod tests {
 
     #[test]
     fn parses_entries_and_deleted_ids() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("telemetry:t"),
+        let entries = vec![
             Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1-0"),
-                    Value::Array(vec![bulk("payload"), bulk("{}")]),
-                ]),
-                Value::Array(vec![bulk("2-0"), Value::Nil]),
-                Value::Array(vec![bulk("3-0"), Value::Array(vec![])]),
+                bulk("1-0"),
+                Value::Array(vec![bulk("payload"), bulk("{}")]),
             ]),
-        ])]);
-        let batch = parse_reply(reply).expect("parses");
+            Value::Array(vec![bulk("2-0"), Value::Nil]),
+            Value::Array(vec![bulk("3-0"), Value::Array(vec![])]),
+        ];
+        let mut batch = ReadBatch::default();
+        parse_entries(entries, &mut batch, "xclaim").expect("parses");
         assert_eq!(batch.entries.len(), 1);
         assert_eq!(batch.entries[0].id, StreamId::new(1, 0));
         assert_eq!(batch.entries[0].field("payload"), Some(&b"{}"[..]));
@@ -150,39 +110,30 @@ mod tests {
             batch.deleted,
             vec![StreamId::new(2, 0), StreamId::new(3, 0)]
         );
-        assert!(parse_reply(Value::Nil).expect("nil").entries.is_empty());
-        assert!(parse_reply(Value::Int(3)).is_err());
     }
 
     #[test]
-    fn a_field_name_that_is_not_utf8_does_not_fail_the_batch() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1-0"),
-                    Value::Array(vec![Value::BulkString(vec![0xff, 0xfe]), bulk("x")]),
-                ]),
-                Value::Array(vec![
-                    bulk("2-0"),
-                    Value::Array(vec![bulk("payload"), bulk("{}")]),
-                ]),
-            ]),
-        ])]);
-        let batch = parse_reply(reply).expect("parses");
-        assert_eq!(batch.entries.len(), 2);
+    fn a_field_name_that_is_not_utf8_is_kept_as_it_is() {
+        let entries = vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![Value::BulkString(vec![0xff, 0xfe]), bulk("x")]),
+        ])];
+        let mut batch = ReadBatch::default();
+        parse_entries(entries, &mut batch, "xclaim").expect("parses");
         assert_eq!(batch.entries[0].field("payload"), None);
+        assert_eq!(batch.entries[0].fields[0].0.as_ref(), &[0xff, 0xfe]);
     }
 
     #[test]
     fn an_id_that_is_not_one_is_an_unexpected_reply() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![Value::Array(vec![
-                bulk("yesterday"),
-                Value::Array(vec![bulk("payload"), bulk("{}")]),
-            ])]),
-        ])]);
-        assert!(matches!(parse_reply(reply), Err(RedisError::Reply { .. })));
+        let entries = vec![Value::Array(vec![
+            bulk("yesterday"),
+            Value::Array(vec![bulk("payload"), bulk("{}")]),
+        ])];
+        let mut batch = ReadBatch::default();
+        assert!(matches!(
+            parse_entries(entries, &mut batch, "xclaim"),
+            Err(RedisError::Reply { .. })
+        ));
     }
 }

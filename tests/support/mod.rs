@@ -398,6 +398,10 @@ impl TestEnv {
                 name.to_lowercase().replace('_', "-")
             ));
         }
+        // one worker unless the test says otherwise (the default is the machine's cores)
+        if !extra.iter().any(|arg| arg.starts_with("--workers")) {
+            args.extend(["--workers".to_owned(), "1".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Config::from_args(args).unwrap_or_else(|e| panic!("test configuration: {e}"))
     }
@@ -417,6 +421,8 @@ impl TestEnv {
             ("RUST_LOG", "info".to_owned()),
             // the default 0.0.0.0:9090 would collide between tests running in parallel
             ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            // one worker unless the test sets WORKERS (the default is the machine's cores)
+            ("WORKERS", "1".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -254,7 +254,7 @@ mod tests {
         }
         let entry = Entry {
             id: crate::StreamId::new(1, 0),
-            fields: vec![("data".into(), b"{}".to_vec())],
+            fields: vec![("data".into(), bytes::Bytes::from_static(b"{}"))],
         };
         assert_eq!(decode_entry(&entry).unwrap_err().field, "payload");
     }
