@@ -284,12 +284,9 @@ mod tests {
         let mut frame = Frame::new();
         let mut found = None;
         for end in 1..=bytes.len() {
-            match frame.complete(&bytes[..end]).expect("valid") {
-                Some(length) => {
-                    found = Some((end, length));
-                    break;
-                }
-                None => {}
+            if let Some(length) = frame.complete(&bytes[..end]).expect("valid") {
+                found = Some((end, length));
+                break;
             }
         }
         assert_eq!(found, Some((bytes.len(), bytes.len())));
