@@ -33,6 +33,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "processor")
+# The binary that publishes (`processor simulate`); --simulator sets another, e.g. to feed an
+# older processor (--processor) exactly the same records.
+SIMULATOR = BIN
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 PG = {"PGHOST": os.environ.get("PGHOST", "127.0.0.1"), "PGPORT": os.environ.get("PGPORT", "5432"),
       "PGUSER": os.environ.get("PGUSER", "postgres")}
@@ -70,18 +73,25 @@ def free_port():
 
 
 def service_env(stream, schema, port, workers, name="bench"):
-    return dict(os.environ, REDIS_URL=REDIS_URL,
+    env = dict(os.environ, REDIS_URL=REDIS_URL,
                 DATABASE_URL=f"postgres://{PG['PGUSER']}@{PG['PGHOST']}:{PG['PGPORT']}/postgres"
                              f"?options=-csearch_path%3D{schema}",
                 STREAM_KEY=stream, CONSUMER_GROUP="bench", CONSUMER_NAME=name,
-                WORKERS=str(workers), HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
+                HTTP_ADDR=f"127.0.0.1:{port}", RUST_LOG="warn",
                 # as the container image sets it (Dockerfile)
                 MIMALLOC_ARENA_EAGER_COMMIT=os.environ.get("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
                 MONITOR_INTERVAL_MS="500")
+    # without --workers, the service's own default (the cores); an older binary's default was 1
+    if workers:
+        env["WORKERS"] = str(workers)
+    else:
+        env.pop("WORKERS", None)
+    return env
 
 
-def simulate(stream, count=None, duration=None, rate=0, devices=10000, seed=1):
-    args = [BIN, "simulate", "--devices", str(devices), "--rate", str(rate), "--seed", str(seed)]
+def simulate(stream, count=None, duration=None, rate=0, devices=10000, seed=1, profile="fmb"):
+    args = [SIMULATOR, "simulate", "--profile", profile, "--devices", str(devices), "--rate", str(rate),
+            "--seed", str(seed)]
     args += ["--count", str(count)] if count else ["--duration", str(duration)]
     env = dict(os.environ, REDIS_URL=REDIS_URL, STREAM_KEY=stream)
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
@@ -221,7 +231,8 @@ def one_run(args, run):
     result = {}
     stream, schema = fresh("load")
     try:
-        published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1)
+        published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1,
+                             profile=args.profile)
         want = published["valid_distinct"]
         psql("CHECKPOINT")
         started = time.time()
@@ -286,7 +297,7 @@ def one_run(args, run):
         proc, port = start_service(stream, schema, args.workers, timing)
         time.sleep(1)
         published = simulate(stream, duration=args.latency_secs, rate=rate, devices=args.devices,
-                             seed=100 + run)
+                             seed=100 + run, profile=args.profile)
         wait_landed(stream, schema, [port], published["published"], published["valid_distinct"], args.timeout)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         p50, p99, top = quantiles(text)
@@ -345,7 +356,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500_000)
     parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="WORKERS for the processor (default: unset, the service's default)")
+    parser.add_argument("--profile", choices=["fmb", "mixed"], default="fmb",
+                        help="the simulator's record profile")
+    parser.add_argument("--processor", default=BIN, help="the processor binary to measure")
+    parser.add_argument("--simulator", default=BIN, help="the binary whose `simulate` publishes")
     parser.add_argument("--replicas", type=int, default=1,
                         help="independent processes in the group for the throughput run")
     parser.add_argument("--runs", type=int, default=3)
@@ -353,8 +369,11 @@ def main():
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()
-    if not os.access(BIN, os.X_OK):
-        sys.exit("bench: build the release binary first: cargo build --release")
+    global BIN, SIMULATOR
+    BIN, SIMULATOR = args.processor, args.simulator
+    for binary in {BIN, SIMULATOR}:
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"bench: {binary} is missing: build the release binary first: cargo build --release")
     runs = []
     for run in range(args.runs):
         runs.append(one_run(args, run))
@@ -367,7 +386,7 @@ def main():
         values = [r[key] for r in runs]
         figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
     kind = "hypertable" if runs[0].get("hypertable") else "plain table"
-    print(f"N={args.count} devices={args.devices} workers={args.workers} replicas={args.replicas} "
+    print(f"N={args.count} devices={args.devices} profile={args.profile} workers={args.workers or 'default'} replicas={args.replicas} "
           f"runs={args.runs} positions={kind} PGPORT={PG['PGPORT']}")
     print(table([("median (min–max)", figures)]))
     with open(args.json, "w") as out:

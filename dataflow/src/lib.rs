@@ -39,6 +39,7 @@
 #![forbid(missing_docs)]
 
 mod active;
+mod batch;
 pub mod codec;
 mod entry;
 mod error;
@@ -49,6 +50,7 @@ mod position;
 mod state;
 
 pub use active::ActiveDevices;
+pub use batch::Batch;
 pub use entry::{BadStreamId, Entry, StreamId};
 pub use error::DecodeError;
 pub use field::Field;

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use dataflow::operators::{BadEntry, Committer};
-use dataflow::{graph, ActiveDevices, Entry, Epoch, Position, StateTable};
+use dataflow::{graph, ActiveDevices, Batch, Entry, Epoch, Position, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
 use timely::scheduling::SyncActivator;
@@ -26,11 +26,11 @@ struct GatedCommitter<D> {
 }
 
 impl<D> Committer<D> for GatedCommitter<D> {
-    fn submit(&mut self, epoch: Epoch, batch: Vec<D>) {
+    fn submit(&mut self, epoch: Epoch, batch: Batch<D>) {
         self.log
             .lock()
             .expect("log")
-            .push((self.worker, epoch, batch));
+            .push((self.worker, epoch, batch.into_iter().collect()));
         self.submitted.push(epoch);
     }
 

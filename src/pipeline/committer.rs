@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::mpsc;
 
 use dataflow::operators::Committer;
-use dataflow::Epoch;
+use dataflow::{Batch, Epoch};
 use timely::scheduling::SyncActivator;
 use tokio::runtime::Handle;
 
@@ -28,12 +28,12 @@ pub trait EpochSink<D>: Send + 'static {
     /// Commits `batch`, all the data of one or more epochs (`epoch` is the latest of them, for
     /// logs), atomically, retrying transient failures. Returns `false` only when it gave up
     /// because the shutdown drain was abandoned; the epochs are then never reported committed.
-    fn commit(&mut self, epoch: Epoch, batch: Vec<D>) -> impl Future<Output = bool> + Send;
+    fn commit(&mut self, epoch: Epoch, batch: Batch<D>) -> impl Future<Output = bool> + Send;
 }
 
 /// The [`Committer`] a sink operator holds: a queue to the task and a queue back.
 pub struct TaskCommitter<D> {
-    requests: tokio::sync::mpsc::UnboundedSender<(Epoch, Vec<D>)>,
+    requests: tokio::sync::mpsc::UnboundedSender<(Epoch, Batch<D>)>,
     committed: mpsc::Receiver<Epoch>,
 }
 
@@ -48,7 +48,7 @@ where
     D: Send + 'static,
     S: EpochSink<D>,
 {
-    let (requests, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Epoch, Vec<D>)>();
+    let (requests, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Epoch, Batch<D>)>();
     let (done, committed) = mpsc::channel();
     runtime.spawn(async move {
         while let Some(first) = queue.recv().await {
@@ -71,22 +71,22 @@ where
 }
 
 /// `first` and every request already queued behind it: their epochs, in order, and their data as
-/// one batch.
+/// one batch (the containers move; the records are not copied).
 fn take_group<D>(
-    first: (Epoch, Vec<D>),
-    queue: &mut tokio::sync::mpsc::UnboundedReceiver<(Epoch, Vec<D>)>,
-) -> (Vec<Epoch>, Vec<D>) {
+    first: (Epoch, Batch<D>),
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<(Epoch, Batch<D>)>,
+) -> (Vec<Epoch>, Batch<D>) {
     let (epoch, mut batch) = first;
     let mut epochs = vec![epoch];
     while let Ok((epoch, more)) = queue.try_recv() {
         epochs.push(epoch);
-        batch.extend(more);
+        batch.append(more);
     }
     (epochs, batch)
 }
 
 impl<D> Committer<D> for TaskCommitter<D> {
-    fn submit(&mut self, epoch: Epoch, batch: Vec<D>) {
+    fn submit(&mut self, epoch: Epoch, batch: Batch<D>) {
         // Fails only when the task has ended (abandoned shutdown): the epoch then stays
         // uncommitted and its entries stay pending in Redis, which is the safe outcome.
         let _ = self.requests.send((epoch, batch));
@@ -104,13 +104,17 @@ mod tests {
     #[test]
     fn a_group_takes_every_queued_epoch_in_order() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        tx.send((8, vec!["c"])).expect("open");
-        tx.send((9, vec!["d", "e"])).expect("open");
-        let (epochs, batch) = take_group((7, vec!["a", "b"]), &mut rx);
+        tx.send((8, Batch::from(vec!["c"]))).expect("open");
+        tx.send((9, Batch::from(vec!["d", "e"]))).expect("open");
+        let (epochs, batch) = take_group((7, Batch::from(vec!["a", "b"])), &mut rx);
         assert_eq!(epochs, vec![7, 8, 9]);
-        assert_eq!(batch, vec!["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            batch.into_iter().collect::<Vec<_>>(),
+            vec!["a", "b", "c", "d", "e"]
+        );
         // nothing queued: the group is the first request alone
-        let (epochs, batch) = take_group((10, vec!["f"]), &mut rx);
-        assert_eq!((epochs, batch), (vec![10], vec!["f"]));
+        let (epochs, batch) = take_group((10, Batch::from(vec!["f"])), &mut rx);
+        assert_eq!(epochs, vec![10]);
+        assert_eq!(batch.into_iter().collect::<Vec<_>>(), vec!["f"]);
     }
 }

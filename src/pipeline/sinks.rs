@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use dataflow::codec::encode_payload;
 use dataflow::operators::BadEntry;
-use dataflow::{Epoch, Position};
+use dataflow::{Batch, Epoch, Position};
 use redis::aio::ConnectionManager;
 
 use super::committer::EpochSink;
@@ -78,7 +78,7 @@ pub struct RowSink {
 }
 
 impl EpochSink<Position> for RowSink {
-    async fn commit(&mut self, epoch: Epoch, batch: Vec<Position>) -> bool {
+    async fn commit(&mut self, epoch: Epoch, batch: Batch<Position>) -> bool {
         let started = Instant::now();
         let mut attempts = self.retry.attempts();
         let outcome = loop {
@@ -91,7 +91,8 @@ impl EpochSink<Position> for RowSink {
                     break outcome;
                 }
                 Err(error) if error.class() == Class::Permanent => {
-                    match self.isolate(epoch, &batch, &error).await {
+                    let rows: Vec<&Position> = batch.iter().collect();
+                    match self.isolate(epoch, &rows, &error).await {
                         Some(outcome) => {
                             self.retry.succeeded(&mut attempts);
                             break outcome;
@@ -141,7 +142,7 @@ impl RowSink {
     async fn isolate(
         &mut self,
         epoch: Epoch,
-        batch: &[Position],
+        batch: &[&Position],
         first: &PostgresError,
     ) -> Option<WriteOutcome> {
         tracing::warn!(
@@ -169,7 +170,7 @@ impl RowSink {
             .refused
             .iter()
             .filter_map(|refusal| {
-                let row = batch.get(refusal.index)?;
+                let row = *batch.get(refusal.index)?;
                 self.metrics
                     .refused_rows
                     .with_label_values(&[refusal.code.as_str()])
@@ -203,7 +204,7 @@ pub struct DeadLetterSink {
 }
 
 impl EpochSink<BadEntry> for DeadLetterSink {
-    async fn commit(&mut self, _epoch: Epoch, batch: Vec<BadEntry>) -> bool {
+    async fn commit(&mut self, _epoch: Epoch, batch: Batch<BadEntry>) -> bool {
         let letters: Vec<Letter> = batch
             .into_iter()
             .map(|bad| {

@@ -1,11 +1,11 @@
-//! Binary encodings for the write path: `timestamptz` straight from microseconds (no date
-//! library on the hot path) and `jsonb` straight from JSON text.
+//! `timestamptz` straight from microseconds since the Unix epoch (no date library on the hot
+//! path), for the idempotent write path's arrays; the COPY path writes the same value itself.
 
 use bytes::BytesMut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 
 /// Microseconds between 1970-01-01 (Unix) and 2000-01-01 (PostgreSQL's epoch).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+pub(super) const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// A `timestamptz` given as microseconds since the Unix epoch (binary wire format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,29 +28,6 @@ impl ToSql for Timestamp {
 
     fn accepts(ty: &Type) -> bool {
         *ty == Type::TIMESTAMPTZ
-    }
-
-    to_sql_checked!();
-}
-
-/// A `jsonb` value given as JSON text: the binary format is a version byte (1) and the text, so
-/// the codec's attribute text goes to the server as it is, big integers and all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Jsonb<'a>(pub &'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
     }
 
     to_sql_checked!();

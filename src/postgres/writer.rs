@@ -23,17 +23,18 @@
 
 use std::pin::pin;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use bytes::{BufMut, BytesMut};
+use futures_util::SinkExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
-use super::timestamp::{Jsonb, Timestamp};
+use super::timestamp::{Timestamp, PG_EPOCH_OFFSET_MICROS};
 use super::{connect, PostgresConfig, PostgresError};
-use dataflow::Position;
+use dataflow::{Batch, Position};
 
 /// The columns the service writes, with their wire types: the one list both statements are built
-/// from (their order is the order [`values`] gives a row's values in).
+/// from (their order is the order [`encode_row`] and [`Columns`] give a row's values in).
 const COLUMNS: [(&str, Type); 11] = [
     ("device_id", Type::TEXT),
     ("ts", Type::TIMESTAMPTZ),
@@ -212,7 +213,7 @@ impl RowWriter {
 
     /// Writes all `rows` in one transaction. On error nothing of it is committed; a broken
     /// connection is reopened by the next call.
-    pub async fn write(&mut self, rows: &[Position]) -> Result<WriteOutcome, PostgresError> {
+    pub async fn write(&mut self, rows: &Batch<Position>) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let copy = self.copy.clone();
         let batch_size = self.batch_size();
@@ -253,7 +254,7 @@ impl RowWriter {
     /// Writes every row of `rows` the database accepts and returns the ones it refuses for their
     /// data (see the module doc). Any other failure is returned as it is: the caller retries the
     /// whole isolation, which is idempotent.
-    pub async fn isolate(&mut self, rows: &[Position]) -> Result<Isolated, PostgresError> {
+    pub async fn isolate(&mut self, rows: &[&Position]) -> Result<Isolated, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let batch_size = self.batch_size();
         let conn = self.connection().await?;
@@ -267,7 +268,7 @@ impl RowWriter {
         let mut written = 0u64;
         let mut refused = Vec::new();
         while let Some(part) = parts.pop() {
-            let chunk: Vec<&Position> = part.iter().map(|&i| &rows[i]).collect();
+            let chunk: Vec<&Position> = part.iter().map(|&i| rows[i]).collect();
             let attempt = async {
                 let tx = conn.client.transaction().await?;
                 let count = insert_rows(&tx, &conn.insert, &chunk).await?;
@@ -313,48 +314,84 @@ impl RowWriter {
     }
 }
 
-/// A row's values in [`COLUMNS`] order.
-fn values<'a>(
-    row: &'a Position,
-    ts: &'a Timestamp,
-    attributes: &'a Jsonb<'a>,
-) -> [&'a (dyn ToSql + Sync); 11] {
-    [
-        &row.device_id,
-        ts,
-        &row.latitude,
-        &row.longitude,
-        &row.altitude,
-        &row.angle,
-        &row.speed,
-        &row.satellites,
-        &row.priority,
-        &row.event_id,
-        attributes,
-    ]
-}
+/// Send the COPY data in pieces of about this size.
+const COPY_CHUNK: usize = 256 * 1024;
 
 /// The fast path: all rows in one binary COPY, in one transaction.
+///
+/// The binary format is written here directly (a header, then per row the field count and each
+/// field's length and big-endian value, then a trailer) rather than through tokio-postgres's
+/// `BinaryCopyInWriter`, which takes each value through a `dyn ToSql` and each row through an
+/// `await`: the rows are plain data of fixed types, and encoding them is a loop of appends.
 async fn copy_rows(
     client: &mut Client,
     statement: &str,
-    rows: &[Position],
+    rows: &Batch<Position>,
 ) -> Result<u64, tokio_postgres::Error> {
-    let types: Vec<Type> = COLUMNS.iter().map(|(_, ty)| ty.clone()).collect();
     let tx = client.transaction().await?;
-    let sink = tx.copy_in(statement).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-    for row in rows {
-        let ts = Timestamp(row.ts_micros);
-        let attributes = Jsonb(&row.attributes);
-        writer
-            .as_mut()
-            .write(&values(row, &ts, &attributes))
-            .await?;
+    let mut sink = pin!(tx.copy_in(statement).await?);
+    let mut buf = BytesMut::with_capacity(COPY_CHUNK + 4096);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for row in rows.iter() {
+        encode_row(&mut buf, row);
+        if buf.len() >= COPY_CHUNK {
+            sink.send(buf.split().freeze()).await?;
+        }
     }
-    let inserted = writer.finish().await?;
+    buf.put_i16(-1); // trailer
+    sink.send(buf.freeze()).await?;
+    let inserted = sink.as_mut().finish().await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// Appends one row in PostgreSQL's binary COPY format, fields in [`COLUMNS`] order.
+fn encode_row(buf: &mut BytesMut, row: &Position) {
+    buf.put_i16(COLUMNS.len() as i16);
+    put_bytes(buf, row.device_id.as_bytes());
+    buf.put_i32(8);
+    buf.put_i64(row.ts_micros.saturating_sub(PG_EPOCH_OFFSET_MICROS));
+    buf.put_i32(8);
+    buf.put_f64(row.latitude);
+    buf.put_i32(8);
+    buf.put_f64(row.longitude);
+    for value in [row.altitude, row.angle, row.speed] {
+        match value {
+            Some(value) => {
+                buf.put_i32(4);
+                buf.put_f32(value);
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+    for value in [row.satellites, row.priority] {
+        match value {
+            Some(value) => {
+                buf.put_i32(2);
+                buf.put_i16(value);
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+    match row.event_id {
+        Some(value) => {
+            buf.put_i32(4);
+            buf.put_i32(value);
+        }
+        None => buf.put_i32(-1),
+    }
+    // jsonb's binary form: a version byte (1), then the JSON text
+    buf.put_i32(i32::try_from(row.attributes.len() + 1).unwrap_or(i32::MAX));
+    buf.put_u8(1);
+    buf.put_slice(row.attributes.as_bytes());
+}
+
+/// A text field: its length, then its bytes.
+fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+    buf.put_slice(bytes);
 }
 
 /// One `INSERT ... ON CONFLICT DO NOTHING` of `rows` inside `tx`; returns the rows inserted.

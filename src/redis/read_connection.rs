@@ -21,8 +21,12 @@ use super::{Kind, ReadBatch, RedisError};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read in pieces of at least this much.
-const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer is allocated in blocks this large. A reply is split off the front of the block
+/// (its entries keep referring to it) and the next one is read into the rest, so a block serves
+/// several replies and a reply is copied only when it straddles two blocks.
+const BLOCK: usize = 1024 * 1024;
+/// A new block is started when less than this is left of the current one.
+const LOW_WATER: usize = 64 * 1024;
 
 enum Io {
     Plain(TcpStream),
@@ -119,7 +123,7 @@ impl ReadConnection {
         };
         let mut conn = ReadConnection {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(BLOCK),
             timeout,
         };
         let settings = info.redis_settings();
@@ -160,8 +164,8 @@ impl ReadConnection {
             {
                 return Ok(self.buf.split_to(length).freeze());
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            if self.buf.capacity() - self.buf.len() < LOW_WATER {
+                self.buf.reserve(BLOCK.max(self.buf.len()));
             }
             let read = async {
                 match &mut self.io {

@@ -23,13 +23,13 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::scheduling::SyncActivator;
 
-use crate::Epoch;
+use crate::{Batch, Epoch};
 
 /// The I/O edge of [`CommitEpochs`]: makes batches durable, asynchronously.
 pub trait Committer<D> {
     /// Starts making `batch` durable: every record this worker holds for `epoch`, handed over
     /// once, after the epoch is complete on this worker. Must not block.
-    fn submit(&mut self, epoch: Epoch, batch: Vec<D>);
+    fn submit(&mut self, epoch: Epoch, batch: Batch<D>);
     /// Appends to `committed` the epochs whose batches became durable since the last call. An
     /// epoch is reported once; a failed commit is retried by the committer, never reported.
     fn poll_committed(&mut self, committed: &mut Vec<Epoch>);
@@ -59,7 +59,7 @@ impl<'scope, D: Clone + 'static> CommitEpochs<'scope, D> for StreamVec<'scope, E
                 // `_initial` (for time 0) is dropped here: only epochs holding records keep the
                 // output frontier back.
                 let mut committer = make(worker.sync_activator_for(info.address.to_vec()));
-                let mut stash: BTreeMap<Epoch, (Capability<Epoch>, Vec<D>)> = BTreeMap::new();
+                let mut stash: BTreeMap<Epoch, (Capability<Epoch>, Batch<D>)> = BTreeMap::new();
                 let mut committing: BTreeMap<Epoch, Capability<Epoch>> = BTreeMap::new();
                 let mut committed = Vec::new();
                 move |(input, frontier), _output| {
@@ -67,9 +67,10 @@ impl<'scope, D: Clone + 'static> CommitEpochs<'scope, D> for StreamVec<'scope, E
                         if let Some(capability) = capability.retain_least(0) {
                             let (_, records) = stash
                                 .entry(*capability.time())
-                                .or_insert_with(|| (capability, Vec::new()));
+                                .or_insert_with(|| (capability, Batch::new()));
+                            // the containers move into the stash; their records are not copied
                             for batch in batches {
-                                records.append(batch);
+                                records.push(std::mem::take(batch));
                             }
                         }
                     });
