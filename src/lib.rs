@@ -10,6 +10,7 @@
 //!   (epochs, backpressure, commits, acknowledgements, the drain);
 //! - `monitor`: background checks of Redis and PostgreSQL, lag and pending;
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, and the `healthcheck` probe;
+//! - [`dead_letters`]: `processor dead-letters`: inspect, send back and purge dead letters;
 //! - [`config`]: the composition of every module's settings, and the one-line errors;
 //! - [`redis`]: the consumer group, reads, claims, acknowledgements, dead letters;
 //! - [`postgres`]: connection, migrations, TimescaleDB, the epoch writer;
@@ -27,6 +28,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod dead_letters;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     /// Entries moved to the dead-letter stream.
     pub dead_lettered: IntCounter,
+    /// Entries in the dead-letter stream now (by all replicas, and however old).
+    pub dead_letter_entries: IntGauge,
     /// Rows the database refused for their data, by SQLSTATE (their entries are dead-lettered).
     pub refused_rows: IntCounterVec,
     /// Pending entries found deleted from the stream (trimmed), acknowledged away.
@@ -139,6 +141,10 @@ impl Metrics {
             dead_lettered: counter(
                 "processor_dead_lettered_total",
                 "Entries moved to the dead-letter stream.",
+            )?,
+            dead_letter_entries: gauge(
+                "processor_dead_letter_entries",
+                "Entries in the dead-letter stream (XLEN), refreshed with lag and pending.",
             )?,
             refused_rows: counter_vec(
                 "processor_refused_rows_total",

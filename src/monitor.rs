@@ -68,6 +68,16 @@ async fn check_redis(
         }
         Err(_) => return status.redis_checked(Err("PING timed out".to_owned())),
     }
+    let dead_letters = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        crate::redis::length(conn, &config.redis.dead_letter_stream()),
+    )
+    .await;
+    if let Ok(Ok(entries)) = dead_letters {
+        metrics
+            .dead_letter_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
     let groups = tokio::time::timeout(
         CHECK_TIMEOUT,
         redis::AsyncCommands::xinfo_groups::<_, redis::streams::StreamInfoGroupsReply>(

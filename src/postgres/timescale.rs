@@ -19,12 +19,12 @@
 //! server they are logged once as unavailable and skipped.
 
 use std::fmt;
-use std::str::FromStr;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::PostgresError;
+pub use crate::settings::{Interval, Optional};
 
 /// Whether to use TimescaleDB (`TIMESCALEDB`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,106 +38,9 @@ pub enum Mode {
     Off,
 }
 
-/// A whole number of seconds, minutes, hours, days or weeks (`30m`, `12h`, `7d`, `2w`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Interval {
-    amount: u32,
-    unit: Unit,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Unit {
-    Seconds,
-    Minutes,
-    Hours,
-    Days,
-    Weeks,
-}
-
-impl Unit {
-    fn name(self) -> &'static str {
-        match self {
-            Unit::Seconds => "seconds",
-            Unit::Minutes => "minutes",
-            Unit::Hours => "hours",
-            Unit::Days => "days",
-            Unit::Weeks => "weeks",
-        }
-    }
-}
-
-impl Interval {
-    /// `amount` days.
-    pub const fn days(amount: u32) -> Self {
-        Interval {
-            amount,
-            unit: Unit::Days,
-        }
-    }
-
-    /// The PostgreSQL `interval` literal (digits and a unit word only, safe to inline).
-    fn sql(self) -> String {
-        format!("'{} {}'::interval", self.amount, self.unit.name())
-    }
-}
-
-impl fmt::Display for Interval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.unit.name())
-    }
-}
-
-impl FromStr for Interval {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let amount: u32 = digits.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            format!("{text:?} is not a positive whole number and a unit (e.g. 12h, 7d, 2w)")
-        })?;
-        let unit = match unit.trim() {
-            "s" => Unit::Seconds,
-            "m" => Unit::Minutes,
-            "h" => Unit::Hours,
-            "d" => Unit::Days,
-            "w" => Unit::Weeks,
-            other => {
-                return Err(format!(
-                    "unit {other:?} in {text:?} is not one of s, m, h, d, w"
-                ))
-            }
-        };
-        Ok(Interval { amount, unit })
-    }
-}
-
-/// An interval, or `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Optional(pub Option<Interval>);
-
-impl FromStr for Optional {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.trim().eq_ignore_ascii_case("off") {
-            Ok(Optional(None))
-        } else {
-            text.parse().map(|interval| Optional(Some(interval)))
-        }
-    }
-}
-
-impl fmt::Display for Optional {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(interval) => interval.fmt(f),
-            None => f.write_str("off"),
-        }
-    }
+/// `interval` as a PostgreSQL `interval` literal (digits and a unit word only, safe to inline).
+fn sql(interval: Interval) -> String {
+    format!("'{interval}'::interval")
 }
 
 /// The TimescaleDB settings of `positions`.
@@ -345,7 +248,7 @@ impl Hypertable<'_> {
                 "SELECT time_interval = {} FROM timescaledb_information.dimensions
                  WHERE hypertable_schema = $1 AND hypertable_name = 'positions'
                    AND column_name = 'ts'",
-                interval.sql()
+                sql(interval)
             ))
             .await?;
         match same {
@@ -356,7 +259,7 @@ impl Hypertable<'_> {
                      migrate_data => true, if_not_exists => true)",
                     api = self.api,
                     table = self.table.replace('\'', "''"),
-                    interval = interval.sql()
+                    interval = sql(interval)
                 ))
                 .await
             }
@@ -366,7 +269,7 @@ impl Hypertable<'_> {
                     "SELECT {api}.set_chunk_time_interval('{table}', {interval})",
                     api = self.api,
                     table = self.table.replace('\'', "''"),
-                    interval = interval.sql()
+                    interval = sql(interval)
                 ))
                 .await
             }
@@ -419,7 +322,7 @@ impl Hypertable<'_> {
             self.execute(&format!(
                 "CALL {}.add_columnstore_policy('{table}', after => {})",
                 self.api,
-                after.sql()
+                sql(after)
             ))
             .await?;
         } else if policy == Change::Remove {
@@ -449,7 +352,7 @@ impl Hypertable<'_> {
             self.execute(&format!(
                 "SELECT {}.add_retention_policy('{table}', drop_after => {})",
                 self.api,
-                after.sql()
+                sql(after)
             ))
             .await?;
         }
@@ -463,7 +366,7 @@ impl Hypertable<'_> {
         key: &str,
         wanted: Option<Interval>,
     ) -> Result<Change, PostgresError> {
-        let wanted_sql = wanted.map_or_else(|| "NULL::interval".to_owned(), Interval::sql);
+        let wanted_sql = wanted.map_or_else(|| "NULL::interval".to_owned(), sql);
         let same = self
             .client
             .query_opt(
@@ -519,7 +422,7 @@ mod tests {
     fn intervals_parse_and_render_as_sql() {
         assert_eq!("7d".parse::<Interval>(), Ok(Interval::days(7)));
         assert_eq!(
-            "12h".parse::<Interval>().map(Interval::sql),
+            "12h".parse::<Interval>().map(sql),
             Ok("'12 hours'::interval".to_owned())
         );
         assert_eq!(

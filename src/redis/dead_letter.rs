@@ -21,6 +21,15 @@ use redis::aio::ConnectionLike;
 
 use super::RedisError;
 
+/// Fields the dead-letter writer adds to an entry's own: why, which entry, who, when.
+pub const METADATA_FIELDS: [&str; 4] = ["error", "source_id", "consumer", "failed_at"];
+
+/// Field added to an entry sent back from the dead-letter stream: how many times it was.
+pub const REDRIVE_COUNT: &str = "redrive_count";
+
+/// Field added to an entry sent back from the dead-letter stream: the dead letter it came from.
+pub const REDRIVEN_FROM: &str = "redriven_from";
+
 /// One entry for the dead-letter stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Letter {
@@ -53,11 +62,12 @@ pub async fn dead_letter<C: ConnectionLike + Send>(
     invocation.key(stream).arg(group);
     for letter in letters {
         let id = letter.id.to_string();
+        let [error, source_id, consumer_field, failed_at_field] = METADATA_FIELDS;
         let extra = [
-            ("error", letter.reason.clone()),
-            ("source_id", id.clone()),
-            ("consumer", consumer.to_owned()),
-            ("failed_at", failed_at.clone()),
+            (error, letter.reason.clone()),
+            (source_id, id.clone()),
+            (consumer_field, consumer.to_owned()),
+            (failed_at_field, failed_at.clone()),
         ];
         invocation
             .arg(&id)

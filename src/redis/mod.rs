@@ -14,14 +14,18 @@ mod dead_letter;
 mod group;
 mod read_connection;
 mod reader;
+mod redrive;
 mod reply;
 mod resp;
 
 pub use claim::PoisonSweep;
 pub use config::RedisConfig;
-pub use dead_letter::{check_dead_letter_stream, dead_letter, Letter};
+pub use dead_letter::{
+    check_dead_letter_stream, dead_letter, Letter, METADATA_FIELDS, REDRIVEN_FROM, REDRIVE_COUNT,
+};
 pub use group::{ack, adopt_retired_workers, ensure_group};
 pub use reader::{ReadBatch, StreamReader};
+pub use redrive::{length, newest_id, read_dead_letters, redrive, trim_before, DeadLetter};
 
 use crate::retry::{Class, Failure, System};
 
