@@ -1,11 +1,14 @@
 //! Round trip against a model of the Node producer: whatever the producer can publish decodes back
-//! to the position it meant, with big integers exact and buffers as the base64 of their bytes.
+//! to the position it meant, with big integers exact, attribute numbers as written and buffers as
+//! the base64 of their bytes; and the position re-encoded (as a dead letter carries it) decodes
+//! back to the same position.
 //!
 //! The generator writes payloads the way the producer's `JSON.stringify` (with its sentinel
-//! replacer) would: numbers as JavaScript prints them (an integral double as plain digits),
+//! replacer) would: numbers as JavaScript prints them (`18446744073709552000`, `1e+21`, `5e-324`),
 //! timestamps as epoch milliseconds or as `Date.toJSON()` text (UTC, `Z`, three fraction digits,
 //! expanded `±YYYYYY` years outside 0..=9999), BigInts as `{"__bigint": digits}`, Buffers as
-//! `{"__buffer_b64": …}` or in the `Buffer.toJSON()` shape of a producer that forgot the replacer.
+//! `{"__buffer_b64": …}` or in the `Buffer.toJSON()` shape of a producer that forgot the replacer;
+//! and, as another JSON writer might, attribute numbers in other forms (`1.50`, `2E+7`).
 //! A second property feeds mangled payloads to the codec, which must answer without panicking.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
@@ -15,13 +18,12 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::Datelike;
-use dataflow::codec::decode_payload;
+use dataflow::codec::{decode_payload, encode_payload};
 use dataflow::Position;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
 
 /// PostgreSQL's first instant (4714-11-24T00:00:00Z BC) in epoch milliseconds.
 const PG_MIN_MS: i64 = -210_866_803_200_000;
@@ -41,6 +43,8 @@ enum Attr {
     Str(String),
     Bool(bool),
     Null,
+    /// A JSON number's text in any form (not JavaScript's), e.g. `-0.50e+3`.
+    Number(String),
     /// A BigInt's decimal text (any digits, leading zeros included, to test normalisation).
     BigInt(String),
     /// A Buffer written by the replacer.
@@ -113,6 +117,7 @@ fn attr() -> impl Strategy<Value = Attr> {
         (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(Attr::Int),
         any::<i64>().prop_map(Attr::Int),
         finite_f64().prop_map(Attr::Float),
+        "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,2})?".prop_map(Attr::Number),
         "[^\\x00]{0,12}".prop_map(Attr::Str),
         any::<bool>().prop_map(Attr::Bool),
         Just(Attr::Null),
@@ -177,13 +182,45 @@ fn produced() -> impl Strategy<Value = Produced> {
         )
 }
 
-/// A number as `JSON.stringify` prints it: an integral double as plain digits.
-fn js_number(value: f64) -> Value {
-    if value.fract() == 0.0 && value.abs() < 9.0e15 {
-        Value::from(value as i64)
-    } else {
-        Value::from(value)
+/// A number as JavaScript's `Number.prototype.toString` (and so `JSON.stringify`) writes it: the
+/// shortest digits that read back as the same double, as plain digits from 1e-6 up to 1e21
+/// (`18446744073709552000`, `0.000001`), in exponent form outside (`1e+21`, `1e-7`); `-0` as `0`.
+fn js_number(value: f64) -> String {
+    if value == 0.0 {
+        return "0".to_owned();
     }
+    // `{:e}` writes the shortest digits that round-trip, as `d.ddde<exponent>`.
+    let formatted = format!("{:e}", value.abs());
+    let (mantissa, exponent) = formatted.split_once('e').expect("an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let n = exponent.parse::<i32>().expect("an integer exponent") + 1;
+    let body = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        let (integer, fraction) = digits.split_at(n as usize);
+        format!("{integer}.{fraction}")
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat(n.unsigned_abs() as usize))
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let point = if rest.is_empty() { "" } else { "." };
+        format!(
+            "{first}{point}{rest}e{}{}",
+            if n > 0 { "+" } else { "-" },
+            (n - 1).abs()
+        )
+    };
+    if value < 0.0 {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// A JSON string literal.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serialises")
 }
 
 /// `Date.prototype.toJSON()`.
@@ -198,72 +235,81 @@ fn to_json_date(millis: i64) -> String {
     format!("{year}-{}", date.format("%m-%dT%H:%M:%S%.3fZ"))
 }
 
-fn wire_attr(attr: &Attr) -> Value {
+/// An attribute value as the producer writes it.
+fn wire_attr(attr: &Attr) -> String {
+    let list = |items: Vec<String>| items.join(",");
     match attr {
-        Attr::Int(value) => Value::from(*value),
+        Attr::Int(value) => value.to_string(),
         Attr::Float(value) => js_number(*value),
-        Attr::Str(text) => Value::from(text.as_str()),
-        Attr::Bool(value) => Value::from(*value),
-        Attr::Null => Value::Null,
-        Attr::BigInt(digits) => json!({ "__bigint": digits }),
-        Attr::Base64(bytes) => json!({ "__buffer_b64": STANDARD.encode(bytes) }),
-        Attr::NodeBuffer(bytes) => json!({ "type": "Buffer", "data": bytes }),
-        Attr::Array(items) => Value::Array(items.iter().map(wire_attr).collect()),
-        Attr::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| (key.clone(), wire_attr(value)))
-                .collect(),
+        Attr::Number(text) => text.clone(),
+        Attr::Str(text) => json_string(text),
+        Attr::Bool(value) => value.to_string(),
+        Attr::Null => "null".to_owned(),
+        Attr::BigInt(digits) => format!(r#"{{"__bigint":{}}}"#, json_string(digits)),
+        Attr::Base64(bytes) => format!(r#"{{"__buffer_b64":"{}"}}"#, STANDARD.encode(bytes)),
+        Attr::NodeBuffer(bytes) => format!(
+            r#"{{"type":"Buffer","data":[{}]}}"#,
+            list(bytes.iter().map(u8::to_string).collect())
+        ),
+        Attr::Array(items) => format!("[{}]", list(items.iter().map(wire_attr).collect())),
+        Attr::Object(map) => format!(
+            "{{{}}}",
+            list(
+                map.iter()
+                    .map(|(key, value)| format!("{}:{}", json_string(key), wire_attr(value)))
+                    .collect()
+            )
         ),
     }
 }
 
 fn payload(produced: &Produced) -> String {
-    let mut object = Map::new();
-    object.insert("device_id".into(), produced.device_id.clone().into());
-    object.insert(
-        "timestamp".into(),
-        match produced.timestamp {
-            Timestamp::Millis(millis) => Value::from(millis),
-            Timestamp::Iso(millis) => Value::from(to_json_date(millis)),
-        },
-    );
-    object.insert("latitude".into(), js_number(produced.latitude));
-    object.insert("longitude".into(), js_number(produced.longitude));
+    let mut fields = vec![
+        ("device_id", json_string(&produced.device_id)),
+        (
+            "timestamp",
+            match produced.timestamp {
+                Timestamp::Millis(millis) => millis.to_string(),
+                Timestamp::Iso(millis) => json_string(&to_json_date(millis)),
+            },
+        ),
+        ("latitude", js_number(produced.latitude)),
+        ("longitude", js_number(produced.longitude)),
+    ];
     fn put<T>(
-        object: &mut Map<String, Value>,
-        key: &str,
+        fields: &mut Vec<(&'static str, String)>,
+        key: &'static str,
         field: &Opt<T>,
-        to: impl Fn(&T) -> Value,
+        to: impl Fn(&T) -> String,
     ) {
         match field {
             Opt::Absent => {}
-            Opt::Null => {
-                object.insert(key.into(), Value::Null);
-            }
-            Opt::Value(value) => {
-                object.insert(key.into(), to(value));
-            }
+            Opt::Null => fields.push((key, "null".to_owned())),
+            Opt::Value(value) => fields.push((key, to(value))),
         }
     }
-    put(&mut object, "altitude", &produced.altitude, |v| {
+    put(&mut fields, "altitude", &produced.altitude, |v| {
         js_number(*v)
     });
-    put(&mut object, "angle", &produced.angle, |v| js_number(*v));
-    put(&mut object, "speed", &produced.speed, |v| js_number(*v));
-    put(&mut object, "satellites", &produced.satellites, |v| {
-        Value::from(*v)
-    });
-    put(&mut object, "priority", &produced.priority, |v| {
-        Value::from(*v)
-    });
-    put(&mut object, "event_id", &produced.event_id, |v| {
-        Value::from(*v)
-    });
-    put(&mut object, "attributes", &produced.attributes, |map| {
+    put(&mut fields, "angle", &produced.angle, |v| js_number(*v));
+    put(&mut fields, "speed", &produced.speed, |v| js_number(*v));
+    put(
+        &mut fields,
+        "satellites",
+        &produced.satellites,
+        i64::to_string,
+    );
+    put(&mut fields, "priority", &produced.priority, i64::to_string);
+    put(&mut fields, "event_id", &produced.event_id, i64::to_string);
+    put(&mut fields, "attributes", &produced.attributes, |map| {
         wire_attr(&Attr::Object(map.clone()))
     });
-    object.insert("codec".into(), Value::from(142));
-    Value::Object(object).to_string()
+    fields.push(("codec", "142".to_owned()));
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| format!("{}:{value}", json_string(key)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 /// The position the producer meant, attributes aside.
@@ -299,8 +345,9 @@ fn normal_bigint(text: &str) -> String {
     }
 }
 
-/// Checks decoded attribute JSON (`raw`) against the producer's value, reading every number from
-/// its own text so that a big integer rounded through `f64` shows.
+/// Checks decoded attribute JSON (`raw`) against the producer's value; numbers must be exactly the
+/// text the producer wrote (so a big integer rounded through `f64` shows, as would `1.50` printed
+/// back as `1.5`).
 fn check(expected: &Attr, raw: &str, path: &str) -> Result<(), String> {
     let raw = raw.trim();
     let fail = |what: String| {
@@ -319,10 +366,16 @@ fn check(expected: &Attr, raw: &str, path: &str) -> Result<(), String> {
                 return fail("bigint digits differ".into());
             }
         }
-        Attr::Float(value) => match raw.parse::<f64>() {
-            Ok(got) if got == *value => {}
-            _ => return fail("float differs".into()),
-        },
+        Attr::Float(value) => {
+            if raw != js_number(*value) {
+                return fail("float not as written".into());
+            }
+        }
+        Attr::Number(text) => {
+            if raw != text {
+                return fail("number not as written".into());
+            }
+        }
         Attr::Str(text) => {
             if serde_json::from_str::<String>(raw).ok().as_ref() != Some(text) {
                 return fail("string differs".into());
@@ -395,8 +448,13 @@ proptest! {
         let attributes = Attr::Object(produced.attributes.value().unwrap_or_default());
         check(&attributes, &decoded.attributes, "attributes")
             .map_err(|e| TestCaseError::fail(format!("{e}\npayload: {text}")))?;
-        // What PostgreSQL receives is valid JSON text.
-        prop_assert!(serde_json::from_str::<Value>(&decoded.attributes).is_ok());
+        // What PostgreSQL receives is valid JSON text (read raw: its numbers need not fit an f64).
+        prop_assert!(serde_json::from_str::<&RawValue>(&decoded.attributes).is_ok());
+        // The position re-encoded, as a dead letter carries it, decodes to the same position.
+        let encoded = encode_payload(&decoded);
+        let again = decode_payload(encoded.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}\nre-encoded: {encoded}")))?;
+        prop_assert_eq!(again, decoded, "re-encoded: {}", encoded);
     }
 
     /// Mangled payloads are answered (decoded or refused), never a panic.
@@ -420,8 +478,34 @@ proptest! {
             }
         }
         if let Ok(position) = decode_payload(&bytes) {
-            prop_assert!(serde_json::from_str::<Value>(&position.attributes).is_ok());
+            prop_assert!(serde_json::from_str::<&RawValue>(&position.attributes).is_ok());
             prop_assert!(!position.device_id.is_empty());
+            let encoded = encode_payload(&position);
+            prop_assert_eq!(decode_payload(encoded.as_bytes()), Ok(position));
         }
+    }
+}
+
+#[test]
+fn js_number_writes_what_javascript_writes() {
+    for (value, javascript) in [
+        (0.0, "0"),
+        (-0.0, "0"),
+        (1.0, "1"),
+        (-1.5, "-1.5"),
+        (0.1, "0.1"),
+        (100.0, "100"),
+        (123.456, "123.456"),
+        (0.000001, "0.000001"),
+        (1.5e-7, "1.5e-7"),
+        (1e-7, "1e-7"),
+        (18446744073709551616.0, "18446744073709552000"),
+        (1e21, "1e+21"),
+        (1.2345e22, "1.2345e+22"),
+        (5e-324, "5e-324"),
+        (f64::MAX, "1.7976931348623157e+308"),
+        (-9007199254740993.0, "-9007199254740992"),
+    ] {
+        assert_eq!(js_number(value), javascript, "{value:e}");
     }
 }

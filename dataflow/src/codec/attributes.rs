@@ -1,17 +1,35 @@
-//! `attributes`: the IO element map, transcoded in one streaming pass into canonical JSON text.
+//! `attributes`: the IO element map, validated and copied into the JSON text stored as `jsonb`.
 //!
-//! Why streaming: the attributes are most of a payload, and building a `serde_json::Value` tree
-//! only to print it again costs an allocation per key, per string and per map node. Here the serde
-//! visitor writes each token straight into the output `String` as serde_json parses it; keys and
-//! strings are borrowed from the payload, so a record costs one output allocation (plus a scratch
-//! buffer only when a buffer sentinel is present). Recursion follows the document's nesting, which
-//! serde_json bounds at 128 levels.
+//! How: while parsing the payload, serde_json captures the attributes value as raw text (a
+//! `&RawValue` borrowed from the payload), checking its JSON grammar on the way; the payload's
+//! UTF-8 was checked once before. A byte scanner here then walks that text once, copy-on-write:
+//! spans that need no change are copied as they are, and only sentinel objects and whitespace
+//! between tokens are rewritten. When there is neither (the Node producer writes no whitespace)
+//! the output is the raw text itself, copied once into the row's `String`. Recursion follows the
+//! document's nesting, bounded by [`MAX_DEPTH`].
 //!
-//! Why text: a `__bigint` must reach PostgreSQL's `jsonb` (numeric) exactly, and without
-//! serde_json's `arbitrary_precision` any number in a `Value` beyond 64 bits becomes an `f64`.
-//! A `__bigint` never becomes a number in Rust at all: its digits are validated and copied.
+//! Numbers are copied verbatim, after validation: `1.50`, `1E+2`, `-0.0`, `18446744073709551617`
+//! reach PostgreSQL as written. `jsonb` stores a number as `numeric`, exactly, so the producer's
+//! digits are kept, which is more faithful than printing them back through an `f64` or an `i64`
+//! (a plain integer beyond 64 bits stays exact, where it used to become `1.8446744073709552e+19`).
+//! It is also cheaper: a number is scanned, no longer parsed (with `float_roundtrip`) and printed
+//! back. A number is refused when:
+//! - PostgreSQL's `numeric` cannot hold it. These are PostgreSQL 15's limits (`numeric_in`, checked
+//!   against a server with `'{"a": <n>}'::jsonb`): an exponent of magnitude 1,073,741,823
+//!   (`INT_MAX / 2`) or more, even on a zero (`0e1073741823`); more than 16,383 digits after the
+//!   decimal point once the exponent is applied, trailing zeros counted, for a zero too
+//!   (`1e-16384`, `0.0e-16383`); more than 131,072 digits before it (`1e131072`);
+//! - or, in the spirit of [`MAX_BIGINT_DIGITS`], it has more than [`MAX_NUMBER_DIGITS`] digits
+//!   before, or after, its decimal point when written out in full, as `jsonb` prints it back
+//!   (`1e1000` has 1001 digits, `1e-1001` has 1001 decimals). Every `f64` (and so every number the
+//!   producer's JavaScript writes) fits, with room to spare; this bounds what one attribute can
+//!   cost whoever reads it back as text.
 //!
-//! What is written:
+//! A plain integer or short decimal pays a length check only: a number without an exponent whose
+//! text has at most [`MAX_NUMBER_DIGITS`] characters is within every limit.
+//!
+//! Sentinels, resolved at any depth below the attributes object (which is never one itself: its
+//! keys are IO ids):
 //! - `{"__bigint":"<-?digits>"}` (the object's only key) becomes the JSON number with those digits,
 //!   leading zeros dropped (`"007"` -> `7`, `"-0"` -> `0`); at most [`MAX_BIGINT_DIGITS`] digits;
 //! - `{"__buffer_b64":"<base64>"}` (only key) becomes the standard, padded base64 of its bytes
@@ -19,28 +37,27 @@
 //!   refused);
 //! - `{"type":"Buffer","data":[...]}` (exactly these two keys, any order) means the same as
 //!   `__buffer_b64`; its `data` must then be an array of integers 0..=255 (as for the integer
-//!   fields, `2.0` counts as `2`);
-//! - other values pass through: integers exact (`u64`/`i64`), other numbers as the shortest text
-//!   that round-trips their `f64` (serde_json's printing), strings re-escaped minimally, keys in
-//!   their original order. A plain JSON integer beyond 64 bits (not a `__bigint`) is a float to
-//!   serde_json and is written as one (`1.8446744073709552e+19`): the producer's own numbers are
-//!   doubles, so nothing is lost that the producer had. A duplicate key inside the attributes is
-//!   written as received: PostgreSQL's `jsonb`, like `JSON.parse` on the producer's side, keeps
-//!   the last one.
+//!   fields, `2.0` counts as `2`: only these elements are parsed as numbers).
 //!
-//! The top-level attributes value must be an object (or `null`/absent, meaning `{}`); it is never a
-//! sentinel itself, since its keys are IO ids. Sentinels are resolved at any depth below it.
+//! A sentinel's keys and string arguments are compared unescaped (`"__bigin\u0074"` is `__bigint`).
+//! Everything else is written as received: keys in their order, keys and strings with their escapes
+//! (the text is valid JSON, so nothing needs re-escaping). A duplicate key inside the attributes is
+//! written as received: PostgreSQL's `jsonb`, like `JSON.parse` on the producer's side, keeps the
+//! last one.
 //!
-//! Refused, with field `attributes` and the path to the bad value in the reason: malformed
-//! sentinels, and a NUL character (`\u0000`) in any key or string, which `jsonb` cannot store.
+//! The top-level attributes value must be an object (or `null`/absent, meaning `{}`).
+//!
+//! Refused, with field `attributes` and the path to the bad value in the reason
+//! (`attribute "500"[1]["a"]: …`): malformed sentinels; the numbers above; a NUL character
+//! (`\u0000`) in any key or string, which `jsonb` cannot store; an unpaired UTF-16 surrogate escape
+//! (`"\ud800"`), which is not Unicode text and which `jsonb` refuses (serde_json refuses it in a
+//! string it decodes, but not in text it only captures); nesting deeper than [`MAX_DEPTH`].
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::text::bounded;
 use crate::{DecodeError, Field};
@@ -48,6 +65,22 @@ use crate::{DecodeError, Field};
 /// The most digits a `__bigint` may carry (PostgreSQL's `numeric` holds far more; this bounds what
 /// one attribute can cost downstream).
 pub const MAX_BIGINT_DIGITS: usize = 1000;
+
+/// The most digits a plain attribute number may have before its decimal point, and after it, when
+/// written out in full (`1e999` is the largest power of ten, `1e-1000` the smallest).
+pub const MAX_NUMBER_DIGITS: usize = 1000;
+
+/// The deepest nesting accepted, the attributes object being level 1: serde_json's parser allowed
+/// the payload 127 levels, and the payload object takes one. (serde_json captures raw text without
+/// a depth limit, so the scanner keeps this one.)
+pub const MAX_DEPTH: usize = 126;
+
+/// PostgreSQL's `numeric` (PostgreSQL 15, `numeric_in`): an exponent must be below `INT_MAX / 2` in
+/// magnitude; at most `NUMERIC_DSCALE_MAX` digits after the point; at most 32,768 base-10000
+/// digits (a weight of `PG_INT16_MAX`) before it.
+const PG_MAX_EXPONENT: i64 = 1_073_741_822;
+const PG_MAX_SCALE: i64 = 16_383;
+const PG_MAX_INTEGER_DIGITS: i64 = 131_072;
 
 const BIGINT: &str = "__bigint";
 const BUFFER_B64: &str = "__buffer_b64";
@@ -59,56 +92,45 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Deserializes the `attributes` value into its canonical text: `Some(text)` for an object,
-/// `None` for `null`. On a contract violation it leaves the [`DecodeError`] in `error` and fails.
-pub(crate) struct AttributesSeed<'e> {
-    /// Side channel for the failure's description (the serde error itself carries none).
-    pub error: &'e mut Option<DecodeError>,
-    /// How much output to reserve up front (the payload's length is a good upper estimate).
-    pub capacity: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for AttributesSeed<'_> {
-    type Value = Option<String>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        let mut ctx = Ctx {
-            out: String::new(),
-            scratch: Vec::new(),
-            failure: None,
-            capacity: self.capacity,
-        };
-        match deserializer.deserialize_any(Root { ctx: &mut ctx }) {
-            Ok(true) => Ok(Some(ctx.out)),
-            Ok(false) => Ok(None),
-            Err(err) => {
-                if let Some(failure) = ctx.failure.take() {
-                    *self.error = Some(failure.into_error());
-                }
-                Err(err)
-            }
+/// Transcodes the attributes value, given as the raw JSON text serde_json captured (so valid JSON):
+/// `Some(text)` for an object (borrowed from `raw` when nothing needed rewriting), `None` for
+/// `null`.
+pub(crate) fn transcode(raw: &str) -> Result<Option<Cow<'_, str>>, DecodeError> {
+    let raw = raw.trim_matches(is_whitespace_char);
+    let kind = match raw.as_bytes().first() {
+        Some(b'{') => {
+            let mut scanner = Scanner::new(raw);
+            scanner
+                .object(true, 1)
+                .map_err(|failure| failure.into_error())?;
+            return Ok(Some(scanner.finish()));
         }
-    }
+        Some(b'n') => return Ok(None),
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        _ => "a number",
+    };
+    Err(DecodeError::new(
+        Field::Attributes,
+        format!("must be an object (IO id -> value), got {kind}"),
+    ))
 }
 
-/// The transcoder's state, shared down the recursion.
-struct Ctx {
-    /// The canonical JSON being written.
-    out: String,
-    /// Decoded buffer bytes; used as a stack (each object truncates back to where it started).
-    scratch: Vec<u8>,
-    /// Why transcoding stopped, with the path to the bad value (innermost step first).
-    failure: Option<Failure>,
-    /// Reserved for `out` once the value turns out to be an object.
-    capacity: usize,
+fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+fn is_whitespace_char(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// Why transcoding stopped, with the path to the bad value (innermost step first).
 struct Failure {
     reason: String,
     path: Vec<Step>,
+    /// `false` keeps only the outermost step (for a path as deep as the nesting limit).
+    whole_path: bool,
 }
 
 enum Step {
@@ -117,7 +139,27 @@ enum Step {
     Index(usize),
 }
 
+/// Boxed: the failure is rare, and keeps every `Ok` small on the way up.
+type Scan<T> = Result<T, Box<Failure>>;
+
+fn fail<T>(reason: String) -> Scan<T> {
+    Err(Box::new(Failure {
+        reason,
+        path: Vec::new(),
+        whole_path: true,
+    }))
+}
+
 impl Failure {
+    /// Adds a step to the path while the failure unwinds through a container.
+    fn step(mut self: Box<Self>, step: impl FnOnce() -> Step) -> Box<Self> {
+        if !self.whole_path {
+            self.path.clear();
+        }
+        self.path.push(step());
+        self
+    }
+
     fn into_error(self) -> DecodeError {
         let mut reason = String::new();
         for (depth, step) in self.path.iter().rev().enumerate() {
@@ -135,161 +177,10 @@ impl Failure {
     }
 }
 
-impl Ctx {
-    /// Records why transcoding stops and returns the error that unwinds serde_json.
-    fn fail<E: de::Error>(&mut self, reason: String) -> E {
-        self.failure = Some(Failure {
-            reason,
-            path: Vec::new(),
-        });
-        E::custom("invalid attributes")
-    }
-
-    /// Adds a step to the failure's path while the error unwinds through a container.
-    fn step(&mut self, step: impl FnOnce() -> Step) {
-        if let Some(failure) = &mut self.failure {
-            failure.path.push(step());
-        }
-    }
-
-    fn push_display<E: de::Error>(&mut self, value: impl fmt::Display) -> Result<(), E> {
-        write!(self.out, "{value}").map_err(|_| E::custom("cannot format a number"))
-    }
-
-    /// Writes a JSON string value, refusing NUL.
-    fn push_string<E: de::Error>(&mut self, text: &str) -> Result<(), E> {
-        if push_json_string(&mut self.out, text) {
-            Ok(())
-        } else {
-            Err(self.fail(format!(
-                "string {} contains a NUL character (\\u0000), which PostgreSQL jsonb refuses",
-                bounded(text, 40)
-            )))
-        }
-    }
-}
-
-/// Appends `text` as a JSON string literal, escaping only what JSON requires (`"`, `\` and control
-/// characters). Returns `false`, leaving `out` partly written, when `text` contains NUL.
-fn push_json_string(out: &mut String, text: &str) -> bool {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut clean_from = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            0 => return false,
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x01..=0x1f => "",
-            _ => continue,
-        };
-        // `index` is at an ASCII byte, so both ends are character boundaries.
-        out.push_str(text.get(clean_from..index).unwrap_or_default());
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-        clean_from = index + 1;
-    }
-    out.push_str(text.get(clean_from..).unwrap_or_default());
-    out.push('"');
-    true
-}
-
-/// Appends an integer's decimal digits (a sign, then the magnitude) without going through
-/// `core::fmt`, which costs several times more for the short integers attributes are made of.
-fn push_integer(out: &mut String, negative: bool, mut magnitude: u64) {
-    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
-    let mut count = 0;
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (magnitude % 10) as u8;
-        count += 1;
-        magnitude /= 10;
-        if magnitude == 0 {
-            break;
-        }
-    }
-    if negative {
-        out.push('-');
-    }
-    let used = digits.get(digits.len() - count..).unwrap_or_default();
-    // ASCII digits only, so this never falls back to the empty default.
-    out.push_str(std::str::from_utf8(used).unwrap_or_default());
-}
-
-/// Appends the standard padded base64 of `bytes` as a JSON string (base64 needs no escaping).
-fn push_base64(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    BASE64.encode_string(bytes, out);
-    out.push('"');
-}
-
-/// The attributes value itself: an object (transcoded, never a sentinel) or `null`.
-struct Root<'c> {
-    ctx: &'c mut Ctx,
-}
-
-impl Root<'_> {
-    fn not_an_object<E: de::Error>(self, kind: &str) -> E {
-        self.ctx
-            .fail(format!("must be an object (IO id -> value), got {kind}"))
-    }
-}
-
-impl<'de> Visitor<'de> for Root<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        let capacity = self.ctx.capacity;
-        self.ctx.out.reserve(capacity);
-        object(self.ctx, map, true).map(|()| true)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Err(self.not_an_object("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Err(self.not_an_object("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Err(self.not_an_object("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Err(self.not_an_object("a number"))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Err(self.not_an_object("a string"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
-        Err(self.not_an_object("an array"))
-    }
-}
-
 /// What the enclosing object needs to know about a value it may resolve as a sentinel.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Want {
-    /// Nothing beyond its kind and, for a non-negative integer, its value.
+    /// Nothing beyond its kind.
     Nothing,
     /// A string's text (a sentinel's argument, or `type`).
     Text,
@@ -298,26 +189,23 @@ enum Want {
 }
 
 /// A value as written, summarised for sentinel resolution.
-enum Summary<'de> {
-    /// Its JSON kind ("null", "a boolean", "a number", "a string", "an array", "an object").
+enum Summary<'a> {
+    /// Its JSON kind ("null", "a boolean", "a string", "an array", "an object").
     Other(&'static str),
-    Integer(u64),
-    Float(f64),
-    /// A string, when [`Want::Text`] asked for it.
-    Text(Cow<'de, str>),
+    /// A number, as written.
+    Number(&'a str),
+    /// A string, unescaped, when [`Want::Text`] asked for it.
+    Text(Cow<'a, str>),
     /// An array, when [`Want::Bytes`] asked for it: its bytes are `scratch[start..]`, unless
     /// element `bad` was not a byte.
-    Bytes {
-        start: usize,
-        bad: Option<usize>,
-    },
+    Bytes { start: usize, bad: Option<usize> },
 }
 
 impl Summary<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Summary::Other(kind) => kind,
-            Summary::Integer(_) | Summary::Float(_) => "a number",
+            Summary::Number(_) => "a number",
             Summary::Text(_) => "a string",
             Summary::Bytes { .. } => "an array",
         }
@@ -327,124 +215,365 @@ impl Summary<'_> {
         matches!(self, Summary::Text(text) if text == expected)
     }
 
+    /// A Buffer element's byte: a number whose value is an integer 0..=255 (`2.0` and `2e0` count,
+    /// as does `-0`). Plain digits are read directly; other forms are parsed as an `f64`.
     fn byte(&self) -> Option<u8> {
-        match *self {
-            Summary::Integer(value) => u8::try_from(value).ok(),
-            Summary::Float(value) if value.fract() == 0.0 && (0.0..=255.0).contains(&value) => {
-                Some(value as u8)
+        let Summary::Number(text) = *self else {
+            return None;
+        };
+        if text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse::<u8>().ok();
+        }
+        let value = text.parse::<f64>().ok()?;
+        (value.fract() == 0.0 && (0.0..=255.0).contains(&value)).then_some(value as u8)
+    }
+}
+
+/// A string as written: `raw` with its quotes.
+#[derive(Clone, Copy)]
+struct Str<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    fn inner(self) -> &'a str {
+        self.raw
+            .get(1..self.raw.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+
+    /// Its text, unescaped (borrowed when it has no escapes).
+    fn text(self) -> Cow<'a, str> {
+        if !self.escaped {
+            return Cow::Borrowed(self.inner());
+        }
+        // Already validated (escapes, surrogate pairs), so this does not fail.
+        match serde_json::from_str::<String>(self.raw) {
+            Ok(text) => Cow::Owned(text),
+            Err(_) => Cow::Borrowed(self.inner()),
+        }
+    }
+
+    /// Quoted and bounded for a reason: unescaped when it can be, else as written.
+    fn shown(self) -> String {
+        match serde_json::from_str::<String>(self.raw) {
+            Ok(text) => bounded(&text, 40),
+            Err(_) => bounded(self.inner(), 40),
+        }
+    }
+}
+
+/// What makes a string unfit for `jsonb`.
+enum BadString {
+    Nul,
+    /// The escape's position in the string's raw text.
+    LoneSurrogate(usize),
+}
+
+/// The value of the four hex digits at `at`, if they are there.
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = bytes.get(at..at + 4)?;
+    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// The transcoder's state: a position in the raw text and the output being written.
+struct Scanner<'a> {
+    src: &'a str,
+    pos: usize,
+    /// The output, except `src[pending..]`, which is still to be copied; unallocated while the
+    /// output is `src` itself (nothing rewritten yet).
+    out: String,
+    pending: usize,
+    owned: bool,
+    /// Decoded buffer bytes; used as a stack (each object truncates back to where it started).
+    scratch: Vec<u8>,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(src: &'a str) -> Self {
+        Scanner {
+            src,
+            pos: 0,
+            out: String::new(),
+            pending: 0,
+            owned: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Cow<'a, str> {
+        if !self.owned {
+            return Cow::Borrowed(self.src);
+        }
+        self.flush(self.src.len());
+        Cow::Owned(self.out)
+    }
+
+    fn peek(&self) -> u8 {
+        self.src.as_bytes().get(self.pos).copied().unwrap_or(0)
+    }
+
+    /// Where the output will be once everything before `at` (at or after `pending`) is copied.
+    fn out_len(&self, at: usize) -> usize {
+        self.out.len() + (at - self.pending)
+    }
+
+    /// Copies the text still pending up to `upto` into the output (allocated on first use: the
+    /// output is never longer than the input).
+    fn flush(&mut self, upto: usize) {
+        if !self.owned {
+            self.owned = true;
+            self.out.reserve(self.src.len());
+        }
+        self.out
+            .push_str(self.src.get(self.pending..upto).unwrap_or_default());
+        self.pending = upto;
+    }
+
+    /// Skips whitespace, leaving it out of the output. (Inlined: it is called between every two
+    /// tokens and there is almost never any.)
+    #[inline(always)]
+    fn whitespace(&mut self) {
+        if is_whitespace(self.peek()) {
+            self.skip_whitespace();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn skip_whitespace(&mut self) {
+        let from = self.pos;
+        while is_whitespace(self.peek()) {
+            self.pos += 1;
+        }
+        self.flush(from);
+        self.pending = self.pos;
+    }
+
+    /// Replaces the output from `out_start` (where the value starting at `start` began) with
+    /// what the caller writes next; the text up to the current position is consumed.
+    fn rewrite(&mut self, start: usize, out_start: usize) {
+        if self.pending <= start {
+            self.flush(start);
+        }
+        self.out.truncate(out_start);
+        self.pending = self.pos;
+    }
+
+    fn malformed<T>(&self) -> Scan<T> {
+        fail(format!("is not valid JSON at byte {}", self.pos))
+    }
+
+    /// One value, in a container at nesting level `depth`.
+    fn value(&mut self, want: Want, depth: usize) -> Scan<Summary<'a>> {
+        match self.peek() {
+            b'"' => {
+                let string = self.string("string")?;
+                Ok(match want {
+                    Want::Text => Summary::Text(string.text()),
+                    _ => Summary::Other("a string"),
+                })
             }
-            _ => None,
+            b'{' | b'[' if depth >= MAX_DEPTH => Err(Box::new(Failure {
+                reason: format!("nests deeper than {MAX_DEPTH} levels"),
+                path: Vec::new(),
+                whole_path: false,
+            })),
+            b'{' => {
+                self.object(false, depth + 1)?;
+                Ok(Summary::Other("an object"))
+            }
+            b'[' => self.array(want, depth + 1),
+            b't' => self.literal("true", "a boolean"),
+            b'f' => self.literal("false", "a boolean"),
+            b'n' => self.literal("null", "null"),
+            _ => self.number(),
         }
     }
-}
 
-/// Transcodes one value; `comma` writes the separator first (only once the value is known to
-/// exist: serde calls a seed only for an element that is there).
-struct ValueSeed<'c> {
-    ctx: &'c mut Ctx,
-    want: Want,
-    comma: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Summary<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        if self.comma {
-            self.ctx.out.push(',');
+    fn literal(&mut self, word: &str, kind: &'static str) -> Scan<Summary<'a>> {
+        if !self
+            .src
+            .get(self.pos..)
+            .unwrap_or_default()
+            .starts_with(word)
+        {
+            return self.malformed();
         }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = Summary<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+        self.pos += word.len();
+        Ok(Summary::Other(kind))
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.ctx.out.push_str("null");
-        Ok(Summary::Other("null"))
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-        self.ctx.out.push_str(if value { "true" } else { "false" });
-        Ok(Summary::Other("a boolean"))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-        push_integer(&mut self.ctx.out, false, value);
-        Ok(Summary::Integer(value))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
-        push_integer(&mut self.ctx.out, value < 0, value.unsigned_abs());
-        Ok(match u64::try_from(value) {
-            Ok(value) => Summary::Integer(value),
-            Err(_) => Summary::Other("a number"),
-        })
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
-        // serde_json never yields a non-finite number; `from_f64` refuses one regardless.
-        match serde_json::Number::from_f64(value) {
-            Some(number) => self.ctx.push_display(number)?,
-            None => return Err(self.ctx.fail(format!("{value} is not a finite number"))),
-        }
-        Ok(Summary::Float(value))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
-        self.ctx.push_string(value)?;
-        Ok(match self.want {
-            Want::Text => Summary::Text(Cow::Borrowed(value)),
-            _ => Summary::Other("a string"),
-        })
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        self.ctx.push_string(value)?;
-        Ok(match self.want {
-            Want::Text => Summary::Text(Cow::Owned(value.to_owned())),
-            _ => Summary::Other("a string"),
-        })
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let ctx = self.ctx;
-        let collect = self.want == Want::Bytes;
-        let start = ctx.scratch.len();
-        let mut bad = None;
-        ctx.out.push('[');
-        let mut index = 0;
+    /// A number: copied as written once its range is checked.
+    #[inline]
+    fn number(&mut self) -> Scan<Summary<'a>> {
+        let bytes = self.src.as_bytes();
+        let start = self.pos;
+        let mut end = start;
+        let mut exponent = false;
         loop {
-            let element = ValueSeed {
-                ctx: &mut *ctx,
-                want: Want::Nothing,
-                comma: index > 0,
-            };
-            let summary = match seq.next_element_seed(element) {
-                Ok(Some(summary)) => summary,
-                Ok(None) => break,
-                Err(err) => {
-                    ctx.step(|| Step::Index(index));
-                    return Err(err);
+            match bytes.get(end) {
+                Some(b'0'..=b'9' | b'-' | b'+' | b'.') => end += 1,
+                Some(b'e' | b'E') => {
+                    exponent = true;
+                    end += 1;
                 }
-            };
-            if collect && bad.is_none() {
-                match summary.byte() {
-                    Some(byte) => ctx.scratch.push(byte),
-                    None => bad = Some(index),
+                _ => break,
+            }
+        }
+        let text = match self.src.get(start..end) {
+            Some(text) if !text.is_empty() => text,
+            _ => return self.malformed(),
+        };
+        self.pos = end;
+        // The common case: a plain integer or decimal is within every limit by its length alone.
+        if exponent || text.len() > MAX_NUMBER_DIGITS {
+            if let Err(reason) = check_number(text) {
+                return fail(reason);
+            }
+        }
+        Ok(Summary::Number(text))
+    }
+
+    /// A string (`what` is "key" or "string", for the reason): copied as written; refused when it
+    /// holds NUL or an unpaired surrogate.
+    #[inline]
+    fn string(&mut self, what: &str) -> Scan<Str<'a>> {
+        let bytes = self.src.as_bytes();
+        let start = self.pos;
+        let mut at = start + 1;
+        let mut escaped = false;
+        let mut bad = None;
+        loop {
+            match bytes.get(at) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    if bytes.get(at + 1) != Some(&b'u') {
+                        at += 2;
+                        continue;
+                    }
+                    match hex4(bytes, at + 2) {
+                        Some(0) => {
+                            bad.get_or_insert(BadString::Nul);
+                        }
+                        Some(0xD800..=0xDBFF)
+                            if bytes.get(at + 6..at + 8) == Some(b"\\u")
+                                && matches!(hex4(bytes, at + 8), Some(0xDC00..=0xDFFF)) =>
+                        {
+                            at += 6; // the pair's low half
+                        }
+                        Some(0xD800..=0xDFFF) => {
+                            bad.get_or_insert(BadString::LoneSurrogate(at - start));
+                        }
+                        Some(_) => {}
+                        None => return self.malformed(),
+                    }
+                    at += 6;
+                }
+                Some(_) => at += 1,
+                None => return self.malformed(),
+            }
+        }
+        self.pos = at + 1;
+        let string = Str {
+            raw: self.src.get(start..self.pos).unwrap_or_default(),
+            escaped,
+        };
+        match bad {
+            None => Ok(string),
+            Some(BadString::Nul) => fail(format!(
+                "{what} {} contains a NUL character (\\u0000), which PostgreSQL jsonb refuses",
+                string.shown()
+            )),
+            Some(BadString::LoneSurrogate(offset)) => fail(format!(
+                "{what} {} contains an unpaired UTF-16 surrogate escape ({}), which is not \
+                 Unicode text and PostgreSQL jsonb refuses",
+                string.shown(),
+                string.raw.get(offset..offset + 6).unwrap_or_default()
+            )),
+        }
+    }
+
+    /// An object at nesting level `depth`; when it turns out to be a sentinel, its text is
+    /// replaced with the resolved value.
+    fn object(&mut self, root: bool, depth: usize) -> Scan<()> {
+        let start = self.pos;
+        let out_start = self.out_len(start);
+        let scratch_start = self.scratch.len();
+        let mut shape = if root { Shape::Plain } else { Shape::Empty };
+        self.pos += 1; // `{`
+        self.whitespace();
+        if self.peek() == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                if self.peek() != b'"' {
+                    return self.malformed();
+                }
+                let key = self.string("key")?;
+                self.whitespace();
+                self.pos += 1; // `:`
+                self.whitespace();
+                let step = || Step::Key(key.shown());
+                if matches!(shape, Shape::Plain) {
+                    self.value(Want::Nothing, depth)
+                        .map_err(|failure| failure.step(step))?;
+                } else {
+                    let name = key.text();
+                    let summary = self
+                        .value(shape.want(&name), depth)
+                        .map_err(|failure| failure.step(step))?;
+                    shape = shape.next(&name, summary);
+                }
+                self.whitespace();
+                let separator = self.peek();
+                self.pos += 1;
+                match separator {
+                    b',' => self.whitespace(),
+                    b'}' => break,
+                    _ => return self.malformed(),
                 }
             }
-            index += 1;
         }
-        ctx.out.push(']');
+        let resolved = self.resolve(shape, start, out_start);
+        self.scratch.truncate(scratch_start);
+        resolved
+    }
+
+    /// An array at nesting level `depth`; its elements' bytes are collected for [`Want::Bytes`].
+    fn array(&mut self, want: Want, depth: usize) -> Scan<Summary<'a>> {
+        let collect = want == Want::Bytes;
+        let start = self.scratch.len();
+        let mut bad = None;
+        self.pos += 1; // `[`
+        self.whitespace();
+        if self.peek() == b']' {
+            self.pos += 1;
+        } else {
+            let mut index = 0;
+            loop {
+                let summary = self
+                    .value(Want::Nothing, depth)
+                    .map_err(|failure| failure.step(|| Step::Index(index)))?;
+                if collect && bad.is_none() {
+                    match summary.byte() {
+                        Some(byte) => self.scratch.push(byte),
+                        None => bad = Some(index),
+                    }
+                }
+                index += 1;
+                self.whitespace();
+                let separator = self.peek();
+                self.pos += 1;
+                match separator {
+                    b',' => self.whitespace(),
+                    b']' => break,
+                    _ => return self.malformed(),
+                }
+            }
+        }
         Ok(if collect {
             Summary::Bytes { start, bad }
         } else {
@@ -452,82 +581,85 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         })
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        object(self.ctx, map, false)?;
-        Ok(Summary::Other("an object"))
-    }
-}
-
-/// Writes a key (after a comma when `comma`) and its colon; returns the key's text.
-struct KeySeed<'c> {
-    ctx: &'c mut Ctx,
-    comma: bool,
-}
-
-impl KeySeed<'_> {
-    fn write<E: de::Error>(self, key: &str) -> Result<(), E> {
-        if self.comma {
-            self.ctx.out.push(',');
+    /// Replaces a sentinel object (from `start`, output from `out_start`) with its value.
+    fn resolve(&mut self, shape: Shape<'_>, start: usize, out_start: usize) -> Scan<()> {
+        match shape {
+            Shape::BigInt(Summary::Text(text)) => {
+                let (sign, digits) = bigint_digits(&text).or_else(fail)?;
+                self.rewrite(start, out_start);
+                self.out.push_str(sign);
+                self.out.push_str(digits);
+                Ok(())
+            }
+            Shape::BigInt(other) => fail(format!(
+                "{BIGINT} must hold a string of decimal digits, got {}",
+                other.kind()
+            )),
+            Shape::Base64(Summary::Text(text)) => {
+                let from = self.scratch.len();
+                if let Err(err) = BASE64.decode_vec(text.as_bytes(), &mut self.scratch) {
+                    self.scratch.truncate(from);
+                    return fail(format!(
+                        "{BUFFER_B64} {} is not standard base64: {err}",
+                        bounded(&text, 40)
+                    ));
+                }
+                self.rewrite(start, out_start);
+                push_base64(&mut self.out, self.scratch.get(from..).unwrap_or_default());
+                Ok(())
+            }
+            Shape::Base64(other) => fail(format!(
+                "{BUFFER_B64} must hold a base64 string, got {}",
+                other.kind()
+            )),
+            Shape::Buffer(Summary::Bytes {
+                start: from,
+                bad: None,
+            }) => {
+                self.rewrite(start, out_start);
+                push_base64(&mut self.out, self.scratch.get(from..).unwrap_or_default());
+                Ok(())
+            }
+            Shape::Buffer(Summary::Bytes {
+                bad: Some(index), ..
+            }) => fail(format!(
+                "Buffer data[{index}] is not a byte (an integer 0..=255)"
+            )),
+            Shape::Buffer(other) => fail(format!(
+                "Buffer data must be an array of bytes, got {}",
+                other.kind()
+            )),
+            Shape::Plain | Shape::Empty | Shape::TypeBuffer | Shape::Data(_) => Ok(()),
         }
-        if !push_json_string(&mut self.ctx.out, key) {
-            return Err(self.ctx.fail(format!(
-                "key {} contains a NUL character (\\u0000), which PostgreSQL jsonb refuses",
-                bounded(key, 40)
-            )));
-        }
-        self.ctx.out.push(':');
-        Ok(())
     }
 }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        self.write(key)?;
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        self.write(key)?;
-        Ok(Cow::Owned(key.to_owned()))
-    }
+/// Appends the standard padded base64 of `bytes` as a JSON string (base64 needs no escaping).
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    BASE64.encode_string(bytes, out);
+    out.push('"');
 }
 
 /// How far an object matches a sentinel shape, key by key.
-enum Shape<'de> {
+enum Shape<'a> {
     /// Cannot be a sentinel (the root, or a key ruled it out).
     Plain,
     /// No key yet.
     Empty,
     /// Only `__bigint` so far, with its value.
-    BigInt(Summary<'de>),
+    BigInt(Summary<'a>),
     /// Only `__buffer_b64` so far, with its value.
-    Base64(Summary<'de>),
+    Base64(Summary<'a>),
     /// Only `"type": "Buffer"` so far.
     TypeBuffer,
     /// Only `data` so far, with its value.
-    Data(Summary<'de>),
+    Data(Summary<'a>),
     /// `"type": "Buffer"` and `data`, with `data`'s value.
-    Buffer(Summary<'de>),
+    Buffer(Summary<'a>),
 }
 
-impl<'de> Shape<'de> {
+impl<'a> Shape<'a> {
     fn want(&self, key: &str) -> Want {
         match (self, key) {
             (Shape::Empty, BIGINT | BUFFER_B64 | "type") | (Shape::Data(_), "type") => Want::Text,
@@ -536,7 +668,7 @@ impl<'de> Shape<'de> {
         }
     }
 
-    fn next(self, key: &str, value: Summary<'de>) -> Shape<'de> {
+    fn next(self, key: &str, value: Summary<'a>) -> Shape<'a> {
         match (self, key) {
             (Shape::Empty, BIGINT) => Shape::BigInt(value),
             (Shape::Empty, BUFFER_B64) => Shape::Base64(value),
@@ -549,96 +681,75 @@ impl<'de> Shape<'de> {
     }
 }
 
-/// Transcodes an object, then, when it turns out to be a sentinel, replaces its text (from `start`)
-/// with the resolved value.
-fn object<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A, root: bool) -> Result<(), A::Error> {
-    let start = ctx.out.len();
-    let scratch_start = ctx.scratch.len();
-    let mut shape = if root { Shape::Plain } else { Shape::Empty };
-    ctx.out.push('{');
-    let mut comma = false;
-    while let Some(key) = map.next_key_seed(KeySeed {
-        ctx: &mut *ctx,
-        comma,
-    })? {
-        comma = true;
-        let plain = matches!(shape, Shape::Plain);
-        let value = ValueSeed {
-            ctx: &mut *ctx,
-            want: if plain {
-                Want::Nothing
-            } else {
-                shape.want(&key)
-            },
-            comma: false,
-        };
-        let summary = match map.next_value_seed(value) {
-            Ok(summary) => summary,
-            Err(err) => {
-                ctx.step(|| Step::Key(bounded(&key, 40)));
-                return Err(err);
-            }
-        };
-        if !plain {
-            shape = shape.next(&key, summary);
+/// Checks a number's range (see the module doc): what PostgreSQL's `numeric` holds, then
+/// [`MAX_NUMBER_DIGITS`]. `text` is a valid JSON number.
+fn check_number(text: &str) -> Result<(), String> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, parse_exponent(exponent)),
+        None => (unsigned, 0),
+    };
+    let shown = match text.get(..40) {
+        Some(cut) if cut.len() < text.len() => format!("{cut}…"),
+        _ => text.to_owned(),
+    };
+    let out_of_range = || {
+        Err(format!(
+            "number {shown} is out of the range PostgreSQL's numeric holds (at most \
+             {PG_MAX_INTEGER_DIGITS} digits before the decimal point and {PG_MAX_SCALE} after it, \
+             an exponent below {} in magnitude)",
+            PG_MAX_EXPONENT + 1
+        ))
+    };
+    if exponent.abs() > PG_MAX_EXPONENT {
+        return out_of_range();
+    }
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let length = |digits: &str| i64::try_from(digits.len()).unwrap_or(i64::MAX);
+    // Digits after the point once the exponent is applied (PostgreSQL's display scale).
+    let scale = length(fraction).saturating_sub(exponent).max(0);
+    // Digits before the point: from the first significant one (JSON allows no leading zero before
+    // another digit, so that is the integer part's first digit unless the integer part is `0`).
+    let integer_digits = match integer.bytes().position(|b| b != b'0') {
+        Some(at) => length(integer.get(at..).unwrap_or_default()).saturating_add(exponent),
+        None => match fraction.bytes().position(|b| b != b'0') {
+            Some(at) => exponent.saturating_sub(length(fraction.get(..at).unwrap_or_default())),
+            None => 1, // zero
+        },
+    }
+    .max(1);
+    if scale > PG_MAX_SCALE || integer_digits > PG_MAX_INTEGER_DIGITS {
+        return out_of_range();
+    }
+    let max = i64::try_from(MAX_NUMBER_DIGITS).unwrap_or(i64::MAX);
+    for (digits, side) in [(integer_digits, "before"), (scale, "after")] {
+        if digits > max {
+            return Err(format!(
+                "number {shown} has {digits} digits {side} its decimal point when written out, \
+                 more than {MAX_NUMBER_DIGITS}"
+            ));
         }
     }
-    ctx.out.push('}');
-    let resolved = resolve(ctx, shape, start);
-    ctx.scratch.truncate(scratch_start);
-    resolved
+    Ok(())
 }
 
-fn resolve<E: de::Error>(ctx: &mut Ctx, shape: Shape<'_>, start: usize) -> Result<(), E> {
-    match shape {
-        Shape::BigInt(Summary::Text(text)) => match bigint_digits(&text) {
-            Ok(digits) => {
-                ctx.out.truncate(start);
-                ctx.out.push_str(digits.0);
-                ctx.out.push_str(digits.1);
-                Ok(())
-            }
-            Err(reason) => Err(ctx.fail(reason)),
-        },
-        Shape::BigInt(other) => Err(ctx.fail(format!(
-            "{BIGINT} must hold a string of decimal digits, got {}",
-            other.kind()
-        ))),
-        Shape::Base64(Summary::Text(text)) => {
-            let from = ctx.scratch.len();
-            if let Err(err) = BASE64.decode_vec(text.as_bytes(), &mut ctx.scratch) {
-                ctx.scratch.truncate(from);
-                return Err(ctx.fail(format!(
-                    "{BUFFER_B64} {} is not standard base64: {err}",
-                    bounded(&text, 40)
-                )));
-            }
-            ctx.out.truncate(start);
-            push_base64(&mut ctx.out, ctx.scratch.get(from..).unwrap_or_default());
-            Ok(())
-        }
-        Shape::Base64(other) => Err(ctx.fail(format!(
-            "{BUFFER_B64} must hold a base64 string, got {}",
-            other.kind()
-        ))),
-        Shape::Buffer(Summary::Bytes {
-            start: from,
-            bad: None,
-        }) => {
-            ctx.out.truncate(start);
-            push_base64(&mut ctx.out, ctx.scratch.get(from..).unwrap_or_default());
-            Ok(())
-        }
-        Shape::Buffer(Summary::Bytes {
-            bad: Some(index), ..
-        }) => Err(ctx.fail(format!(
-            "Buffer data[{index}] is not a byte (an integer 0..=255)"
-        ))),
-        Shape::Buffer(other) => Err(ctx.fail(format!(
-            "Buffer data must be an array of bytes, got {}",
-            other.kind()
-        ))),
-        Shape::Plain | Shape::Empty | Shape::TypeBuffer | Shape::Data(_) => Ok(()),
+/// An exponent's value (after `e`: an optional sign, then digits), saturating far beyond any
+/// limit.
+fn parse_exponent(text: &str) -> i64 {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, text.get(1..).unwrap_or_default()),
+        Some(b'+') => (false, text.get(1..).unwrap_or_default()),
+        _ => (false, text),
+    };
+    let magnitude = digits.bytes().fold(0i64, |value, digit| {
+        value
+            .saturating_mul(10)
+            .saturating_add(i64::from(digit.wrapping_sub(b'0')))
+    });
+    if negative {
+        -magnitude
+    } else {
+        magnitude
     }
 }
 
@@ -671,32 +782,27 @@ fn bigint_digits(text: &str) -> Result<(&'static str, &str), String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::value::RawValue;
+
     use super::*;
 
-    /// Transcodes an attributes document on its own.
-    fn transcode(json: &str) -> Result<Option<String>, DecodeError> {
-        let mut error = None;
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let result = AttributesSeed {
-            error: &mut error,
-            capacity: json.len(),
-        }
-        .deserialize(&mut deserializer)
-        .and_then(|text| deserializer.end().map(|()| text));
-        result.map_err(|json_error| {
-            error.unwrap_or_else(|| DecodeError::new(Field::Payload, json_error.to_string()))
-        })
+    /// Transcodes an attributes document on its own, captured by serde_json first as the payload
+    /// parser does (grammar errors are the payload's).
+    fn transcode_json(json: &str) -> Result<Option<Cow<'_, str>>, DecodeError> {
+        let raw: &RawValue = serde_json::from_str(json)
+            .map_err(|error| DecodeError::new(Field::Payload, error.to_string()))?;
+        transcode(raw.get())
     }
 
     fn ok(json: &str) -> String {
-        match transcode(json) {
-            Ok(Some(text)) => text,
+        match transcode_json(json) {
+            Ok(Some(text)) => text.into_owned(),
             other => panic!("{json}: {other:?}"),
         }
     }
 
     fn err(json: &str) -> DecodeError {
-        match transcode(json) {
+        match transcode_json(json) {
             Err(error) => error,
             Ok(text) => panic!("{json} was accepted as {text:?}"),
         }
@@ -709,15 +815,135 @@ mod tests {
             r#"{"2":1.5,"1":"t\"x\\\n\u0001é","3":[true,false,null,[],{}],"0":-7}"#
         );
         assert_eq!(ok("{}"), "{}");
-        assert_eq!(transcode("null"), Ok(None));
-        // u64 and i64 extremes stay exact; floats print shortest (serde_json's printer), integers
-        // beyond 64 bits that are not sentinels are floats.
+        assert_eq!(ok(" {\n\t} "), "{}");
+        assert_eq!(transcode_json("null"), Ok(None));
+        // Whitespace between tokens goes, whitespace inside strings stays.
         assert_eq!(
-            ok(
-                r#"{"a":18446744073709551615,"b":-9223372036854775808,"c":0.1,"d":1e300,"e":2.0,"f":-0,"g":18446744073709551616}"#
-            ),
-            r#"{"a":18446744073709551615,"b":-9223372036854775808,"c":0.1,"d":1e+300,"e":2.0,"f":-0.0,"g":1.8446744073709552e+19}"#
+            ok("{ \"a b\" :\r\n[ 1 , { \"c\" : \" d \" } , [ ] ] }"),
+            r#"{"a b":[1,{"c":" d "},[]]}"#
         );
+    }
+
+    #[test]
+    fn numbers_are_copied_as_written() {
+        let numbers = [
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073709551617",
+            "-9223372036854775809",
+            "123456789012345678901234567890123456789012345678901234567890",
+            "0.1",
+            "1.50",
+            "1E+2",
+            "1e-7",
+            "-0",
+            "-0.0",
+            "2.0",
+            "1e300",
+            "1e400",
+            "4.9e-324",
+            "0.30000000000000004",
+            "12.345678901234567890123",
+            "0e1073741822",
+        ];
+        for number in numbers {
+            let json = format!(r#"{{"1":{number},"2":[{number}],"3":{{"x":{number}}}}}"#);
+            assert_eq!(ok(&json), json, "{number}");
+        }
+    }
+
+    #[test]
+    fn without_sentinels_or_whitespace_the_output_is_the_raw_text() {
+        let json =
+            r#"{"239":1,"240":0,"66":12850,"9":-12.5,"1":[1.50,"x\u00e9\n"],"k":{"a":null}}"#;
+        match transcode_json(json) {
+            Ok(Some(Cow::Borrowed(text))) => assert_eq!(text, json),
+            other => panic!("{other:?}"),
+        }
+        // A sentinel or whitespace makes a copy.
+        assert!(matches!(
+            transcode_json(r#"{"1":{"__bigint":"1"}}"#),
+            Ok(Some(Cow::Owned(_)))
+        ));
+        assert!(matches!(
+            transcode_json(r#"{"1": 1}"#),
+            Ok(Some(Cow::Owned(_)))
+        ));
+    }
+
+    #[test]
+    fn numbers_postgresql_cannot_hold_are_refused() {
+        for number in [
+            "1e1000000",
+            "-1e1000000",
+            "1e-1000000",
+            "1e131072",
+            "10e131071",
+            "1e-16384",
+            "1.5e-16383",
+            "0.0e-16383",
+            "0e-16384",
+            "0e1073741823",
+            "0e-1073741823",
+            "1e99999999999999999999999999",
+            "1E-99999999999999999999999999",
+        ] {
+            let error = err(&format!(r#"{{"16":[0,{number}]}}"#));
+            assert_eq!(error.field, "attributes", "{number}");
+            assert!(
+                error.reason.starts_with(&format!(
+                    "attribute \"16\"[1]: number {number} is out of the range PostgreSQL's numeric holds"
+                )),
+                "{error}"
+            );
+        }
+        // A long number is cut in the reason.
+        let long = format!("{}e1000000", "7".repeat(100));
+        let error = err(&format!(r#"{{"16":{long}}}"#));
+        assert!(
+            error.reason.contains(&format!("{}…", "7".repeat(40))),
+            "{error}"
+        );
+        assert!(error.reason.len() < 300, "{error}");
+    }
+
+    #[test]
+    fn numbers_have_at_most_max_number_digits_each_side_of_the_point() {
+        let max = MAX_NUMBER_DIGITS;
+        let nines = "9".repeat(max);
+        for fine in [
+            nines.clone(),
+            format!("-{nines}"),
+            format!("0.{nines}"),
+            format!("{nines}.{nines}"),
+            format!("1e{}", max - 1),
+            format!("1e-{max}"),
+            format!("0.{}1e{max}", "0".repeat(max)),
+            format!("{}e-{max}", "1".repeat(2 * max)),
+            "0e1000000".to_owned(),
+            format!("0e-{max}"),
+        ] {
+            let json = format!(r#"{{"1":{fine}}}"#);
+            assert_eq!(ok(&json), json);
+        }
+        for (too_long, side) in [
+            (format!("{nines}9"), "before"),
+            (format!("-{nines}9.5"), "before"),
+            (format!("0.{nines}9"), "after"),
+            (format!("1e{max}"), "before"),
+            (format!("1e-{}", max + 1), "after"),
+            (format!("1.5e-{max}"), "after"),
+            (format!("0e-{}", max + 1), "after"),
+        ] {
+            let error = err(&format!(r#"{{"1":{too_long}}}"#));
+            assert_eq!(error.field, "attributes", "{too_long}");
+            assert!(
+                error.reason.contains(&format!(
+                    "digits {side} its decimal point when written out, more than {max}"
+                )),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -797,10 +1023,17 @@ mod tests {
             ),
             r#"{"a":"3q2+7w==","b":"AQI=","c":""}"#
         );
+        // Any number whose value is an integer 0..=255 is a byte, however it is written.
+        assert_eq!(
+            ok(r#"{"a":{"type":"Buffer","data":[ 0 , -0, 2e0, 25.5e1, 1.0E+1, 0.0, 100 ]}}"#),
+            r#"{"a":"AAAC/woAZA=="}"#
+        );
         for bad in [
             "[1,256]",
             "[-1]",
             "[1.5]",
+            "[2.55e2, 1e3]",
+            "[1e400]",
             r#"["1"]"#,
             "[[1]]",
             r#""AQI=""#,
@@ -836,6 +1069,26 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_keys_and_arguments_are_compared_unescaped() {
+        assert_eq!(
+            ok(
+                r#"{"a":{"__bigin\u0074":"1\u0032"},"b":{"\u0074ype":"Buf\u0066er","data":[1]},"c":{"__buffer_b64":"AQ\u0049="}}"#
+            ),
+            r#"{"a":12,"b":"AQ==","c":"AQI="}"#
+        );
+    }
+
+    #[test]
+    fn sentinels_with_whitespace_resolve() {
+        assert_eq!(
+            ok(
+                "{ \"a\" : { \"__bigint\" : \"-01\" } , \"b\" : [ { \"data\" : [ 1 , 2 ] , \"type\" : \"Buffer\" } ] }"
+            ),
+            r#"{"a":-1,"b":["AQI="]}"#
+        );
+    }
+
+    #[test]
     fn nested_sentinels_resolve_at_any_depth() {
         assert_eq!(
             ok(
@@ -851,6 +1104,9 @@ mod tests {
         );
         let error = err(r#"{"k":{"data":[1,{"type":"Buffer","data":[2]},3],"type":"Buffer"}}"#);
         assert!(error.reason.contains("data[1]"), "{error}");
+        // A sentinel whose argument is itself a sentinel is malformed.
+        let error = err(r#"{"k":{"__bigint":{"__bigint":"1"}}}"#);
+        assert!(error.reason.contains("got an object"), "{error}");
     }
 
     #[test]
@@ -878,8 +1134,47 @@ mod tests {
             assert_eq!(error.field, "attributes", "{json}");
             assert!(error.reason.contains("NUL"), "{error}");
         }
-        // Other control characters are fine for jsonb once escaped.
-        assert_eq!(ok(r#"{"a":"\u001f\u007f"}"#), "{\"a\":\"\\u001f\u{7f}\"}");
+        let error = err(r#"{"a":[{"b":"x\u0000"}]}"#);
+        assert_eq!(
+            error.reason,
+            r#"attribute "a"[0]["b"]: string "x\0" contains a NUL character (\u0000), which PostgreSQL jsonb refuses"#
+        );
+        // Other control characters are fine for jsonb once escaped; an escaped backslash before
+        // `u0000` is not an escape.
+        for json in [r#"{"a":"\u001f\u007f"}"#, r#"{"a":"\\u0000"}"#] {
+            assert_eq!(ok(json), json);
+        }
+    }
+
+    #[test]
+    fn unpaired_surrogates_are_refused() {
+        for json in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\udc00"}"#,
+            r#"{"a":"\uDBFFx"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800\ud800"}"#,
+            r#"{"a":"\udc00\ud800"}"#,
+            r#"{"a":["\udfff"]}"#,
+            r#"{"\ud800":1}"#,
+            r#"{"a":{"__bigint":"\ud800"}}"#,
+        ] {
+            let error = err(json);
+            assert_eq!(error.field, "attributes", "{json}");
+            assert!(
+                error.reason.contains("unpaired UTF-16 surrogate"),
+                "{error}"
+            );
+        }
+        let error = err(r#"{"a":["ok","x\udc00y"]}"#);
+        assert_eq!(
+            error.reason,
+            r#"attribute "a"[1]: string "x\\udc00y" contains an unpaired UTF-16 surrogate escape (\udc00), which is not Unicode text and PostgreSQL jsonb refuses"#
+        );
+        // A pair is one character, kept as written.
+        for json in [r#"{"a":"\ud83d\ude97"}"#, r#"{"\uD83D\uDE97":"\\ud800"}"#] {
+            assert_eq!(ok(json), json);
+        }
     }
 
     #[test]
@@ -892,12 +1187,26 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_bounded_by_serde_json() {
-        // 127 levels inside the attributes object parse (serde_json's limit is 128)...
-        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(126), "]".repeat(126));
-        assert!(transcode(&deep).is_ok());
-        // ...and deeper input is refused as bad JSON, without exhausting the stack.
-        let deeper = format!(r#"{{"a":{}1{}}}"#, "[".repeat(5000), "]".repeat(5000));
-        assert_eq!(transcode(&deeper).unwrap_err().field, "payload");
+    fn deep_nesting_is_bounded() {
+        // MAX_DEPTH levels, the attributes object included, are accepted...
+        let levels = MAX_DEPTH - 1;
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(levels), "]".repeat(levels));
+        assert_eq!(ok(&deep), deep);
+        let deep = format!(
+            r#"{{"a":{}1{}}}"#,
+            r#"{"b":"#.repeat(levels),
+            "}".repeat(levels)
+        );
+        assert_eq!(ok(&deep), deep);
+        // ...one more is refused naming the attribute, without exhausting the stack however deep.
+        for levels in [MAX_DEPTH, 100_000] {
+            let deeper = format!(r#"{{"a":{}1{}}}"#, "[".repeat(levels), "]".repeat(levels));
+            let error = err(&deeper);
+            assert_eq!(error.field, "attributes");
+            assert_eq!(
+                error.reason,
+                format!(r#"attribute "a": nests deeper than {MAX_DEPTH} levels"#)
+            );
+        }
     }
 }

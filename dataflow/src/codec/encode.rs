@@ -6,7 +6,7 @@
 //! memory and the cluster traffic of every record in flight), so the dead letter carries the
 //! position re-encoded instead: decoding it gives exactly the same row. Numbers are written
 //! exactly (`f32` columns through their exact `f64` value), the timestamp to the microsecond, and
-//! the attributes as the canonical JSON text they are stored as.
+//! the attributes as the JSON text they are stored as (their numbers as the producer wrote them).
 
 use super::timestamp::format_iso;
 use crate::Position;
@@ -86,7 +86,8 @@ mod tests {
             satellites: Some(13),
             priority: Some(2),
             event_id: None,
-            attributes: r#"{"16":9007199254740993,"78":"AQID","9":12.345}"#.to_owned(),
+            // Numbers as written: beyond 64 bits, trailing zeros, exponents.
+            attributes: r#"{"16":9007199254740993,"17":18446744073709551617,"78":"AQID","9":12.345,"10":[1.50,1E+2,-0.0,1e400]}"#.to_owned(),
         }
     }
 

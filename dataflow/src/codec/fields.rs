@@ -3,7 +3,8 @@
 //! Why a hand-written visitor instead of `#[derive(Deserialize)]` or a `serde_json::Value`:
 //! - no tree is built: each known field is read into a small [`Scalar`] (strings borrowed from the
 //!   payload when they have no escapes), unknown fields are skipped with `IgnoredAny`, and
-//!   `attributes` is transcoded in the same pass (see `attributes.rs`);
+//!   `attributes` is captured as raw text borrowed from the payload (`&RawValue`: serde_json checks
+//!   its grammar) and transcoded as soon as it is read (see `attributes.rs`);
 //! - every failure names its field. A derive would report a wrong type or a duplicate key as a
 //!   serde error that only says "invalid type"; here the type is checked after parsing, against the
 //!   contract, and semantic failures found during parsing (duplicate keys, bad attributes) are left
@@ -20,8 +21,9 @@ use std::fmt;
 
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::attributes::AttributesSeed;
+use super::attributes;
 use super::text::{bounded, fmt_bounded};
 use super::timestamp;
 use crate::{DecodeError, Field, Position, StreamId};
@@ -188,16 +190,15 @@ impl Visitor<'_> for KeyVisitor {
 pub(crate) struct Parsed<'de> {
     /// Indexed by [`Field::slot`].
     scalars: [Option<Scalar<'de>>; Field::SCALARS.len()],
-    /// Canonical attributes JSON; `None` when absent or `null`.
-    attributes: Option<String>,
+    /// The attributes' JSON text (borrowed when nothing was rewritten); `None` when absent or
+    /// `null`.
+    attributes: Option<Cow<'de, str>>,
 }
 
 /// Reads the payload object; semantic failures go to `error` (see the module doc).
 pub(crate) struct PayloadVisitor<'e> {
     /// Side channel: set when the visitor fails for a reason that names a field.
     pub error: &'e mut Option<DecodeError>,
-    /// A capacity hint for the attributes text (the payload's length).
-    pub capacity: usize,
 }
 
 impl<'de> Visitor<'de> for PayloadVisitor<'_> {
@@ -224,10 +225,14 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
                         return Err(duplicate(self.error, Field::Attributes));
                     }
                     attributes_seen = true;
-                    parsed.attributes = map.next_value_seed(AttributesSeed {
-                        error: &mut *self.error,
-                        capacity: self.capacity,
-                    })?;
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    parsed.attributes = match attributes::transcode(raw.get()) {
+                        Ok(text) => text,
+                        Err(error) => {
+                            *self.error = Some(error);
+                            return Err(de::Error::custom("invalid attributes"));
+                        }
+                    };
                 }
                 Key::Unknown => {
                     map.next_value::<IgnoredAny>()?;
@@ -268,10 +273,11 @@ impl<'de> Parsed<'de> {
         let satellites = integer(self.take(Field::Satellites), 0, 255)?;
         let priority = integer(self.take(Field::Priority), 0, 2)?;
         let event_id = integer(self.take(Field::EventId), 0, i32::MAX)?;
-        let attributes = self
-            .attributes
-            .map(right_sized)
-            .unwrap_or_else(|| String::from("{}"));
+        let attributes = match self.attributes {
+            Some(Cow::Borrowed(text)) => text.to_owned(),
+            Some(Cow::Owned(text)) => right_sized(text),
+            None => String::from("{}"),
+        };
         Ok(Position {
             source: StreamId::default(),
             device_id,
@@ -440,10 +446,12 @@ where
         .map_err(|_| DecodeError::new(field, format!("{value} is out of range {low}..={high}")))
 }
 
-/// The attributes text is transcoded into a buffer reserved at the payload's length (so it never
-/// grows while being written), which leaves about 40% of it unused. The row then waits in memory
-/// until its epoch commits, up to `MAX_INFLIGHT_EPOCHS × READ_COUNT` rows per worker, so the slack
-/// is handed back with one exact-size copy (an allocator's in-place shrink would keep the block).
+/// Rewritten attributes text (sentinels resolved, whitespace dropped) is written into a buffer
+/// reserved at the raw text's length (so it never grows while being written), which the rewriting
+/// leaves partly unused (a Node `Buffer.toJSON()` array shrinks to a third). The row then waits in
+/// memory until its epoch commits, up to `MAX_INFLIGHT_EPOCHS × READ_COUNT` rows per worker, so
+/// the slack is handed back with one exact-size copy (an allocator's in-place shrink would keep the
+/// block). Text that needed no rewriting is copied once, at its exact size.
 fn right_sized(text: String) -> String {
     const SLACK: usize = 64;
     if text.capacity() - text.len() > SLACK {
@@ -473,13 +481,7 @@ pub(crate) fn parse<'de>(
         }
     };
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed = de::Deserializer::deserialize_map(
-        &mut deserializer,
-        PayloadVisitor {
-            error,
-            capacity: payload.len(),
-        },
-    )?;
+    let parsed = de::Deserializer::deserialize_map(&mut deserializer, PayloadVisitor { error })?;
     deserializer.end()?;
     Ok(parsed)
 }

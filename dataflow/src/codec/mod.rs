@@ -8,25 +8,27 @@
 //! - one pass of serde_json over the payload bytes, with hand-written visitors (`fields.rs`): no
 //!   `serde_json::Value` tree; strings are borrowed from the payload when they have no escapes;
 //!   unknown fields are skipped without allocating; a duplicate known field is an error naming it;
-//! - `attributes` is transcoded during that same pass straight into its output text
-//!   (`attributes.rs`), resolving the producer's `__bigint` / `__buffer_b64` / `Buffer.toJSON()`
-//!   sentinels; a big integer is copied as digits and never passes through an `f64`;
+//! - `attributes` is captured by that same pass as raw text (serde_json checks its grammar) and
+//!   copied into its output text by a byte scanner (`attributes.rs`) that resolves the producer's
+//!   `__bigint` / `__buffer_b64` / `Buffer.toJSON()` sentinels and copies numbers as written: a big
+//!   integer is copied as digits and never passes through an `f64`;
 //! - `timestamp` is parsed by a small exact parser (`timestamp.rs`) and bounded to what a
 //!   `timestamptz` stores.
 //!
 //! Text: the payload must be UTF-8 JSON, checked once over the whole payload before parsing (so a
 //! stray byte fails as `payload` wherever it sits, in an unknown field too). A string holding an
-//! unpaired surrogate escape (`"\ud800"`) is not valid Unicode; serde_json refuses it (as would
-//! `jsonb`), so it fails as `payload` (unless it sits in an unknown field, which is skipped unread).
+//! unpaired surrogate escape (`"\ud800"`) is not valid Unicode; serde_json refuses it in a field it
+//! decodes, so it fails as `payload`, and the attributes scanner refuses it too (as would `jsonb`),
+//! as `attributes`. In an unknown field, which is skipped unread, it is ignored.
 //!
 //! A successful decode allocates the `device_id` and the `attributes` strings, nothing else (plus
-//! a scratch buffer when buffers are present, and a copy of any string sentinel argument that had
-//! JSON escapes).
+//! a scratch buffer when buffers are present, and a copy of any sentinel key or string argument
+//! that had JSON escapes).
 //!
 //! Floats: the workspace enables serde_json's `float_roundtrip` feature for this crate. Without it
 //! serde_json's parser is only approximately correct: about one double in three (and about one
 //! computed coordinate in ten) comes back one ulp off, so `latitude` would not be the number the
-//! producer sent and an attribute float would be re-printed with different digits.
+//! producer sent. (Attribute numbers are not parsed: they are copied as written.)
 
 mod attributes;
 mod encode;
@@ -38,7 +40,7 @@ use serde_json::error::Category;
 
 use crate::{DecodeError, Entry, Field, Position};
 
-pub use attributes::MAX_BIGINT_DIGITS;
+pub use attributes::{MAX_BIGINT_DIGITS, MAX_NUMBER_DIGITS};
 pub use encode::encode_payload;
 pub use fields::MAX_DEVICE_ID_CHARS;
 pub use timestamp::{MAX_TS_MICROS, MIN_TS_MICROS};
@@ -239,7 +241,6 @@ mod tests {
             b"{\"device_id\":\"\xff\"}",
             b"{\"x\":\"\xc3\",\"device_id\":\"a\",\"timestamp\":1,\"latitude\":0,\"longitude\":0}",
             br#"{"device_id":"\ud800"}"#,
-            br#"{"attributes":{"a":"\udc00"}}"#,
             b"\xef\xbb\xbf{}",
             br#"{"latitude":NaN}"#,
             br#"{"latitude":1e400}"#,
@@ -252,6 +253,9 @@ mod tests {
                 String::from_utf8_lossy(payload)
             );
         }
+        // In the attributes, the scanner refuses it, naming the field.
+        let error = decode_payload(br#"{"attributes":{"a":"\udc00"}}"#).unwrap_err();
+        assert_eq!(error.field, "attributes", "{error}");
         let entry = Entry {
             id: crate::StreamId::new(1, 0),
             fields: vec![("data".into(), bytes::Bytes::from_static(b"{}"))],
@@ -274,6 +278,38 @@ mod tests {
             position.attributes.capacity(),
             position.attributes.len()
         );
+    }
+
+    #[test]
+    fn attribute_numbers_are_kept_as_written() {
+        let position =
+            with(r#","attributes" : { "16" : 18446744073709551617 , "9" : [1.50, 1E+2, -0.0] }"#)
+                .unwrap();
+        assert_eq!(
+            position.attributes,
+            r#"{"16":18446744073709551617,"9":[1.50,1E+2,-0.0]}"#
+        );
+        let error = with(r#","attributes":{"16":1e1000000}"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "attributes: attribute \"16\": number 1e1000000 is out of the range PostgreSQL's \
+             numeric holds (at most 131072 digits before the decimal point and 16383 after it, an \
+             exponent below 1073741823 in magnitude)"
+        );
+    }
+
+    #[test]
+    fn attributes_nest_as_deep_as_serde_json_allowed_a_payload() {
+        // The payload object, the attributes object and 125 levels inside it: 127 levels.
+        let nested = |levels: usize| {
+            with(&format!(
+                r#","attributes":{{"a":{}1{}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            ))
+        };
+        assert!(nested(125).is_ok());
+        assert_eq!(field_of(nested(126)), "attributes");
     }
 
     #[test]
