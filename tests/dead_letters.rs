@@ -105,6 +105,26 @@ async fn entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once() {
         .as_str()
         .is_some_and(|r| r.contains("speed_lt_500")));
 
+    // sent back before the cause is fixed, the refused rows fail again: dead-lettered again,
+    // with their redrive count
+    let (code, moved, report) = dead_letters(&env, &["redrive", "--field", "database"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(moved.lines().count(), 5, "{moved}");
+    env.wait_for(
+        Duration::from_secs(60),
+        "the five refused again",
+        async |env: &mut TestEnv| {
+            let letters = env.dead_letters().await;
+            letters.len() == 6
+                && letters
+                    .iter()
+                    .filter(|l| l.get("redrive_count").map(String::as_str) == Some("1"))
+                    .count()
+                    == 5
+        },
+    )
+    .await;
+
     // the cause is fixed: the constraint goes, and everything is sent back
     env.db
         .batch_execute("ALTER TABLE positions DROP CONSTRAINT speed_lt_500")
@@ -125,11 +145,17 @@ async fn entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once() {
         .iter()
         .filter(|entry| entry.map.contains_key("redriven_from"))
         .collect();
-    assert_eq!(redriven.len(), 6);
-    for entry in redriven {
-        let count: String = entry.get("redrive_count").expect("redrive_count");
-        assert_eq!(count, "1");
-    }
+    assert_eq!(redriven.len(), 11);
+    let mut counts: Vec<String> = redriven
+        .iter()
+        .map(|entry| entry.get("redrive_count").expect("redrive_count"))
+        .collect();
+    counts.sort();
+    // the first round's five, the second round's five (their second trip) and the poison entry
+    assert_eq!(
+        counts,
+        ["1", "1", "1", "1", "1", "1", "2", "2", "2", "2", "2"]
+    );
     support::sigterm(&service);
     let (status, log) =
         tokio::task::spawn_blocking(move || support::wait_exit(service, Duration::from_secs(30)))

@@ -17,6 +17,10 @@ pub struct Position {
     /// The stream entry it was decoded from (`0-0` when decoded from a bare payload): if the
     /// database refuses the row, the entry is dead-lettered under this id.
     pub source: StreamId,
+    /// How many times the entry was sent back from the dead-letter stream (its `redrive_count`
+    /// field, 0 when it has none): kept so that a row the database refuses again is
+    /// dead-lettered again with its count.
+    pub redrives: u32,
     /// Tracker identity (IMEI for Teltonika): non-empty, at most 64 characters.
     pub device_id: String,
     /// The fix time in microseconds since 1970-01-01T00:00:00Z (the wire carries milliseconds;

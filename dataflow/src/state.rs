@@ -143,6 +143,7 @@ mod tests {
     fn at(device: &str, ts: i64) -> Position {
         Position {
             source: crate::StreamId::default(),
+            redrives: 0,
             device_id: device.to_owned(),
             ts_micros: ts,
             latitude: ts as f64 / 1000.0,

@@ -319,6 +319,7 @@ fn expected(produced: &Produced) -> Position {
     };
     Position {
         source: dataflow::StreamId::default(),
+        redrives: 0,
         device_id: produced.device_id.clone(),
         ts_micros: millis * 1000,
         latitude: produced.latitude,

@@ -41,43 +41,49 @@ pub fn kind_of(error: &str) -> String {
 }
 
 fn mask(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    let mut previous: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                // a quoted value, escapes included, up to its closing quote
-                let mut escaped = false;
-                for inner in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if inner == '\\' {
-                        escaped = true;
-                    } else if inner == '"' {
-                        break;
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        let after_name = i > 0
+            && chars
+                .get(i - 1)
+                .is_some_and(|p| p.is_alphanumeric() || *p == '_');
+        if c == '"' {
+            // a quoted value, escapes included, up to its closing quote
+            i += 1;
+            while let Some(&inner) = chars.get(i) {
+                i += if inner == '\\' { 2 } else { 1 };
+                if inner == '"' {
+                    break;
+                }
+            }
+            out.push_str("\"…\"");
+        } else if c.is_ascii_digit() && !after_name {
+            // a number standing on its own: digits, a fraction, an exponent
+            while digit(i) {
+                i += 1;
+            }
+            if chars.get(i) == Some(&'.') && digit(i + 1) {
+                i += 1;
+                while digit(i) {
+                    i += 1;
+                }
+            }
+            if matches!(chars.get(i), Some('e' | 'E')) {
+                let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
+                if digit(i + 1 + sign) {
+                    i += 1 + sign;
+                    while digit(i) {
+                        i += 1;
                     }
                 }
-                out.push_str("\"…\"");
-                previous = Some('"');
             }
-            c if c.is_ascii_digit()
-                && !previous.is_some_and(|p| p.is_alphanumeric() || p == '_') =>
-            {
-                // a number: digits, a fraction, an exponent
-                while chars
-                    .peek()
-                    .is_some_and(|n| n.is_ascii_alphanumeric() || matches!(n, '.' | '_'))
-                {
-                    chars.next();
-                }
-                out.push('N');
-                previous = Some('N');
-            }
-            c => {
-                out.push(c);
-                previous = Some(c);
-            }
+            out.push('N');
+        } else {
+            out.push(c);
+            i += 1;
         }
     }
     out

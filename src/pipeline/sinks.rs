@@ -17,7 +17,7 @@ use redis::aio::ConnectionManager;
 use super::committer::EpochSink;
 use crate::metrics::Metrics;
 use crate::postgres::{PostgresError, RowWriter, WriteOutcome};
-use crate::redis::Letter;
+use crate::redis::{Letter, REDRIVE_COUNT};
 use crate::retry::{Class, Failure, Retry};
 
 /// Where and as whom refused entries are dead-lettered, with the retry policy of doing so.
@@ -183,9 +183,14 @@ impl RowSink {
                     reason = %refusal.message,
                     "row refused by the database; moving its entry to the dead-letter stream"
                 );
+                let mut fields = vec![("payload".into(), encode_payload(row).into())];
+                if row.redrives > 0 {
+                    // a redriven entry refused again shows how often it went around
+                    fields.push((REDRIVE_COUNT.into(), row.redrives.to_string().into()));
+                }
                 Some(Letter {
                     id: row.source,
-                    fields: vec![("payload".into(), encode_payload(row).into())],
+                    fields,
                     reason: refusal.reason(),
                 })
             })

@@ -76,6 +76,7 @@ mod tests {
     fn position(ts_micros: i64) -> Position {
         Position {
             source: StreamId::default(),
+            redrives: 0,
             device_id: "dev \"quoted\" \u{1F697}".to_owned(),
             ts_micros,
             latitude: 54.687_157_1,

@@ -280,6 +280,7 @@ impl<'de> Parsed<'de> {
         };
         Ok(Position {
             source: StreamId::default(),
+            redrives: 0,
             device_id,
             ts_micros,
             latitude,

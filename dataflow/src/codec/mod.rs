@@ -46,11 +46,17 @@ pub use fields::MAX_DEVICE_ID_CHARS;
 pub use timestamp::{MAX_TS_MICROS, MIN_TS_MICROS};
 
 /// Decodes a stream entry: its `payload` field must hold the contract's JSON object. Other fields
-/// are ignored; when `payload` appears more than once, the first one counts.
+/// are ignored but `redrive_count` (set when the entry was sent back from the dead-letter
+/// stream); when `payload` appears more than once, the first one counts.
 pub fn decode_entry(entry: &Entry) -> Result<Position, DecodeError> {
     match entry.field("payload") {
         Some(payload) => decode_payload(payload).map(|mut position| {
             position.source = entry.id;
+            position.redrives = entry
+                .field("redrive_count")
+                .and_then(|count| std::str::from_utf8(count).ok())
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(0);
             position
         }),
         None => Err(DecodeError::new(
