@@ -95,3 +95,25 @@ fn an_unknown_variable_is_refused() {
         parse_vars(&[("WORKER".to_owned(), "2".to_owned())]).expect_err("WORKER is not a setting");
     assert_eq!(error.variable, "WORKER");
 }
+
+/// The image ships a stripped binary: the build stage turns the release profile's line tables
+/// and symbols off (a developer's own release build keeps them for profiling).
+#[test]
+fn the_image_builds_a_stripped_binary() {
+    let dockerfile = include_str!("../Dockerfile");
+    let build = dockerfile
+        .split("FROM ")
+        .find(|stage| stage.contains("AS build"))
+        .expect("a build stage");
+    for setting in [
+        "CARGO_PROFILE_RELEASE_DEBUG=false",
+        "CARGO_PROFILE_RELEASE_STRIP=symbols",
+    ] {
+        assert!(build.contains(setting), "the build stage sets {setting}");
+    }
+    let cargo_toml = include_str!("../Cargo.toml");
+    assert!(
+        cargo_toml.contains("debug = \"line-tables-only\""),
+        "developers keep line tables in their own release builds"
+    );
+}

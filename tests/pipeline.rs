@@ -342,3 +342,38 @@ async fn a_dropped_reader_connection_feeds_nothing_twice() {
     assert_eq!(running.metrics.duplicates.get(), 0);
     running.stop().await;
 }
+
+/// Trackers resend records whose acknowledgement they missed: the same key twice within one
+/// epoch. The copies are dropped before the COPY and counted, so the fast path stays the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_within_an_epoch_stay_on_the_fast_path() {
+    let mut env = TestEnv::new("dup_in_epoch").await;
+    let mut published = Vec::new();
+    for record in payloads("resend", 20, 200) {
+        published.push(record.clone());
+        published.push(record);
+    }
+    // a backlog read in one batch: each pair is in one epoch
+    env.publish(&published).await;
+    let running = env.start(env.config(&[]));
+    env.wait_for(
+        Duration::from_secs(60),
+        "200 rows and 200 duplicates",
+        async |env: &mut TestEnv| {
+            env.rows().await == 200
+                && running.metrics.duplicates.get() == 200
+                && env.pending().await == 0
+        },
+    )
+    .await;
+    let path = |label: &str| {
+        running
+            .metrics
+            .write_transactions
+            .with_label_values(&[label])
+            .get()
+    };
+    assert!(path("copy") > 0);
+    assert_eq!(path("insert"), 0, "no batch left the fast path");
+    running.stop().await;
+}

@@ -21,6 +21,8 @@
 //! is refused, with the server's reason. About `k × log2(n)` statements find `k` bad rows among
 //! `n`, and only when something was refused.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 
 use bytes::{BufMut, BytesMut};
@@ -213,15 +215,17 @@ impl RowWriter {
 
     /// Writes all `rows` in one transaction. On error nothing of it is committed; a broken
     /// connection is reopened by the next call.
-    pub async fn write(&mut self, rows: &Batch<Position>) -> Result<WriteOutcome, PostgresError> {
+    pub async fn write(&mut self, batch: &Batch<Position>) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let copy = self.copy.clone();
         let batch_size = self.batch_size();
+        let rows = first_of_each_key(batch);
+        let repeated = (batch.len() - rows.len()) as u64;
         let conn = self.connection().await?;
-        match copy_rows(&mut conn.client, &copy, rows).await {
+        match copy_rows(&mut conn.client, &copy, &rows).await {
             Ok(inserted) => Ok(WriteOutcome {
                 inserted,
-                duplicates: 0,
+                duplicates: repeated,
                 path: WritePath::Copy,
             }),
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -229,7 +233,7 @@ impl RowWriter {
                     rows = rows.len(),
                     "a key exists already; writing the batch with ON CONFLICT"
                 );
-                let mut sorted: Vec<&Position> = rows.iter().collect();
+                let mut sorted = rows;
                 sorted.sort_unstable_by(|a, b| {
                     (&a.device_id, a.ts_micros).cmp(&(&b.device_id, b.ts_micros))
                 });
@@ -243,7 +247,7 @@ impl RowWriter {
                 tx.commit().await.map_err(|e| failed(&e))?;
                 Ok(WriteOutcome {
                     inserted,
-                    duplicates: (rows.len() as u64).saturating_sub(inserted),
+                    duplicates: (batch.len() as u64).saturating_sub(inserted),
                     path: WritePath::Insert,
                 })
             }
@@ -314,6 +318,46 @@ impl RowWriter {
     }
 }
 
+/// The rows of `batch` whose key `(device_id, ts)` has not come before in it, in order.
+///
+/// Trackers resend records whose acknowledgement they missed, so one key often arrives twice
+/// within seconds, and usually in one epoch. Left in, such a pair makes the COPY fail on the
+/// unique key and sends the whole batch down the slow `ON CONFLICT` path; taken out here (the
+/// first one wins, as with `ON CONFLICT DO NOTHING`), the batch stays on the fast path and the
+/// dropped copies are counted as duplicates. Keys that exist in the table already still take the
+/// slow path.
+fn first_of_each_key(batch: &Batch<Position>) -> Vec<&Position> {
+    let mut seen: HashSet<(&str, i64), BuildHasherDefault<KeyHasher>> =
+        HashSet::with_capacity_and_hasher(batch.len(), BuildHasherDefault::default());
+    batch
+        .iter()
+        .filter(|row| seen.insert((row.device_id.as_str(), row.ts_micros)))
+        .collect()
+}
+
+/// FNV-1a over the key's bytes, finished with a multiply: a fast hash for short keys that come
+/// from trackers, not from an adversary choosing collisions (a collision costs a comparison).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
 /// Send the COPY data in pieces of about this size.
 const COPY_CHUNK: usize = 256 * 1024;
 
@@ -326,7 +370,7 @@ const COPY_CHUNK: usize = 256 * 1024;
 async fn copy_rows(
     client: &mut Client,
     statement: &str,
-    rows: &Batch<Position>,
+    rows: &[&Position],
 ) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let mut sink = pin!(tx.copy_in(statement).await?);

@@ -99,21 +99,35 @@ impl Frame {
 /// The line at `pos`: its type byte, the header text after it, and where the next line starts.
 fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
     let rest = buf.get(pos..)?;
-    let end = rest.windows(2).position(|pair| pair == b"\r\n")?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    if rest.get(end + 1) != Some(&b'\n') {
+        // a header has no CR inside it; one not followed by LF yet means: not all here
+        return None;
+    }
     let kind = *rest.first()?;
     Some((kind, rest.get(1..end)?, pos + end + 2))
 }
 
+/// A header's length or count: an optional `-`, then decimal digits.
 fn number(text: &[u8]) -> Result<i64, ReplyError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| {
-            ReplyError::Unexpected(format!(
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut value: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() || digits.len() > 18 {
+            return Err(ReplyError::Unexpected(format!(
                 "{:?} is not a length",
                 String::from_utf8_lossy(text)
-            ))
-        })
+            )));
+        }
+        value = value * 10 + i64::from(byte - b'0');
+    }
+    if digits.is_empty() {
+        return Err(ReplyError::Unexpected("an empty length".to_owned()));
+    }
+    Ok(if negative { -value } else { value })
 }
 
 /// A cursor over a complete reply.
