@@ -14,6 +14,13 @@ For each of --runs runs (default 3), on a fresh stream and PostgreSQL schema:
 Prints one table (median and min-max per figure, and the ratio pipeline/ceiling) and writes the
 figures as JSON (--json, default bench-results.json).
 
+Variants (--variant LABEL:KEY=VALUE,KEY=VALUE, repeatable) compare configurations side by side in
+one session: every run measures each variant in turn on the same records (same seed), so drift
+between runs hits all of them alike, and the table gets one column per variant plus each one's
+pipeline rate relative to the first variant's, run by run. KEY is an environment variable of the
+processor, or BIN for another processor binary. Example, the cost of device_latest:
+  scripts/bench.py --variant off:DEVICE_LATEST=off --variant on:DEVICE_LATEST=on
+
 Needs: target/release/processor (cargo build --release), psql, redis-cli, /usr/bin/time.
 Environment: REDIS_URL (redis://127.0.0.1:6379), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
 On a TimescaleDB server (e.g. PGPORT=5433, see the README's "Tests") positions is a hypertable, and
@@ -72,7 +79,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def service_env(stream, schema, port, workers, name="bench"):
+def service_env(stream, schema, port, workers, name="bench", extra=None):
     env = dict(os.environ, REDIS_URL=REDIS_URL,
                 DATABASE_URL=f"postgres://{PG['PGUSER']}@{PG['PGHOST']}:{PG['PGPORT']}/postgres"
                              f"?options=-csearch_path%3D{schema}",
@@ -86,6 +93,7 @@ def service_env(stream, schema, port, workers, name="bench"):
         env["WORKERS"] = str(workers)
     else:
         env.pop("WORKERS", None)
+    env.update(extra or {})
     return env
 
 
@@ -109,10 +117,12 @@ def drop(stream, schema):
     psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def start_service(stream, schema, workers, timing_file, name="bench"):
+def start_service(stream, schema, workers, timing_file, name="bench", variant=None):
+    variant = dict(variant or {})
+    binary = variant.pop("BIN", BIN)
     port = free_port()
-    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", timing_file, BIN],
-                            env=service_env(stream, schema, port, workers, name),
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", timing_file, binary],
+                            env=service_env(stream, schema, port, workers, name, variant),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port
 
@@ -227,7 +237,7 @@ def quantiles(metrics_text):
     return q(0.5), q(0.99), top
 
 
-def one_run(args, run):
+def one_run(args, run, variant=None):
     result = {}
     stream, schema = fresh("load")
     try:
@@ -240,7 +250,7 @@ def one_run(args, run):
         replicas, ports = [], []
         for r in range(args.replicas):
             timing = tempfile.mktemp()
-            proc, port = start_service(stream, schema, args.workers, timing, f"bench{r}")
+            proc, port = start_service(stream, schema, args.workers, timing, f"bench{r}", variant)
             replicas.append((proc, timing))
             ports.append(port)
         ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout)
@@ -289,12 +299,14 @@ def one_run(args, run):
         result["ratio"] = result["pipeline_rows_per_s"] / result["copy_ceiling_rows_per_s"]
     finally:
         drop(stream, schema)
+    if args.latency_secs <= 0:
+        return result
     # latency at half the measured pipeline rate
     stream, schema = fresh("latency")
     try:
         rate = int(result["pipeline_rows_per_s"] / 2)
         timing = tempfile.mktemp()
-        proc, port = start_service(stream, schema, args.workers, timing)
+        proc, port = start_service(stream, schema, args.workers, timing, variant=variant)
         time.sleep(1)
         published = simulate(stream, duration=args.latency_secs, rate=rate, devices=args.devices,
                              seed=100 + run, profile=args.profile)
@@ -314,6 +326,7 @@ FIGURES = [
     ("pipeline_rows_per_s", "pipeline rows/s (until all committed and acked)", "rate"),
     ("copy_ceiling_rows_per_s", "single-connection binary COPY ceiling, rows/s", "rate"),
     ("ratio", "pipeline / ceiling", "ratio"),
+    ("vs_first", "pipeline / first variant's, run by run", "ratio"),
     ("staged_copy_rows_per_s", "COPY to staging + `INSERT ... ON CONFLICT`, rows/s", "rate"),
     ("cpu_us_per_row", "processor CPU per row", "us"),
     ("postgres_cpu_us_per_row", "PostgreSQL server CPU per row", "us"),
@@ -352,6 +365,15 @@ def table(configs):
     return "\n".join(lines)
 
 
+def parse_variant(text):
+    """`LABEL:KEY=VALUE,KEY=VALUE` as (label, {KEY: VALUE})."""
+    label, _, settings = text.partition(":")
+    pairs = [pair.split("=", 1) for pair in settings.split(",") if pair]
+    if not label or any(len(pair) != 2 for pair in pairs):
+        sys.exit(f"bench: --variant {text!r}: expected LABEL:KEY=VALUE,KEY=VALUE")
+    return label, dict(pairs)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500_000)
@@ -365,7 +387,9 @@ def main():
     parser.add_argument("--replicas", type=int, default=1,
                         help="independent processes in the group for the throughput run")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--latency-secs", type=int, default=20)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="LABEL:KEY=VALUE,... a configuration to compare (repeatable; see above)")
+    parser.add_argument("--latency-secs", type=int, default=20, help="0 skips the latency test")
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()
@@ -374,23 +398,35 @@ def main():
     for binary in {BIN, SIMULATOR}:
         if not os.access(binary, os.X_OK):
             sys.exit(f"bench: {binary} is missing: build the release binary first: cargo build --release")
-    runs = []
+    variants = [parse_variant(text) for text in args.variant] or [("median (min–max)", {})]
+    runs = {label: [] for label, _ in variants}
     for run in range(args.runs):
-        runs.append(one_run(args, run))
-        print(f"bench: run {run + 1}/{args.runs}: " + ", ".join(f"{k}={v:.3g}" for k, v in runs[-1].items()),
-              file=sys.stderr)
-    figures = {}
-    for key in runs[0]:
-        if isinstance(runs[0][key], bool):
-            continue
-        values = [r[key] for r in runs]
-        figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
-    kind = "hypertable" if runs[0].get("hypertable") else "plain table"
+        for label, settings in variants:
+            result = one_run(args, run, settings)
+            first = runs[variants[0][0]]
+            if len(variants) > 1 and len(first) > run:
+                result["vs_first"] = result["pipeline_rows_per_s"] / first[run]["pipeline_rows_per_s"]
+            runs[label].append(result)
+            print(f"bench: run {run + 1}/{args.runs} {label}: "
+                  + ", ".join(f"{k}={v:.3g}" for k, v in result.items()), file=sys.stderr)
+    configs = []
+    for label, _ in variants:
+        figures = {}
+        for key in runs[label][0]:
+            if isinstance(runs[label][0][key], bool):
+                continue
+            values = [r[key] for r in runs[label] if key in r]
+            figures[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        configs.append((label, figures))
+    first_run = runs[variants[0][0]][0]
+    kind = "hypertable" if first_run.get("hypertable") else "plain table"
     print(f"N={args.count} devices={args.devices} profile={args.profile} workers={args.workers or 'default'} replicas={args.replicas} "
           f"runs={args.runs} positions={kind} PGPORT={PG['PGPORT']}")
-    print(table([("median (min–max)", figures)]))
+    print(table(configs))
+    figures = configs[0][1]
     with open(args.json, "w") as out:
-        json.dump({"settings": vars(args), "runs": runs, "figures": figures}, out, indent=2)
+        json.dump({"settings": vars(args), "runs": runs, "figures": figures,
+                   "variants": dict(configs)}, out, indent=2)
 
 
 if __name__ == "__main__":

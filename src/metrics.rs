@@ -12,6 +12,9 @@ use prometheus::{
 pub struct Metrics {
     /// The registry all of them live in (scraped by `/metrics`).
     pub registry: Registry,
+    /// The name of every metric family defined here (a labelled family is in the registry's
+    /// output only once it has a series; this lists it from the start).
+    pub names: Vec<String>,
     /// Stream entries handed to the dataflow.
     pub entries_read: IntCounter,
     /// Stream entries acknowledged after their epoch committed.
@@ -44,6 +47,14 @@ pub struct Metrics {
     pub devices_in_state: IntGauge,
     /// Devices evicted from per-device state.
     pub state_evictions: IntCounter,
+    /// Records older than their device's newest record seen (late data).
+    pub out_of_order: IntCounter,
+    /// From a record's fix time to the commit of its row.
+    pub record_age_seconds: Histogram,
+    /// Records whose fix time was ahead of the wall clock by more than FUTURE_MARGIN_SECS.
+    pub future_timestamps: IntCounter,
+    /// `device_latest` rows inserted or moved forward.
+    pub device_latest_rows: IntCounter,
     /// Epochs read but not yet acknowledged, over all workers.
     pub epochs_in_flight: IntGauge,
     /// Entries taken over from other consumers with XAUTOCLAIM.
@@ -84,36 +95,43 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.32"])
             .set(1);
         registry.register(Box::new(build_info))?;
+        let names = std::cell::RefCell::new(vec!["processor_build_info".to_owned()]);
+        let register = |metric: Box<dyn prometheus::core::Collector>| -> prometheus::Result<()> {
+            names
+                .borrow_mut()
+                .extend(metric.desc().iter().map(|desc| desc.fq_name.clone()));
+            registry.register(metric)
+        };
         let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
             let metric = IntCounter::new(name, help)?;
-            registry.register(Box::new(metric.clone()))?;
+            register(Box::new(metric.clone()))?;
             Ok(metric)
         };
         let counter_vec =
             |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
                 let metric = IntCounterVec::new(Opts::new(name, help), &[label])?;
-                registry.register(Box::new(metric.clone()))?;
+                register(Box::new(metric.clone()))?;
                 Ok(metric)
             };
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
             let metric = IntGauge::new(name, help)?;
-            registry.register(Box::new(metric.clone()))?;
+            register(Box::new(metric.clone()))?;
             Ok(metric)
         };
         let gauge_vec = |name: &str, help: &str, label: &str| -> prometheus::Result<IntGaugeVec> {
             let metric = IntGaugeVec::new(Opts::new(name, help), &[label])?;
-            registry.register(Box::new(metric.clone()))?;
+            register(Box::new(metric.clone()))?;
             Ok(metric)
         };
         let float_gauge = |name: &str, help: &str| -> prometheus::Result<Gauge> {
             let metric = Gauge::new(name, help)?;
-            registry.register(Box::new(metric.clone()))?;
+            register(Box::new(metric.clone()))?;
             Ok(metric)
         };
         let histogram =
             |name: &str, help: &str, buckets: Vec<f64>| -> prometheus::Result<Histogram> {
                 let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-                registry.register(Box::new(metric.clone()))?;
+                register(Box::new(metric.clone()))?;
                 Ok(metric)
             };
         Ok(Metrics {
@@ -188,6 +206,26 @@ impl Metrics {
                 "processor_state_evictions_total",
                 "Devices evicted from per-device state to respect STATE_CAPACITY.",
             )?,
+            out_of_order: counter(
+                "processor_out_of_order_total",
+                "Records older than their device's newest record seen by this process (late data: records a tracker buffered offline, or redeliveries). Stored like any other.",
+            )?,
+            record_age_seconds: histogram(
+                "processor_record_age_seconds",
+                "From a record's fix time (ts) to the commit of its row: seconds for a live tracker, up to weeks for buffered records.",
+                vec![
+                    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6.0 * 3600.0, 86_400.0,
+                    3.0 * 86_400.0, 7.0 * 86_400.0, 14.0 * 86_400.0, 28.0 * 86_400.0,
+                ],
+            )?,
+            future_timestamps: counter(
+                "processor_future_timestamps_total",
+                "Records whose fix time was more than FUTURE_MARGIN_SECS ahead of the wall clock at commit (a device's clock is wrong). Stored like any other.",
+            )?,
+            device_latest_rows: counter(
+                "processor_device_latest_rows_total",
+                "device_latest rows inserted or moved forward (a device's newest fix of an epoch that is newer than the stored one).",
+            )?,
             epochs_in_flight: gauge(
                 "processor_epochs_in_flight",
                 "Epochs read but not yet acknowledged, over all workers.",
@@ -232,13 +270,14 @@ impl Metrics {
                     ),
                     &["direction"],
                 )?;
-                registry.register(Box::new(metric.clone()))?;
+                register(Box::new(metric.clone()))?;
                 metric
             },
             epoch_clock_offset_seconds: float_gauge(
                 "processor_epoch_clock_offset_seconds",
                 "How far the epoch clock is ahead of the wall clock (negative: behind); nonzero while it slews after a step.",
             )?,
+            names: names.into_inner(),
             registry,
         })
     }

@@ -44,6 +44,22 @@ pub fn check_name(variable: &str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A feature switched `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Switch {
+    /// Whether it is on.
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 /// A flag in milliseconds within `min..=max`, as a `Duration`.
 pub fn millis(min: u64, max: u64) -> impl TypedValueParser<Value = Duration> {
     clap::value_parser!(u64)

@@ -117,3 +117,49 @@ fn the_image_builds_a_stripped_binary() {
         "developers keep line tables in their own release builds"
     );
 }
+
+/// The `processor_*` names in `text`, with a histogram's `_bucket`, `_count` and `_sum` suffixes
+/// taken back to the histogram.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("processor_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        names.insert(name.to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every series the dashboard and the alert rules query is one the service exports: a renamed
+/// metric cannot leave an empty panel or an alert that never fires.
+#[test]
+fn the_dashboard_and_the_alerts_query_only_exported_metrics() {
+    let metrics = processor::metrics::Metrics::new().expect("metrics");
+    let exported: std::collections::BTreeSet<&str> =
+        metrics.names.iter().map(String::as_str).collect();
+    for file in [
+        "deploy/grafana/dashboards/processor.json",
+        "deploy/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(file).expect(file);
+        let used = metric_names(&text);
+        assert!(!used.is_empty(), "{file} names no metric");
+        let unknown: Vec<&String> = used
+            .iter()
+            .filter(|name| !exported.contains(name.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} queries unknown metrics: {unknown:?}"
+        );
+    }
+}

@@ -7,32 +7,8 @@
 //! swept out in bulk every `W/16`, so the count may include devices up to `W/16` past the window.
 //! The README records the measured cost and why differential-dataflow was not needed here.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
+use crate::hashing::KeyMap;
 use crate::Epoch;
-
-/// The map's keys are already hashes (FNV-1a of the device id): hashing them again with the
-/// standard library's SipHash cost a tenth of the fold. A multiply spreads them over the table's
-/// buckets instead.
-#[derive(Default)]
-struct SpreadHasher(u64);
-
-impl Hasher for SpreadHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
 
 /// Devices seen per worker within the last `window` epochs.
 #[derive(Debug)]
@@ -40,7 +16,7 @@ pub struct ActiveDevices {
     window: Epoch,
     sweep_every: Epoch,
     swept_at: Epoch,
-    last_seen: HashMap<u64, Epoch, BuildHasherDefault<SpreadHasher>>,
+    last_seen: KeyMap<u64, Epoch>,
 }
 
 impl ActiveDevices {
@@ -51,7 +27,7 @@ impl ActiveDevices {
             window,
             sweep_every: (window / 16).max(1),
             swept_at: 0,
-            last_seen: HashMap::default(),
+            last_seen: KeyMap::default(),
         }
     }
 

@@ -15,8 +15,12 @@
 //!  fold_state                 commit_epochs("DeadLetter") ── XADD dead-letter + XACK
 //!    │ exchange by device_hash,  │
 //!    │ fold into StateTable      │
+//!    │ Rows: the positions, then │
+//!    │ per complete epoch each   │
+//!    │ changed device's newest   │
+//!    │ fix (device_latest)       │
 //!    ▼                           │
-//!  commit_epochs("WriteRows") ── one transaction per (worker, epoch)
+//!  commit_epochs("WriteRows") ── one transaction per (worker, epoch): positions + fixes
 //!    │                           │
 //!    └──────────► probe ◄────────┘  frontier = "committed everywhere"
 //!
@@ -45,8 +49,11 @@ mod entry;
 mod error;
 mod field;
 pub mod graph;
+mod hashing;
+mod latest;
 pub mod operators;
 mod position;
+mod rows;
 mod state;
 
 pub use active::ActiveDevices;
@@ -54,8 +61,11 @@ pub use batch::Batch;
 pub use entry::{BadStreamId, Entry, StreamId};
 pub use error::DecodeError;
 pub use field::Field;
+pub use hashing::{KeyHasher, KeyMap, KeySet};
+pub use latest::{newest_per_device, EpochLatest, LatestFix};
 pub use position::{device_hash, Position};
-pub use state::{DeviceState, LastFix, StateTable};
+pub use rows::Rows;
+pub use state::{DeviceState, Folded, LastFix, StateTable};
 
 /// Logical time of the dataflow: the index of a wall-clock tick of `EPOCH_MS` milliseconds.
 pub type Epoch = u64;

@@ -71,6 +71,19 @@ pub struct StateTable {
     devices: LruCache<String, DeviceState>,
     capacity: usize,
     evictions: u64,
+    out_of_order: u64,
+}
+
+/// What folding one record did to its device's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Folded {
+    /// The record is the device's newest fix this session (or its first): the state moved to it.
+    Newest,
+    /// The record is older than the device's `last_seen` (late data: a tracker sending what it
+    /// buffered offline, or a redelivery after newer records): counted, the state stays.
+    Older,
+    /// The record has the device's `last_seen` itself: most likely the same record again.
+    Same,
 }
 
 impl StateTable {
@@ -84,20 +97,28 @@ impl StateTable {
             devices: LruCache::unbounded(),
             capacity: capacity.get(),
             evictions: 0,
+            out_of_order: 0,
         }
     }
 
     /// Folds one position into its device's state. Called before the position is written, so the
     /// state reflects everything handed to the sink; folding the same record twice (redelivery)
     /// leaves `last_seen` and `last_position` as they were and only counts it again.
-    pub fn fold(&mut self, position: &Position) {
+    pub fn fold(&mut self, position: &Position) -> Folded {
         if let Some(state) = self.devices.get_mut(&position.device_id) {
             state.position_count_session += 1;
-            if position.ts_micros > state.last_seen {
-                state.last_seen = position.ts_micros;
-                state.last_position = LastFix::from(position);
-            }
-            return;
+            return match position.ts_micros.cmp(&state.last_seen) {
+                std::cmp::Ordering::Greater => {
+                    state.last_seen = position.ts_micros;
+                    state.last_position = LastFix::from(position);
+                    Folded::Newest
+                }
+                std::cmp::Ordering::Less => {
+                    self.out_of_order += 1;
+                    Folded::Older
+                }
+                std::cmp::Ordering::Equal => Folded::Same,
+            };
         }
         let state = DeviceState {
             last_position: LastFix::from(position),
@@ -108,6 +129,7 @@ impl StateTable {
             self.evictions += 1;
         }
         self.devices.put(position.device_id.clone(), state);
+        Folded::Newest
     }
 
     /// The state of `device_id`, without touching its recency.
@@ -128,6 +150,13 @@ impl StateTable {
     /// Devices evicted to respect the capacity since the table was created.
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    /// Records older than their device's `last_seen` since the table was created ([`Folded::Older`]).
+    /// A device that was evicted (or not seen this session) has no `last_seen`, so its late
+    /// records are not counted: this counts what the state can tell, a lower bound.
+    pub fn out_of_order(&self) -> u64 {
+        self.out_of_order
     }
 
     /// Every held device and its state, most recently seen first.
@@ -165,16 +194,18 @@ mod tests {
     #[test]
     fn last_seen_never_moves_back() {
         let mut t = table(10);
-        t.fold(&at("a", 200));
-        t.fold(&at("a", 100));
+        assert_eq!(t.fold(&at("a", 200)), Folded::Newest);
+        assert_eq!(t.fold(&at("a", 100)), Folded::Older);
+        assert_eq!(t.fold(&at("a", 200)), Folded::Same);
+        assert_eq!(t.out_of_order(), 1, "only the older record is out of order");
         let s = t.get("a").expect("held");
         assert_eq!(s.last_seen, 200);
         assert_eq!(
             s.last_position.latitude, 0.2,
             "the fix of the latest record"
         );
-        assert_eq!(s.position_count_session, 2);
-        t.fold(&at("a", 300));
+        assert_eq!(s.position_count_session, 3);
+        assert_eq!(t.fold(&at("a", 300)), Folded::Newest);
         assert_eq!(t.get("a").expect("held").last_seen, 300);
     }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use dataflow::operators::{BadEntry, Committer};
-use dataflow::{graph, ActiveDevices, Batch, Entry, Epoch, Position, StateTable};
+use dataflow::{graph, ActiveDevices, Batch, Entry, Epoch, Rows, StateTable};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::InputHandleVec;
 use timely::scheduling::SyncActivator;
@@ -85,7 +85,7 @@ fn bad_entry(id: u64) -> Entry {
     }
 }
 
-type Rows = Log<Position>;
+type RowLog = Log<Rows>;
 type Dead = Log<BadEntry>;
 
 /// Three workers each read entries of 50 devices over several epochs; every device's records
@@ -93,7 +93,7 @@ type Dead = Log<BadEntry>;
 /// once; bad entries go to the dead-letter committer of the worker that read them.
 #[test]
 fn three_workers_key_fold_and_commit_every_epoch_once() {
-    let rows: Rows = Arc::new(Mutex::new(Vec::new()));
+    let rows: RowLog = Arc::new(Mutex::new(Vec::new()));
     let dead: Dead = Arc::new(Mutex::new(Vec::new()));
     let released = Arc::new(Mutex::new(HashSet::new()));
     let activators = Arc::new(Mutex::new(Vec::new()));
@@ -121,6 +121,7 @@ fn three_workers_key_fold_and_commit_every_epoch_once() {
                     entries,
                     Rc::clone(&table),
                     Rc::clone(&active),
+                    true,
                     gated(index, &rows, &released, &activators),
                     gated(index, &dead, &released, &activators),
                 )
@@ -157,7 +158,23 @@ fn three_workers_key_fold_and_commit_every_epoch_once() {
     let mut batches: BTreeMap<(usize, Epoch), usize> = BTreeMap::new();
     for (worker, epoch, batch) in rows.iter() {
         *batches.entry((*worker, *epoch)).or_default() += 1;
-        for position in batch {
+        // the epoch's newest fix per device travels with its positions: one per device, the
+        // newest of them (every epoch's records are newer than the last epoch's)
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for position in batch.iter().flat_map(Rows::positions) {
+            let ts = newest.entry(&position.device_id).or_insert(i64::MIN);
+            *ts = (*ts).max(position.ts_micros);
+        }
+        let mut fixes: HashMap<&str, i64> = HashMap::new();
+        for fix in batch.iter().flat_map(Rows::latest) {
+            assert!(
+                fixes.insert(&fix.device_id, fix.ts_micros).is_none(),
+                "two fixes for {} in one epoch",
+                fix.device_id
+            );
+        }
+        assert_eq!(fixes, newest, "worker {worker}, epoch {epoch}");
+        for position in batch.iter().flat_map(Rows::positions) {
             owner
                 .entry(position.device_id.clone())
                 .or_default()
@@ -196,11 +213,83 @@ fn three_workers_key_fold_and_commit_every_epoch_once() {
     }
 }
 
+/// Late data and repeats move no device back: an epoch whose records of a device are all older
+/// than what the state has seen emits no fix for it; and with the table switched off, nothing.
+#[test]
+fn only_records_that_move_a_device_forward_become_fixes() {
+    for latest in [true, false] {
+        let rows: RowLog = Arc::new(Mutex::new(Vec::new()));
+        let dead: Dead = Arc::new(Mutex::new(Vec::new()));
+        let released = Arc::new(Mutex::new((0..10u64).collect::<HashSet<_>>()));
+        let activators = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (rows, dead) = (Arc::clone(&rows), Arc::clone(&dead));
+            timely::execute(timely::Config::thread(), move |worker| {
+                let table = Rc::new(RefCell::new(StateTable::new(
+                    NonZeroUsize::new(16).expect("non-zero"),
+                )));
+                let mut input: InputHandleVec<Epoch, Entry> = InputHandleVec::new();
+                let probe = worker.dataflow(|scope| {
+                    let entries = scope.input_from(&mut input);
+                    graph::build(
+                        entries,
+                        table,
+                        Rc::new(RefCell::new(ActiveDevices::new(100))),
+                        latest,
+                        gated(0, &rows, &released, &activators),
+                        gated(0, &dead, &released, &activators),
+                    )
+                });
+                let epochs: [&[(&str, u64)]; 3] = [
+                    &[("a", 100), ("a", 300), ("a", 200)],
+                    &[("a", 50), ("a", 300), ("b", 10)], // a: late and a repeat; b: new
+                    &[("a", 400), ("b", 5)],
+                ];
+                for (epoch, records) in epochs.iter().enumerate() {
+                    for (i, (device, ts)) in records.iter().enumerate() {
+                        input.send(entry((epoch * 10 + i) as u64 + 1, device, *ts));
+                    }
+                    input.advance_to(epoch as u64 + 1);
+                    while probe.less_than(input.time()) {
+                        worker.step();
+                    }
+                }
+            })
+            .expect("timely runs");
+        }
+        let rows = rows.lock().expect("rows");
+        let fixes: Vec<(Epoch, String, i64)> = rows
+            .iter()
+            .flat_map(|(_, epoch, batch)| {
+                batch
+                    .iter()
+                    .flat_map(Rows::latest)
+                    .map(move |fix| (*epoch, fix.device_id.clone(), fix.ts_micros / 1000))
+            })
+            .collect();
+        let positions: usize = rows
+            .iter()
+            .map(|(_, _, batch)| batch.iter().flat_map(Rows::positions).count())
+            .sum();
+        assert_eq!(positions, 8, "every record is written, late or not");
+        if latest {
+            let expected = vec![
+                (0, "a".to_owned(), 300),
+                (1, "b".to_owned(), 10),
+                (2, "a".to_owned(), 400),
+            ];
+            assert_eq!(fixes, expected);
+        } else {
+            assert!(fixes.is_empty(), "{fixes:?}");
+        }
+    }
+}
+
 /// The probe must not pass an epoch while its commit is outstanding on any worker, and must pass
 /// it once the commit is reported.
 #[test]
 fn probe_waits_for_the_commit_of_every_worker() {
-    let rows: Rows = Arc::new(Mutex::new(Vec::new()));
+    let rows: RowLog = Arc::new(Mutex::new(Vec::new()));
     let dead: Dead = Arc::new(Mutex::new(Vec::new()));
     let released = Arc::new(Mutex::new(HashSet::new()));
     let activators = Arc::new(Mutex::new(Vec::new()));
@@ -227,6 +316,7 @@ fn probe_waits_for_the_commit_of_every_worker() {
                     entries,
                     table,
                     Rc::new(RefCell::new(ActiveDevices::new(100))),
+                    true,
                     gated(index, &rows, &released, &activators),
                     gated(index, &dead, &released, &activators),
                 )

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::settings::{millis, seconds, ConfigError};
+use crate::settings::{millis, seconds, ConfigError, Switch};
 
 /// Epochs, state, backpressure, retries and the drain.
 #[derive(Clone, Debug, clap::Args)]
@@ -34,6 +34,16 @@ pub struct PipelineConfig {
     /// seconds.
     #[arg(long = "shutdown-timeout-secs", env = "SHUTDOWN_TIMEOUT_SECS", default_value = "30", value_parser = seconds(1, 3600))]
     pub shutdown_timeout: Duration,
+
+    /// Whether the newest fix of every device is kept in the `device_latest` table (`on`,
+    /// `off`): written per epoch from the fold, in the epoch's transaction.
+    #[arg(long, env = "DEVICE_LATEST", value_enum, default_value_t = Switch::On)]
+    pub device_latest: Switch,
+
+    /// A record whose fix time is further ahead of the wall clock than this, in seconds, is
+    /// counted in `processor_future_timestamps_total` (and stored: it is the device's clock).
+    #[arg(long = "future-margin-secs", env = "FUTURE_MARGIN_SECS", default_value = "300", value_parser = seconds(0, 31_536_000))]
+    pub future_margin: Duration,
 
     /// Window of the active-devices gauge, in seconds.
     #[arg(long = "active-window-secs", env = "ACTIVE_WINDOW_SECS", default_value = "300", value_parser = seconds(1, 86_400))]

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use dataflow::codec::encode_payload;
 use dataflow::operators::BadEntry;
-use dataflow::{Batch, Epoch, Position};
+use dataflow::{Batch, Epoch, Position, Rows};
 use redis::aio::ConnectionManager;
 
 use super::committer::EpochSink;
@@ -74,11 +74,13 @@ pub struct RowSink {
     pub(crate) worker: usize,
     pub(crate) retry: Retry,
     pub(crate) refused: DeadLetters,
+    /// Fix times further ahead of the wall clock than this are counted as future timestamps.
+    pub(crate) future_margin_micros: i64,
     pub(crate) metrics: Arc<Metrics>,
 }
 
-impl EpochSink<Position> for RowSink {
-    async fn commit(&mut self, epoch: Epoch, batch: Batch<Position>) -> bool {
+impl EpochSink<Rows> for RowSink {
+    async fn commit(&mut self, epoch: Epoch, batch: Batch<Rows>) -> bool {
         let started = Instant::now();
         let mut attempts = self.retry.attempts();
         let outcome = loop {
@@ -91,7 +93,7 @@ impl EpochSink<Position> for RowSink {
                     break outcome;
                 }
                 Err(error) if error.class() == Class::Permanent => {
-                    let rows: Vec<&Position> = batch.iter().collect();
+                    let rows: Vec<&Position> = batch.positions().collect();
                     match self.isolate(epoch, &rows, &error).await {
                         Some(outcome) => {
                             self.retry.succeeded(&mut attempts);
@@ -109,6 +111,8 @@ impl EpochSink<Position> for RowSink {
         };
         self.metrics.positions_written.inc_by(outcome.inserted);
         self.metrics.duplicates.inc_by(outcome.duplicates);
+        self.metrics.device_latest_rows.inc_by(outcome.latest);
+        let rows = self.observe_ages(&batch);
         self.metrics
             .write_transactions
             .with_label_values(&[outcome.path.label()])
@@ -116,7 +120,7 @@ impl EpochSink<Position> for RowSink {
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.batch_rows.observe(batch.len() as f64);
+        self.metrics.batch_rows.observe(rows as f64);
         if outcome.duplicates > 0 {
             tracing::debug!(
                 worker = self.worker,
@@ -125,17 +129,32 @@ impl EpochSink<Position> for RowSink {
                 "positions already stored were skipped"
             );
         }
-        tracing::trace!(
-            worker = self.worker,
-            epoch,
-            rows = batch.len(),
-            "epoch committed"
-        );
+        tracing::trace!(worker = self.worker, epoch, rows, "epoch committed");
         true
     }
 }
 
 impl RowSink {
+    /// Records each committed position's age (commit time minus fix time) and counts fix times
+    /// in the future beyond the margin; returns how many positions there were.
+    fn observe_ages(&self, batch: &Batch<Rows>) -> usize {
+        let now = crate::clock::unix_micros();
+        let ages = self.metrics.record_age_seconds.local();
+        let mut future = 0;
+        let mut rows = 0;
+        for position in batch.positions() {
+            let age = now.saturating_sub(position.ts_micros);
+            ages.observe(age as f64 / 1e6);
+            if age < -self.future_margin_micros {
+                future += 1;
+            }
+            rows += 1;
+        }
+        ages.flush();
+        self.metrics.future_timestamps.inc_by(future);
+        rows
+    }
+
     /// The database refused some of `batch` for its data: writes the rest, dead-letters the
     /// refused rows (each with the server's reason), and returns what was written; `None` when
     /// the drain was abandoned first.
@@ -166,6 +185,15 @@ impl RowSink {
                 }
             }
         };
+        if let Some(error) = &isolated.latest_refused {
+            tracing::warn!(
+                worker = self.worker,
+                epoch,
+                error = %error,
+                "device_latest refused the fixes of an epoch whose positions were written; \
+                 skipping them (the devices' next fixes will try again)"
+            );
+        }
         let letters: Vec<Letter> = isolated
             .refused
             .iter()

@@ -102,6 +102,8 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             worker: index,
             retry: retry(Operation::Write, Until::Abandon),
             refused: dead_letters(),
+            future_margin_micros: i64::try_from(config.pipeline.future_margin.as_micros())
+                .unwrap_or(i64::MAX),
             metrics: Arc::clone(metrics),
         };
         let refused = DeadLetterSink {
@@ -112,6 +114,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             entries,
             Rc::clone(&table),
             Rc::clone(&active),
+            config.pipeline.device_latest.is_on(),
             |activator| spawn_committer(&ctx.runtime, rows, activator),
             |activator| spawn_committer(&ctx.runtime, refused, activator),
         )
@@ -255,6 +258,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
 struct GaugeDeltas {
     devices: i64,
     evictions: u64,
+    out_of_order: u64,
     epochs: i64,
     active: i64,
 }
@@ -274,6 +278,10 @@ impl GaugeDeltas {
             .state_evictions
             .inc_by(table.evictions().saturating_sub(self.evictions));
         self.evictions = table.evictions();
+        metrics
+            .out_of_order
+            .inc_by(table.out_of_order().saturating_sub(self.out_of_order));
+        self.out_of_order = table.out_of_order();
         let epochs = i64::try_from(epochs).unwrap_or(i64::MAX);
         metrics.epochs_in_flight.add(epochs - self.epochs);
         self.epochs = epochs;

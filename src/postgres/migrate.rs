@@ -21,11 +21,18 @@ use super::PostgresError;
 const MIGRATION_LOCK: i64 = 0x7072_6f63_6573_736f; // "processo"
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_positions",
-    include_str!("../../migrations/0001_positions.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_positions",
+        include_str!("../../migrations/0001_positions.sql"),
+    ),
+    (
+        3,
+        "0003_device_latest",
+        include_str!("../../migrations/0003_device_latest.sql"),
+    ),
+];
 
 /// What `migrate` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

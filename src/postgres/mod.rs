@@ -1,7 +1,10 @@
 //! PostgreSQL/TimescaleDB: connecting, migrating, and writing an epoch's rows.
 
+mod columns;
 mod config;
 mod connect;
+mod copy;
+mod latest;
 mod migrate;
 pub mod timescale;
 mod timestamp;

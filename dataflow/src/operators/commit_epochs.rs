@@ -23,6 +23,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::scheduling::SyncActivator;
 
+use super::complete::take_complete;
 use crate::{Batch, Epoch};
 
 /// The I/O edge of [`CommitEpochs`]: makes batches durable, asynchronously.
@@ -74,15 +75,8 @@ impl<'scope, D: Clone + 'static> CommitEpochs<'scope, D> for StreamVec<'scope, E
                             }
                         }
                     });
-                    // An epoch is complete here when the input frontier is no longer `<=` it:
-                    // nothing at that time can arrive any more. Epochs complete in order, so the
-                    // scan stops at the first one the frontier still covers.
-                    while let Some(entry) = stash.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let epoch = *entry.key();
-                        let (capability, records) = entry.remove();
+                    // Complete epochs: nothing at their time can arrive here any more.
+                    for (epoch, (capability, records)) in take_complete(&mut stash, frontier) {
                         committer.submit(epoch, records);
                         committing.insert(epoch, capability);
                     }

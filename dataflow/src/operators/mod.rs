@@ -4,6 +4,7 @@
 //! reached through the [`Committer`] trait, implemented outside this crate.
 
 mod commit_epochs;
+mod complete;
 mod decode;
 mod fold_state;
 mod share_ticks;
