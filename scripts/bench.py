@@ -375,6 +375,7 @@ def parse_variant(text):
 
 
 def main():
+    global BIN, SIMULATOR
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500_000)
     parser.add_argument("--devices", type=int, default=10_000)
@@ -393,7 +394,6 @@ def main():
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()
-    global BIN, SIMULATOR
     BIN, SIMULATOR = args.processor, args.simulator
     for binary in {BIN, SIMULATOR}:
         if not os.access(binary, os.X_OK):

@@ -62,4 +62,12 @@ for f in files:
 json.load(open("deploy/grafana/dashboards/processor.json"))
 PY
 
+step "python3 compile scripts/*.py (the benchmark tools)"
+# compile, not only parse: some errors (a global declared after use) surface only here
+python3 - scripts/*.py <<'PY' || failed=1
+import sys
+for path in sys.argv[1:]:
+    compile(open(path).read(), path, "exec")
+PY
+
 exit $failed

@@ -3,8 +3,8 @@
 //! `processor_` prefix, `_total` counters, base units (`_seconds`).
 
 use prometheus::{
-    CounterVec, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the pipeline maintains.
@@ -57,6 +57,16 @@ pub struct Metrics {
     pub device_latest_rows: IntCounter,
     /// Epochs read but not yet acknowledged, over all workers.
     pub epochs_in_flight: IntGauge,
+    /// Entries in the stream (XLEN).
+    pub stream_length: IntGauge,
+    /// Entries trimmed from the stream by STREAM_TRIM=acked.
+    pub stream_trimmed: IntCounter,
+    /// Age of the oldest entry pending in the group (from its stream id).
+    pub oldest_pending_age_seconds: GaugeVec,
+    /// Highest delivery count among the group's oldest pending entries.
+    pub pending_max_deliveries: IntGaugeVec,
+    /// 1 when `processor_consumer_lag` is Redis's exact lag, 0 when it is an upper bound.
+    pub consumer_lag_exact: IntGaugeVec,
     /// Entries taken over from other consumers with XAUTOCLAIM.
     pub entries_claimed: IntCounter,
     /// The group's lag (entries not yet delivered to any consumer), when Redis knows it.
@@ -229,6 +239,35 @@ impl Metrics {
             epochs_in_flight: gauge(
                 "processor_epochs_in_flight",
                 "Epochs read but not yet acknowledged, over all workers.",
+            )?,
+            stream_length: gauge(
+                "processor_stream_length",
+                "Entries in the stream (XLEN), refreshed with lag and pending.",
+            )?,
+            stream_trimmed: counter(
+                "processor_stream_trimmed_total",
+                "Entries trimmed from the stream because every consumer group had acknowledged them (STREAM_TRIM=acked).",
+            )?,
+            oldest_pending_age_seconds: {
+                let metric = GaugeVec::new(
+                    Opts::new(
+                        "processor_oldest_pending_age_seconds",
+                        "Age of the oldest entry pending in the group (now minus its stream id's time); 0 when nothing is pending.",
+                    ),
+                    &["group"],
+                )?;
+                register(Box::new(metric.clone()))?;
+                metric
+            },
+            pending_max_deliveries: gauge_vec(
+                "processor_pending_max_deliveries",
+                "Highest delivery count among the group's 1000 oldest pending entries: entries that keep failing before MAX_DELIVERIES dead-letters them.",
+                "group",
+            )?,
+            consumer_lag_exact: gauge_vec(
+                "processor_consumer_lag_exact",
+                "1 when processor_consumer_lag is Redis's exact lag, 0 when Redis cannot tell (deletions) and it is an upper bound.",
+                "group",
             )?,
             entries_claimed: counter(
                 "processor_entries_claimed_total",

@@ -1,4 +1,5 @@
-//! Background checks: Redis PING, PostgreSQL `SELECT 1`, the group's lag and pending entries.
+//! Background checks: Redis PING, PostgreSQL `SELECT 1`, the stream's and the group's backlog
+//! (length, lag, pending entries, their age and deliveries, entries stuck in this process).
 //!
 //! Run on an interval with a timeout each, so `/readyz` answers from the last result at once
 //! and a hung database turns readiness false within one interval plus the timeout. A round also
@@ -78,40 +79,85 @@ async fn check_redis(
             .dead_letter_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
-    let groups = tokio::time::timeout(
+    let backlog = tokio::time::timeout(
         CHECK_TIMEOUT,
-        redis::AsyncCommands::xinfo_groups::<_, redis::streams::StreamInfoGroupsReply>(
+        crate::redis::backlog(
             conn,
             &config.redis.stream_key,
+            &config.redis.consumer_group,
+            config.ops.stall,
         ),
     )
     .await;
-    if let Ok(Ok(reply)) = groups {
-        let group = &config.redis.consumer_group;
-        match reply.groups.iter().find(|g| &g.name == group) {
-            Some(info) => {
-                metrics
-                    .pending
+    let group = config.redis.consumer_group.as_str();
+    match backlog {
+        Ok(Ok(Some(backlog))) => {
+            let set = |gauge: &prometheus::IntGaugeVec, value: u64| {
+                gauge
                     .with_label_values(&[group])
-                    .set(i64::try_from(info.pending).unwrap_or(i64::MAX));
-                match info.lag {
-                    // Redis cannot always compute the lag (e.g. after deletions): then the
-                    // series is removed rather than showing a number that is not true.
-                    Some(lag) => metrics
-                        .consumer_lag
-                        .with_label_values(&[group])
-                        .set(i64::try_from(lag).unwrap_or(i64::MAX)),
-                    None => {
-                        let _ = metrics.consumer_lag.remove_label_values(&[group]);
-                    }
-                }
-            }
-            None => {
-                let _ = metrics.consumer_lag.remove_label_values(&[group]);
-                let _ = metrics.pending.remove_label_values(&[group]);
-            }
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            metrics
+                .stream_length
+                .set(i64::try_from(backlog.length).unwrap_or(i64::MAX));
+            set(&metrics.pending, backlog.pending);
+            // Redis cannot always tell the lag (after deletions): then an upper bound stands in,
+            // flagged by processor_consumer_lag_exact, rather than the series going away.
+            set(&metrics.consumer_lag, backlog.lag);
+            set(&metrics.consumer_lag_exact, u64::from(backlog.lag_exact));
+            set(&metrics.pending_max_deliveries, backlog.max_deliveries);
+            let age = backlog.oldest_pending.map_or(0.0, |id| {
+                crate::clock::unix_ms().saturating_sub(id.ms) as f64 / 1000.0
+            });
+            metrics
+                .oldest_pending_age_seconds
+                .with_label_values(&[group])
+                .set(age);
+            status.backlog_checked(stuck_reason(config, status, &backlog));
         }
+        Ok(Ok(None)) => {
+            for gauge in [
+                &metrics.consumer_lag,
+                &metrics.pending,
+                &metrics.consumer_lag_exact,
+                &metrics.pending_max_deliveries,
+            ] {
+                let _ = gauge.remove_label_values(&[group]);
+            }
+            let _ = metrics
+                .oldest_pending_age_seconds
+                .remove_label_values(&[group]);
+            status.backlog_checked(None);
+        }
+        // a failed or slow look says nothing new: the PING above reports Redis's health
+        Ok(Err(_)) | Err(_) => {}
     }
+}
+
+/// Why readiness fails for the backlog: an entry pending in one of this process's consumers has
+/// not moved for `STALL_SECS` while the dataflow runs (its reader or worker is stuck, even if
+/// the commit frontier advances with empty epochs). `None`: nothing is stuck.
+fn stuck_reason(
+    config: &Config,
+    status: &Status,
+    backlog: &crate::redis::Backlog,
+) -> Option<String> {
+    // Before the workers run, this process's consumers have not re-read their pending entries
+    // yet: an entry idle since the last run is not stuck.
+    status.commit_frontier_age()?;
+    let base = config.redis.consumer_name();
+    let ours = config.cluster.worker_indices();
+    let (id, consumer, idle) = backlog.stuck.iter().find(|(_, consumer, _)| {
+        consumer
+            .strip_prefix(base.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|index| index.parse::<usize>().ok())
+            .is_some_and(|index| ours.contains(&index))
+    })?;
+    Some(format!(
+        "entry {id} has been pending in {consumer} for {}s: its reader or worker is stuck",
+        idle.as_secs()
+    ))
 }
 
 async fn check_postgres(

@@ -34,6 +34,8 @@ pub struct Status {
     frontier_advanced: AtomicU64,
     origin: Instant,
     stall: Duration,
+    /// Why an entry of this process's consumers does not move, if one does not (see `monitor`).
+    backlog: Mutex<Option<String>>,
     /// Operations failing right now, per worker, with the latest reason (see `retry`).
     failures: Mutex<BTreeMap<(usize, usize), (Operation, String)>>,
     /// Wakes the monitor when the group is joined.
@@ -71,7 +73,8 @@ pub struct Readiness {
 /// One named check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
-    /// `redis`, `postgres`, `migrations`, `group`, `operations`, `commits`, `shutdown`.
+    /// `redis`, `postgres`, `migrations`, `group`, `operations`, `commits`, `backlog`,
+    /// `shutdown`.
     pub name: &'static str,
     /// Whether it passes.
     pub ok: bool,
@@ -121,6 +124,7 @@ impl Status {
             frontier_advanced: AtomicU64::default(),
             origin: Instant::now(),
             stall,
+            backlog: Mutex::default(),
             failures: Mutex::default(),
             joined: tokio::sync::Notify::new(),
         }
@@ -185,6 +189,11 @@ impl Status {
             &self.postgres,
             result.map_or_else(Check::Failing, |()| Check::Ok),
         );
+    }
+
+    /// Records the latest look at the backlog: why an entry is stuck, or `None`.
+    pub fn backlog_checked(&self, stuck: Option<String>) {
+        set(&self.backlog, stuck);
     }
 
     /// Migrations are applied.
@@ -322,6 +331,12 @@ impl Status {
             name: "commits",
             ok,
             state,
+        });
+        let stuck = lock_ok(&self.backlog);
+        checks.push(CheckReport {
+            name: "backlog",
+            ok: stuck.is_none(),
+            state: stuck.unwrap_or_else(|| "moving".to_owned()),
         });
         let draining = self.draining.load(Ordering::Relaxed);
         checks.push(CheckReport {

@@ -125,7 +125,7 @@ async fn random_order_duplicates_and_late_data(backend: Backend) {
             .collect::<Vec<_>>(),
     )
     .await;
-    let running = env.start(env.config(&[]));
+    let running = env.start(env.config(&["--device-latest", "on"]));
     env.wait_landed(distinct.len() as i64, Duration::from_secs(60))
         .await;
     env.assert_table_kind().await;
@@ -187,7 +187,11 @@ async fn two_replicas_and_a_restart_keep_device_latest_exact() {
     }
     // late copies of early records, mixed into the second half
     let late: Vec<String> = records[..500].to_vec();
-    let vars = [("WORKERS", "2"), ("READ_COUNT", "50")];
+    let vars = [
+        ("WORKERS", "2"),
+        ("READ_COUNT", "50"),
+        ("DEVICE_LATEST", "on"),
+    ];
     let first = env.spawn_binary("rep-a", &vars);
     let second = env.spawn_binary("rep-b", &vars);
     let half = records.len() / 2;
@@ -218,7 +222,7 @@ async fn two_replicas_and_a_restart_keep_device_latest_exact() {
     }
 }
 
-/// With `DEVICE_LATEST=off` the table stays empty and the positions land as ever.
+/// With `DEVICE_LATEST=off` (the default) the table stays empty and the positions land as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_latest_off_writes_nothing_there() {
     let mut env = TestEnv::new("latest_off").await;

@@ -195,6 +195,7 @@ async fn healthz_fails_when_a_worker_dies() {
         env.config(&["--workers", "2"]),
         processor::pipeline::Faults {
             panic_worker: Some(1),
+            ..Default::default()
         },
     );
     let body = wait_status(&running, "/healthz", 503, Duration::from_secs(30)).await;

@@ -173,35 +173,6 @@ async fn reading_stops_while_too_much_is_unacknowledged() {
     running.stop().await;
 }
 
-/// The group vanishes (as when Redis restarts without persistence): the service creates it
-/// again and everything still in the stream lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_group_is_created_again() {
-    let mut env = TestEnv::new("nogroup").await;
-    let running = env.start(env.config(&["--workers", "2"]));
-    env.publish(&payloads("before", 10, 100)).await;
-    env.wait_landed(100, Duration::from_secs(30)).await;
-    let destroyed: i64 = redis::cmd("XGROUP")
-        .arg("DESTROY")
-        .arg(&env.stream)
-        .arg(&env.group)
-        .query_async(&mut env.redis)
-        .await
-        .expect("XGROUP DESTROY");
-    assert_eq!(destroyed, 1);
-    env.publish(&payloads("after", 10, 100)).await;
-    // the recreated group starts at GROUP_START_ID=0: the first 100 come again (duplicates,
-    // written once) and the new 100 land
-    env.wait_landed(200, Duration::from_secs(30)).await;
-    env.wait_for(
-        Duration::from_secs(30),
-        "the replay to be counted",
-        async |_: &mut TestEnv| running.metrics.duplicates.get() == 100,
-    )
-    .await;
-    running.stop().await;
-}
-
 /// A drain that cannot finish (writes blocked) is abandoned after SHUTDOWN_TIMEOUT_SECS: the run
 /// reports it, and nothing that was not committed has been acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

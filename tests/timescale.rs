@@ -179,28 +179,10 @@ fn sample(running: &support::Running, path: &str) -> u64 {
         .get()
 }
 
-/// Trackers buffer records while offline and send them days later, into chunks that are already
-/// compressed. New late records land exactly once; a redelivery of records already stored (the
-/// same stream ids again) counts as duplicates and doubles nothing. Binary COPY and the
-/// `ON CONFLICT` fallback are both exercised against the compressed chunks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_data_lands_once_in_compressed_chunks() {
-    let Some(mut env) = TestEnv::on(Backend::Timescale, "late_data").await else {
-        return;
-    };
-    // three devices, one record a minute over three days, far in the past
-    let base = 1_790_000_000_000i64;
-    let minute = 60_000i64;
-    let old: Vec<String> = (0..3 * 3 * 24 * 20)
-        .map(|i| payload(&format!("late-{}", i % 3), base + (i / 3) * 3 * minute))
-        .collect();
-    let running = env.start(env.config(&[]));
-    env.publish(&old).await;
-    env.wait_landed(old.len() as i64, Duration::from_secs(60))
-        .await;
-    env.assert_table_kind().await;
-    // (the compression policy may compress some of them at the same moment, in the background:
-    // a chunk it got to first is as good)
+/// Compresses every chunk of `positions` and checks that at least `expected` are compressed.
+/// (The compression policy may compress some at the same moment, in the background: a chunk it
+/// got to first is as good.)
+async fn compress_all(env: &TestEnv, expected: i64) {
     env.db
         .batch_execute(
             "DO $$ DECLARE c regclass; BEGIN
@@ -225,9 +207,32 @@ async fn late_data_lands_once_in_compressed_chunks() {
         .expect("compressed chunks")
         .get(0);
     assert!(
-        compressed >= 3,
-        "three days in one-day chunks: {compressed} chunks"
+        compressed >= expected,
+        "{expected} chunks or more should be compressed: {compressed}"
     );
+}
+
+/// Trackers buffer records while offline and send them days later, into chunks that are already
+/// compressed. New late records land exactly once; a redelivery of records already stored (the
+/// same stream ids again) counts as duplicates and doubles nothing. Binary COPY and the
+/// `ON CONFLICT` fallback are both exercised against the compressed chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_data_lands_once_in_compressed_chunks() {
+    let Some(mut env) = TestEnv::on(Backend::Timescale, "late_data").await else {
+        return;
+    };
+    // three devices, one record a minute over three days, far in the past
+    let base = 1_790_000_000_000i64;
+    let minute = 60_000i64;
+    let old: Vec<String> = (0..3 * 3 * 24 * 20)
+        .map(|i| payload(&format!("late-{}", i % 3), base + (i / 3) * 3 * minute))
+        .collect();
+    let running = env.start(env.config(&[]));
+    env.publish(&old).await;
+    env.wait_landed(old.len() as i64, Duration::from_secs(60))
+        .await;
+    env.assert_table_kind().await;
+    compress_all(&env, 3).await;
     let copies_before = sample(&running, "copy");
 
     // 1. new late records inside the compressed range (between the stored ones): binary COPY
@@ -304,4 +309,113 @@ async fn late_data_lands_once_in_compressed_chunks() {
         .expect("chunks")
         .get(0);
     assert_eq!(uncompressed, 0);
+}
+
+/// Two replicas get the same late records at the same moment (each in a consumer group of its
+/// own, so both write every record), into chunks that are compressed: TimescaleDB has raised
+/// unique violations for concurrent `ON CONFLICT DO NOTHING` there. Neither may stall, nothing
+/// may double, and every record one of them did not insert counts as a duplicate (a unique
+/// violation from the fallback is one, never a failure to retry forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_writing_the_same_late_records_into_compressed_chunks() {
+    let Some(mut env) = TestEnv::on(Backend::Timescale, "late_race").await else {
+        return;
+    };
+    let base = 1_790_000_000_000i64;
+    let minute = 60_000i64;
+    let devices = 20;
+    let stored: Vec<String> = (0..devices * 3 * 24 * 4)
+        .map(|i| {
+            payload(
+                &format!("race-{}", i % devices),
+                base + (i / devices) * 15 * minute,
+            )
+        })
+        .collect();
+    env.publish(&stored).await;
+    let loader = env.start(env.config(&[]));
+    env.wait_landed(stored.len() as i64, Duration::from_secs(60))
+        .await;
+    loader.stop().await;
+    compress_all(&env, 3).await;
+
+    // two replicas, each in a group of its own that starts after what was loaded
+    let last: String = {
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&env.stream)
+            .query_async(&mut env.redis)
+            .await
+            .expect("XINFO GROUPS");
+        groups.groups[0].last_delivered_id.clone()
+    };
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let group = format!("{}-{name}", env.group);
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&env.stream)
+            .arg(&group)
+            .arg(&last)
+            .query_async(&mut env.redis)
+            .await
+            .expect("XGROUP CREATE");
+        let mut config = env.config(&["--workers", "2"]);
+        config.redis.consumer_group = group.clone();
+        config.redis.consumer_name = Some(format!("{}-{name}", env.name));
+        replicas.push((group, env.start(config)));
+    }
+    // late records, half of them stored already, half new, interleaved, all at once
+    let fresh: Vec<String> = (0..devices * 60)
+        .map(|i| {
+            payload(
+                &format!("race-{}", i % devices),
+                base + (i / devices) * 15 * minute + 7 * minute,
+            )
+        })
+        .collect();
+    let mut late = Vec::new();
+    for (old, new) in stored.iter().zip(&fresh) {
+        late.push(old.clone());
+        late.push(new.clone());
+    }
+    env.publish(&late).await;
+
+    let published = late.len() as u64;
+    for (group, running) in &replicas {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while running.metrics.entries_acked.get() < published {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica of {group} stalled at {} of {published} acknowledged",
+                running.metrics.entries_acked.get()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let total = (stored.len() + fresh.len()) as i64;
+    assert_eq!(env.rows().await, total, "nothing doubled, nothing lost");
+    assert_eq!(env.distinct_rows().await, total);
+    let (mut inserted, mut duplicates) = (0, 0);
+    for (group, running) in replicas {
+        assert_eq!(
+            running.metrics.dead_lettered.get(),
+            0,
+            "{group}: nothing refused"
+        );
+        inserted += running.metrics.positions_written.get();
+        duplicates += running.metrics.duplicates.get();
+        running.stop().await;
+    }
+    assert_eq!(
+        inserted,
+        fresh.len() as u64,
+        "each new record inserted once"
+    );
+    assert_eq!(
+        duplicates,
+        2 * published - fresh.len() as u64,
+        "every record a replica did not insert is a duplicate"
+    );
+    assert!(env.dead_letters().await.is_empty());
 }

@@ -27,6 +27,15 @@ impl StreamId {
         StreamId { ms, seq }
     }
 
+    /// The id just before this one (`0-0` stays `0-0`).
+    pub fn prev(self) -> StreamId {
+        match (self.ms, self.seq) {
+            (ms, seq) if seq > 0 => StreamId::new(ms, seq - 1),
+            (ms, _) if ms > 0 => StreamId::new(ms - 1, u64::MAX),
+            _ => StreamId::default(),
+        }
+    }
+
     /// The id just after this one (`XREADGROUP`'s pending cursor takes ids after a given one).
     pub fn next(self) -> StreamId {
         match self.seq.checked_add(1) {
@@ -122,5 +131,8 @@ mod tests {
         assert!(StreamId::new(10, 0) > StreamId::new(9, 5));
         assert!(StreamId::new(9, 10) > StreamId::new(9, 9));
         assert_eq!(StreamId::new(9, u64::MAX).next(), StreamId::new(10, 0));
+        assert_eq!(StreamId::new(10, 0).prev(), StreamId::new(9, u64::MAX));
+        assert_eq!(StreamId::new(10, 3).prev(), StreamId::new(10, 2));
+        assert_eq!(StreamId::default().prev(), StreamId::default());
     }
 }

@@ -4,6 +4,10 @@
 //! the retry policy, never dropped: an id left unacknowledged would be redelivered and written
 //! again, harmlessly (`ON CONFLICT DO NOTHING`), but counted as a duplicate. XACK of an id that is
 //! no longer pending (or of a group that no longer exists) counts 0 and succeeds.
+//!
+//! The XACK runs in a script that also reads where the group stands, atomically, and the
+//! process's resume point advances with it (see `redis::resume`): when the group vanishes, it is
+//! created again right after what the last acknowledgement left committed.
 
 use std::sync::Arc;
 
@@ -12,6 +16,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use crate::redis::ResumePoint;
 use crate::retry::Retry;
 
 /// Ids to acknowledge, and why.
@@ -30,6 +35,8 @@ pub struct Acker {
     pub(crate) group: String,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) retry: Retry,
+    /// The process's resume point, advanced after every acknowledgement.
+    pub(crate) resume: Arc<ResumePoint>,
 }
 
 /// Acknowledges until every sender is dropped and the queue is empty; `true` when everything
@@ -55,8 +62,14 @@ pub async fn ack_loop(mut requests: mpsc::UnboundedReceiver<AckRequest>, mut ack
             if acker.retry.stopped() {
                 return false;
             }
-            match crate::redis::ack(&mut acker.conn, &acker.stream, &acker.group, &ids).await {
-                Ok(_) => {
+            let acked =
+                crate::redis::ack_and_locate(&mut acker.conn, &acker.stream, &acker.group, &ids)
+                    .await;
+            match acked {
+                Ok((_, position)) => {
+                    if let Some(position) = position {
+                        acker.resume.advance(position.resume_point());
+                    }
                     acker.retry.succeeded(&mut attempts);
                     acker.metrics.entries_acked.inc_by(committed_count as u64);
                     observe_latency(&acker.metrics, &ids[..committed_count]);

@@ -5,13 +5,15 @@
 //! - `committer.rs`: the bridge from a sink operator to its async writer task (group commit);
 //! - `sinks.rs`: the row writer and the dead-letter writer behind the sinks;
 //! - `acker.rs`: the acknowledgement task; `inflight.rs`: ids waiting for their commit;
-//! - `clock.rs`: the process's epoch clock; `config.rs`: the pipeline's settings.
+//! - `clock.rs`: the process's epoch clock; `config.rs`: the pipeline's settings;
+//! - `keeper.rs`: the resume point stored in PostgreSQL, and trimming the stream.
 
 mod acker;
 mod clock;
 mod committer;
 mod config;
 mod inflight;
+mod keeper;
 mod sinks;
 mod source;
 mod worker;
@@ -75,6 +77,9 @@ pub struct Settings {
 pub struct Faults {
     /// The worker with this index panics once it has started.
     pub panic_worker: Option<usize>,
+    /// The reader of the worker with this index hangs after its first entries, without handing
+    /// them to the dataflow (the worker commits empty epochs on).
+    pub stuck_reader: Option<usize>,
 }
 
 /// What every worker shares.
@@ -89,6 +94,8 @@ pub(crate) struct Context {
     pub(crate) redis_commands: redis::aio::ConnectionManager,
     /// The process's epoch clock, shared by its workers.
     pub(crate) clock: Arc<clock::EpochClock>,
+    /// Where the group resumes if it vanishes, advanced by every acknowledgement.
+    pub(crate) resume: Arc<redis_io::ResumePoint>,
     pub(crate) faults: Faults,
 }
 
@@ -137,10 +144,17 @@ pub async fn run(
         .run(|| async {
             let mut client =
                 postgres::connect(&config.postgres.url, config.postgres.ca_file.as_deref()).await?;
-            postgres::migrate(&mut client, &config.postgres.timescale()).await
+            let report = postgres::migrate(&mut client, &config.postgres.timescale()).await?;
+            let point = postgres::load_resume_point(
+                &client,
+                &config.redis.stream_key,
+                &config.redis.consumer_group,
+            )
+            .await?;
+            Ok::<_, PostgresError>((report, point))
         })
         .await;
-    let migrated = match migrated {
+    let (migrated, stored_point) = match migrated {
         Ok(migrated) => migrated,
         Err(GaveUp::Shutdown) => return Ok(RunReport::default()),
         Err(GaveUp::Permanent(error)) => return Err(error.into()),
@@ -157,10 +171,11 @@ pub async fn run(
         .run(|| async {
             let mut conn = redis_io::connect::command_connection(&redis_client).await?;
             redis_io::check_dead_letter_stream(&mut conn, &dead_letter_stream).await?;
-            let created = redis_io::ensure_group(
+            let created = redis_io::ensure_group_resuming(
                 &mut conn,
                 &config.redis.stream_key,
                 &config.redis.consumer_group,
+                stored_point,
                 &config.redis.group_start_id,
             )
             .await?;
@@ -180,7 +195,18 @@ pub async fn run(
         Err(GaveUp::Shutdown) => return Ok(RunReport::default()),
         Err(GaveUp::Permanent(error)) => return Err(error.into()),
     };
-    tracing::info!(created, adopted, group = %config.redis.consumer_group, "consumer group joined");
+    match &created {
+        Some((start_id, case)) => tracing::info!(
+            group = %config.redis.consumer_group,
+            start_id = %start_id,
+            from = case.describe(),
+            adopted,
+            "consumer group created"
+        ),
+        None => {
+            tracing::info!(adopted, group = %config.redis.consumer_group, "consumer group joined")
+        }
+    }
     status.set_group_joined();
     if shutdown.is_triggered() {
         // Stopped during start-up: nothing was read. (In a cluster, starting the computation now
@@ -194,6 +220,24 @@ pub async fn run(
         config.pipeline.epoch,
         Arc::clone(&metrics),
     ));
+    let resume = Arc::new(redis_io::ResumePoint::default());
+    if let Some(point) = stored_point {
+        resume.advance(point);
+    }
+    let (stop_keeper, keeper_stopped) = tokio::sync::oneshot::channel();
+    let keeper = tokio::spawn(
+        keeper::Keeper {
+            config: config.clone(),
+            resume: Arc::clone(&resume),
+            redis: redis_commands.clone(),
+            metrics: Arc::clone(&metrics),
+            stored: stored_point,
+            postgres: None,
+            store_failing: false,
+            trim_failing: false,
+        }
+        .run(keeper_stopped),
+    );
     let context = Arc::new(Context {
         config,
         consumer_name,
@@ -204,6 +248,7 @@ pub async fn run(
         redis_client,
         redis_commands,
         clock,
+        resume,
         faults,
     });
 
@@ -230,6 +275,9 @@ pub async fn run(
     .await;
     deadline.abort();
     status.set_dataflow_running(false);
+    // the point the drain's last acknowledgements left, stored before the process ends
+    let _ = stop_keeper.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(3), keeper).await;
     let mut reports = joined.map_err(|e| RunError::Dataflow(e.to_string()))??;
     reports.sort_by_key(|report| report.index);
     if reports.iter().any(|report| !report.drained) {

@@ -41,6 +41,9 @@ pub struct Source {
     pub shutdown: Shutdown,
     pub retry: Retry,
     pub claim: ClaimSettings,
+    /// Test fault: after its first entries, the reader hangs (until shutdown) without handing
+    /// them over.
+    pub stuck: bool,
 }
 
 /// Reads until shutdown begins; the read in progress is finished and delivered first, so every
@@ -57,6 +60,7 @@ pub async fn read_loop(source: Source) {
         shutdown,
         retry,
         claim,
+        stuck,
     } = source;
     let mut attempts = retry.attempts();
     let mut own_poison_checked = false;
@@ -105,6 +109,11 @@ pub async fn read_loop(source: Source) {
         }
         if batch.entries.is_empty() {
             continue;
+        }
+        if stuck {
+            tracing::warn!(consumer = reader.consumer(), "test fault: the reader hangs");
+            shutdown.triggered().await;
+            break;
         }
         metrics.entries_read.inc_by(batch.entries.len() as u64);
         tracing::trace!(

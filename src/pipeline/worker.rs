@@ -129,6 +129,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             group: config.redis.consumer_group.clone(),
             metrics: Arc::clone(metrics),
             retry: retry(Operation::Ack, Until::Abandon),
+            resume: Arc::clone(&ctx.resume),
         },
     ));
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Entry>>(BATCH_CHANNEL);
@@ -137,6 +138,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
         ctx.redis_commands.clone(),
         &config.redis,
         consumer.clone(),
+        Arc::clone(&ctx.resume),
     );
     ctx.runtime.spawn(read_loop(Source {
         reader,
@@ -152,6 +154,7 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             max_deliveries: config.redis.max_deliveries,
             dead_letter_stream: config.redis.dead_letter_stream(),
         },
+        stuck: ctx.faults.stuck_reader == Some(index),
     }));
     tracing::info!(worker = index, consumer = %consumer, "worker started");
     if ctx.faults.panic_worker == Some(index) {

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_device_latest",
         include_str!("../../migrations/0003_device_latest.sql"),
     ),
+    (
+        4,
+        "0004_stream_offsets",
+        include_str!("../../migrations/0004_stream_offsets.sql"),
+    ),
 ];
 
 /// What `migrate` found and did.

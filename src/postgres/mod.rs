@@ -6,6 +6,7 @@ mod connect;
 mod copy;
 mod latest;
 mod migrate;
+mod offsets;
 pub mod timescale;
 mod timestamp;
 mod writer;
@@ -13,6 +14,7 @@ mod writer;
 pub use config::PostgresConfig;
 pub use connect::connect;
 pub use migrate::{migrate, MigrationReport};
+pub use offsets::{load_resume_point, store_resume_point};
 pub use timescale::Storage;
 pub use writer::{Isolated, Refusal, RowWriter, WriteOutcome, WritePath};
 

@@ -3,7 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::{check_name, millis, ConfigError};
+use crate::settings::{check_name, millis, seconds, ConfigError};
+
+/// Whether the processor trims the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamTrim {
+    /// Never.
+    Off,
+    /// To what every group has acknowledged, beyond the keep window.
+    Acked,
+}
 
 /// Redis, the stream and the consumer group.
 #[derive(Clone, Debug, clap::Args)]
@@ -60,6 +69,17 @@ pub struct RedisConfig {
     /// milliseconds. Keep it well above the time a commit can take.
     #[arg(long = "claim-min-idle-ms", env = "CLAIM_MIN_IDLE_MS", default_value = "60000", value_parser = millis(100, 86_400_000))]
     pub claim_min_idle: Duration,
+
+    /// `acked`: trim the stream, every second, to what every consumer group on it still needs
+    /// (its oldest pending entry, or its last delivered one), keeping at least the last
+    /// `STREAM_TRIM_KEEP_SECS`; `off`: never trim (the producer's `MAXLEN`, or nobody, does).
+    #[arg(long, env = "STREAM_TRIM", value_enum, default_value_t = StreamTrim::Off)]
+    pub stream_trim: StreamTrim,
+
+    /// With `STREAM_TRIM=acked`, entries younger than this many seconds are never trimmed,
+    /// acknowledged or not (a window to replay from, and to inspect).
+    #[arg(long = "stream-trim-keep-secs", env = "STREAM_TRIM_KEEP_SECS", default_value = "3600", value_parser = seconds(0, 31_536_000))]
+    pub stream_trim_keep: Duration,
 
     /// An entry delivered this many times without being acknowledged goes to the dead-letter
     /// stream with reason `max deliveries exceeded`.

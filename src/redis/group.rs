@@ -3,6 +3,7 @@
 use dataflow::StreamId;
 use redis::aio::ConnectionLike;
 
+use super::resume::{group_start, stream_bounds, StartCase};
 use super::RedisError;
 
 /// Creates the group (and the stream, MKSTREAM) unless it exists. `start_id` is where a new
@@ -27,6 +28,22 @@ pub async fn ensure_group<C: ConnectionLike + Send>(
         Err(error) if error.code() == Some("BUSYGROUP") => Ok(false),
         Err(error) => Err(RedisError::command("xgroup_create", &error)),
     }
+}
+
+/// Creates the group unless it exists, where [`group_start`] says given the resume `point` and
+/// the stream's entries; returns the start and why, when it created the group.
+pub async fn ensure_group_resuming<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+    group: &str,
+    point: Option<StreamId>,
+    configured: &str,
+) -> Result<Option<(String, StartCase)>, RedisError> {
+    let bounds = stream_bounds(conn, stream).await?;
+    let (start, case) = group_start(point, bounds, configured);
+    Ok(ensure_group(conn, stream, group, &start)
+        .await?
+        .then_some((start, case)))
 }
 
 /// Acknowledges `ids` in the group; returns how many were still pending. Acknowledging an id

@@ -7,6 +7,7 @@
 //! parsed by redis-rs), and claims, acknowledgements and dead letters share a
 //! [`redis::aio::ConnectionManager`] that reconnects by itself.
 
+mod backlog;
 mod claim;
 mod config;
 pub mod connect;
@@ -17,15 +18,21 @@ mod reader;
 mod redrive;
 mod reply;
 mod resp;
+mod resume;
 
+pub use backlog::{backlog, Backlog, DELIVERIES_SCAN};
 pub use claim::PoisonSweep;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, StreamTrim};
 pub use dead_letter::{
     check_dead_letter_stream, dead_letter, Letter, METADATA_FIELDS, REDRIVEN_FROM, REDRIVE_COUNT,
 };
-pub use group::{ack, adopt_retired_workers, ensure_group};
+pub use group::{ack, adopt_retired_workers, ensure_group, ensure_group_resuming};
 pub use reader::{ReadBatch, StreamReader};
 pub use redrive::{length, newest_id, read_dead_letters, redrive, trim_before, DeadLetter};
+pub use resume::{
+    ack_and_locate, group_start, stream_bounds, trim_acknowledged, GroupPosition, ResumePoint,
+    StartCase,
+};
 
 use crate::retry::{Class, Failure, System};
 

@@ -11,13 +11,14 @@
 //! command connection.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dataflow::{Entry, StreamId};
 use redis::aio::ConnectionManager;
 
 use super::read_connection::ReadConnection;
-use super::{ensure_group, RedisConfig, RedisError};
+use super::{ensure_group_resuming, RedisConfig, RedisError, ResumePoint};
 
 /// A reply may take this much longer than the read's `BLOCK`.
 const REPLY_MARGIN: Duration = Duration::from_secs(10);
@@ -58,6 +59,8 @@ pub struct StreamReader {
     /// The highest id this reader has been handed (entries or deleted ids) in this run.
     last_received: Option<StreamId>,
     recreate_group: bool,
+    /// Where the group resumes if it has to be created again.
+    resume: Arc<ResumePoint>,
 }
 
 impl StreamReader {
@@ -68,6 +71,7 @@ impl StreamReader {
         commands: ConnectionManager,
         config: &RedisConfig,
         consumer: String,
+        resume: Arc<ResumePoint>,
     ) -> Self {
         StreamReader {
             client,
@@ -83,6 +87,7 @@ impl StreamReader {
             cursor: Cursor::Pending(StreamId::default()),
             last_received: None,
             recreate_group: false,
+            resume,
         }
     }
 
@@ -119,21 +124,23 @@ impl StreamReader {
 
     async fn try_read(&mut self) -> Result<ReadBatch, RedisError> {
         if self.recreate_group {
-            let created = ensure_group(
+            let created = ensure_group_resuming(
                 &mut self.commands,
                 &self.stream,
                 &self.group,
+                self.resume.get(),
                 &self.start_id,
             )
             .await?;
             self.recreate_group = false;
             // A recreated group has an empty PEL: nothing of ours is pending any more.
             self.cursor = Cursor::New;
-            if created {
+            if let Some((start_id, case)) = created {
                 tracing::warn!(
                     stream = %self.stream,
                     group = %self.group,
-                    start_id = %self.start_id,
+                    start_id = %start_id,
+                    from = case.describe(),
                     "consumer group was missing and has been created again"
                 );
             }

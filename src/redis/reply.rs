@@ -16,7 +16,15 @@ pub(super) fn stream_id(value: Value, operation: &'static str) -> Result<StreamI
         Value::SimpleString(text) => text,
         other => return Err(unexpected(format!("a stream id is {other:?}"))),
     };
-    text.parse().map_err(|e| unexpected(format!("{e}")))
+    parse_id(&text, operation)
+}
+
+/// A stream id given as text in a reply.
+pub(super) fn parse_id(text: &str, operation: &'static str) -> Result<StreamId, RedisError> {
+    text.parse().map_err(|e| RedisError::Reply {
+        operation,
+        detail: format!("{e}"),
+    })
 }
 
 fn pairs(values: Vec<Value>) -> Option<Vec<(Bytes, Bytes)>> {
