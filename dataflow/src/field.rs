@@ -66,16 +66,41 @@ impl Field {
     }
 
     /// The field a payload key names (`None` for keys outside the contract, which are ignored).
+    /// One `match` on the key's bytes: the decoder calls it for every top-level key.
+    #[inline]
     pub fn from_key(key: &str) -> Option<Field> {
-        Field::SCALARS
-            .into_iter()
-            .chain([Field::Attributes])
-            .find(|field| field.name() == key)
+        Some(match key {
+            "device_id" => Field::DeviceId,
+            "timestamp" => Field::Timestamp,
+            "latitude" => Field::Latitude,
+            "longitude" => Field::Longitude,
+            "altitude" => Field::Altitude,
+            "angle" => Field::Angle,
+            "speed" => Field::Speed,
+            "satellites" => Field::Satellites,
+            "priority" => Field::Priority,
+            "event_id" => Field::EventId,
+            "attributes" => Field::Attributes,
+            _ => return None,
+        })
     }
 
     /// A scalar field's index in [`Field::SCALARS`].
-    pub fn slot(self) -> Option<usize> {
-        Field::SCALARS.iter().position(|field| *field == self)
+    #[inline]
+    pub const fn slot(self) -> Option<usize> {
+        Some(match self {
+            Field::DeviceId => 0,
+            Field::Timestamp => 1,
+            Field::Latitude => 2,
+            Field::Longitude => 3,
+            Field::Altitude => 4,
+            Field::Angle => 5,
+            Field::Speed => 6,
+            Field::Satellites => 7,
+            Field::Priority => 8,
+            Field::EventId => 9,
+            Field::Attributes | Field::Payload => return None,
+        })
     }
 }
 
@@ -111,5 +136,13 @@ mod tests {
         assert_eq!(Field::from_key("payload"), None, "not a payload key");
         assert_eq!(Field::from_key("unknown"), None);
         assert_eq!(Field::Attributes.slot(), None);
+        assert_eq!(Field::Payload.slot(), None);
+        for field in [Field::Attributes, Field::Payload]
+            .into_iter()
+            .chain(Field::SCALARS)
+        {
+            let key = Field::from_key(field.name());
+            assert_eq!(key.is_some(), field != Field::Payload, "{field}");
+        }
     }
 }

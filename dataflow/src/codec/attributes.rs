@@ -1,19 +1,26 @@
 //! `attributes`: the IO element map, validated and copied into the JSON text stored as `jsonb`.
 //!
-//! How: while parsing the payload, serde_json captures the attributes value as raw text (a
-//! `&RawValue` borrowed from the payload), checking its JSON grammar on the way; the payload's
-//! UTF-8 was checked once before. A byte scanner here then walks that text once, copy-on-write:
-//! spans that need no change are copied as they are, and only sentinel objects and whitespace
-//! between tokens are rewritten. When there is neither (the Node producer writes no whitespace)
-//! the output is the raw text itself, copied once into the row's `String`. Recursion follows the
-//! document's nesting, bounded by [`MAX_DEPTH`].
+//! How: the payload is read in one pass (`fields.rs`); at the `attributes` value, the
+//! [`Transcoder`] here reads on with the same [`Scanner`] to the value's end, checking its JSON
+//! grammar (the scanner's tokens) and the rules below as it goes, and writing its output
+//! copy-on-write: spans that need no change are copied as they are, and only sentinel objects and
+//! whitespace between tokens are rewritten. When there is neither (the Node producer writes no
+//! whitespace) the output is the value's text itself, borrowed from the payload and copied once
+//! into the row's `String`. Recursion follows the document's nesting, bounded by [`MAX_DEPTH`].
+//!
+//! Which failure is reported: a grammar failure anywhere in the value is the payload's (field
+//! `payload`, "is not valid JSON"), even after a rule below was broken earlier in the value. That
+//! is how it was when serde_json captured the value's text (checking its grammar) before a separate
+//! scanner checked the rules, and a record's classification must not change with the parser. So
+//! when a rule fails, the value is skipped again from its start, grammar only, and a grammar
+//! failure found there wins (extra work only for a record that fails anyway).
 //!
 //! Numbers are copied verbatim, after validation: `1.50`, `1E+2`, `-0.0`, `18446744073709551617`
 //! reach PostgreSQL as written. `jsonb` stores a number as `numeric`, exactly, so the producer's
 //! digits are kept, which is more faithful than printing them back through an `f64` or an `i64`
 //! (a plain integer beyond 64 bits stays exact, where it used to become `1.8446744073709552e+19`).
-//! It is also cheaper: a number is scanned, no longer parsed (with `float_roundtrip`) and printed
-//! back. A number is refused when:
+//! It is also cheaper: a number is scanned, never parsed and printed back. A number is refused
+//! when:
 //! - PostgreSQL's `numeric` cannot hold it. These are PostgreSQL 15's limits (`numeric_in`, checked
 //!   against a server with `'{"a": <n>}'::jsonb`): an exponent of magnitude 1,073,741,823
 //!   (`INT_MAX / 2`) or more, even on a zero (`0e1073741823`); more than 16,383 digits after the
@@ -50,8 +57,9 @@
 //! Refused, with field `attributes` and the path to the bad value in the reason
 //! (`attribute "500"[1]["a"]: …`): malformed sentinels; the numbers above; a NUL character
 //! (`\u0000`) in any key or string, which `jsonb` cannot store; an unpaired UTF-16 surrogate escape
-//! (`"\ud800"`), which is not Unicode text and which `jsonb` refuses (serde_json refuses it in a
-//! string it decodes, but not in text it only captures); nesting deeper than [`MAX_DEPTH`].
+//! (`"\ud800"`), which is not Unicode text and which `jsonb` refuses (in a top-level key or string
+//! it is the payload's grammar failure, as it was to serde_json; in an unknown field's value it is
+//! skipped unread); nesting deeper than [`MAX_DEPTH`].
 
 use std::borrow::Cow;
 
@@ -59,6 +67,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 
+use super::scanner::{is_whitespace, BadString, Code, Scanner, Str, Syntax};
 use super::text::bounded;
 use crate::{DecodeError, Field};
 
@@ -70,9 +79,9 @@ pub const MAX_BIGINT_DIGITS: usize = 1000;
 /// written out in full (`1e999` is the largest power of ten, `1e-1000` the smallest).
 pub const MAX_NUMBER_DIGITS: usize = 1000;
 
-/// The deepest nesting accepted, the attributes object being level 1: serde_json's parser allowed
-/// the payload 127 levels, and the payload object takes one. (serde_json captures raw text without
-/// a depth limit, so the scanner keeps this one.)
+/// The deepest nesting accepted, the attributes object being level 1: serde_json's parser, which
+/// this one replaced, allowed the payload 127 levels, and the payload object takes one. (Values of
+/// unknown fields are skipped at any depth, as serde_json skipped them.)
 pub const MAX_DEPTH: usize = 126;
 
 /// PostgreSQL's `numeric` (PostgreSQL 15, `numeric_in`): an exponent must be below `INT_MAX / 2` in
@@ -92,41 +101,50 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Transcodes the attributes value, given as the raw JSON text serde_json captured (so valid JSON):
-/// `Some(text)` for an object (borrowed from `raw` when nothing needed rewriting), `None` for
-/// `null`.
-pub(crate) fn transcode(raw: &str) -> Result<Option<Cow<'_, str>>, DecodeError> {
-    let raw = raw.trim_matches(is_whitespace_char);
-    let kind = match raw.as_bytes().first() {
-        Some(b'{') => {
-            let mut scanner = Scanner::new(raw);
-            scanner
-                .object(true, 1)
-                .map_err(|failure| failure.into_error())?;
-            return Ok(Some(scanner.finish()));
+/// Transcodes the attributes value at the scanner's position (after whitespace) and leaves the
+/// scanner after it: `Some(text)` for an object (borrowed from the payload when nothing needed
+/// rewriting), `None` for `null`. A grammar failure is the payload's, any other the attributes'.
+pub(crate) fn transcode<'a>(
+    scanner: &mut Scanner<'a>,
+) -> Result<Option<Cow<'a, str>>, DecodeError> {
+    let start = scanner.pos();
+    let kind = match scanner.peek() {
+        b'{' => {
+            // The transcoder reads with its own copy of the scanner (kept in its state rather
+            // than behind a reference: the position is read and written at every token).
+            let mut transcoder = Transcoder::new(*scanner, start);
+            let transcoded = transcoder.object(true, 1);
+            scanner.set_pos(transcoder.scanner.pos());
+            return match transcoded {
+                Ok(()) => Ok(Some(transcoder.finish())),
+                Err(failure) => Err(failure.into_error(scanner, start)),
+            };
         }
-        Some(b'n') => return Ok(None),
-        Some(b't' | b'f') => "a boolean",
-        Some(b'"') => "a string",
-        Some(b'[') => "an array",
+        b'n' => {
+            return match scanner.literal(b"null") {
+                Ok(()) => Ok(None),
+                Err(syntax) => Err(syntax.into_error(scanner.src())),
+            }
+        }
+        b't' | b'f' => "a boolean",
+        b'"' => "a string",
+        b'[' => "an array",
         _ => "a number",
     };
+    // Not an object: its grammar first (a failure there is the payload's), then its kind.
+    if let Err(syntax) = scanner.skip_value() {
+        return Err(syntax.into_error(scanner.src()));
+    }
     Err(DecodeError::new(
         Field::Attributes,
         format!("must be an object (IO id -> value), got {kind}"),
     ))
 }
 
-fn is_whitespace(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn is_whitespace_char(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
-/// Why transcoding stopped, with the path to the bad value (innermost step first).
+/// Why transcoding stopped: a grammar failure (the payload's), or a broken rule with the path to
+/// the bad value (innermost step first).
 struct Failure {
+    syntax: Option<Syntax>,
     reason: String,
     path: Vec<Step>,
     /// `false` keeps only the outermost step (for a path as deep as the nesting limit).
@@ -144,15 +162,31 @@ type Scan<T> = Result<T, Box<Failure>>;
 
 fn fail<T>(reason: String) -> Scan<T> {
     Err(Box::new(Failure {
+        syntax: None,
         reason,
         path: Vec::new(),
         whole_path: true,
     }))
 }
 
+impl From<Syntax> for Box<Failure> {
+    #[cold]
+    fn from(syntax: Syntax) -> Self {
+        Box::new(Failure {
+            syntax: Some(syntax),
+            reason: String::new(),
+            path: Vec::new(),
+            whole_path: false,
+        })
+    }
+}
+
 impl Failure {
     /// Adds a step to the path while the failure unwinds through a container.
     fn step(mut self: Box<Self>, step: impl FnOnce() -> Step) -> Box<Self> {
+        if self.syntax.is_some() {
+            return self;
+        }
         if !self.whole_path {
             self.path.clear();
         }
@@ -160,7 +194,16 @@ impl Failure {
         self
     }
 
-    fn into_error(self) -> DecodeError {
+    /// The error: the payload's for a grammar failure anywhere in the value (which starts at
+    /// `start`; see the module doc), else the attributes'.
+    fn into_error(self, scanner: &mut Scanner<'_>, start: usize) -> DecodeError {
+        if let Some(syntax) = self.syntax {
+            return syntax.into_error(scanner.src());
+        }
+        scanner.set_pos(start);
+        if let Err(syntax) = scanner.skip_value() {
+            return syntax.into_error(scanner.src());
+        }
         let mut reason = String::new();
         for (depth, step) in self.path.iter().rev().enumerate() {
             match step {
@@ -229,60 +272,20 @@ impl Summary<'_> {
     }
 }
 
-/// A string as written: `raw` with its quotes.
-#[derive(Clone, Copy)]
-struct Str<'a> {
-    raw: &'a str,
-    escaped: bool,
+/// A string quoted and bounded for a reason: unescaped when it can be, else as written.
+fn shown(string: Str<'_>) -> String {
+    bounded(&string.text_or_raw(), 40)
 }
 
-impl<'a> Str<'a> {
-    fn inner(self) -> &'a str {
-        self.raw
-            .get(1..self.raw.len().saturating_sub(1))
-            .unwrap_or_default()
-    }
-
-    /// Its text, unescaped (borrowed when it has no escapes).
-    fn text(self) -> Cow<'a, str> {
-        if !self.escaped {
-            return Cow::Borrowed(self.inner());
-        }
-        // Already validated (escapes, surrogate pairs), so this does not fail.
-        match serde_json::from_str::<String>(self.raw) {
-            Ok(text) => Cow::Owned(text),
-            Err(_) => Cow::Borrowed(self.inner()),
-        }
-    }
-
-    /// Quoted and bounded for a reason: unescaped when it can be, else as written.
-    fn shown(self) -> String {
-        match serde_json::from_str::<String>(self.raw) {
-            Ok(text) => bounded(&text, 40),
-            Err(_) => bounded(self.inner(), 40),
-        }
-    }
-}
-
-/// What makes a string unfit for `jsonb`.
-enum BadString {
-    Nul,
-    /// The escape's position in the string's raw text.
-    LoneSurrogate(usize),
-}
-
-/// The value of the four hex digits at `at`, if they are there.
-fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
-    let digits = bytes.get(at..at + 4)?;
-    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-}
-
-/// The transcoder's state: a position in the raw text and the output being written.
-struct Scanner<'a> {
+/// The transcoder's state: the scanner (its position in the payload) and the output being
+/// written.
+struct Transcoder<'a> {
+    scanner: Scanner<'a>,
+    /// The whole payload, and where the attributes value starts in it.
     src: &'a str,
-    pos: usize,
+    start: usize,
     /// The output, except `src[pending..]`, which is still to be copied; unallocated while the
-    /// output is `src` itself (nothing rewritten yet).
+    /// output is the value's text itself (nothing rewritten yet).
     out: String,
     pending: usize,
     owned: bool,
@@ -290,28 +293,27 @@ struct Scanner<'a> {
     scratch: Vec<u8>,
 }
 
-impl<'a> Scanner<'a> {
-    fn new(src: &'a str) -> Self {
-        Scanner {
-            src,
-            pos: 0,
+impl<'a> Transcoder<'a> {
+    fn new(scanner: Scanner<'a>, start: usize) -> Self {
+        Transcoder {
+            src: scanner.src(),
+            scanner,
+            start,
             out: String::new(),
-            pending: 0,
+            pending: start,
             owned: false,
             scratch: Vec::new(),
         }
     }
 
+    /// The output, once the value has been read.
     fn finish(mut self) -> Cow<'a, str> {
+        let end = self.scanner.pos();
         if !self.owned {
-            return Cow::Borrowed(self.src);
+            return Cow::Borrowed(self.src.get(self.start..end).unwrap_or_default());
         }
-        self.flush(self.src.len());
+        self.flush(end);
         Cow::Owned(self.out)
-    }
-
-    fn peek(&self) -> u8 {
-        self.src.as_bytes().get(self.pos).copied().unwrap_or(0)
     }
 
     /// Where the output will be once everything before `at` (at or after `pending`) is copied.
@@ -320,11 +322,11 @@ impl<'a> Scanner<'a> {
     }
 
     /// Copies the text still pending up to `upto` into the output (allocated on first use: the
-    /// output is never longer than the input).
+    /// output is never longer than the rest of the payload).
     fn flush(&mut self, upto: usize) {
         if !self.owned {
             self.owned = true;
-            self.out.reserve(self.src.len());
+            self.out.reserve(self.src.len() - self.start);
         }
         self.out
             .push_str(self.src.get(self.pending..upto).unwrap_or_default());
@@ -335,7 +337,7 @@ impl<'a> Scanner<'a> {
     /// tokens and there is almost never any.)
     #[inline(always)]
     fn whitespace(&mut self) {
-        if is_whitespace(self.peek()) {
+        if is_whitespace(self.scanner.peek()) {
             self.skip_whitespace();
         }
     }
@@ -343,12 +345,10 @@ impl<'a> Scanner<'a> {
     #[cold]
     #[inline(never)]
     fn skip_whitespace(&mut self) {
-        let from = self.pos;
-        while is_whitespace(self.peek()) {
-            self.pos += 1;
-        }
+        let from = self.scanner.pos();
+        self.scanner.skip_whitespace();
         self.flush(from);
-        self.pending = self.pos;
+        self.pending = self.scanner.pos();
     }
 
     /// Replaces the output from `out_start` (where the value starting at `start` began) with
@@ -358,16 +358,14 @@ impl<'a> Scanner<'a> {
             self.flush(start);
         }
         self.out.truncate(out_start);
-        self.pending = self.pos;
+        self.pending = self.scanner.pos();
     }
 
-    fn malformed<T>(&self) -> Scan<T> {
-        fail(format!("is not valid JSON at byte {}", self.pos))
-    }
-
-    /// One value, in a container at nesting level `depth`.
+    /// One value, in a container at nesting level `depth`. (Inlined into the two containers: most
+    /// values are numbers and strings, read without a call.)
+    #[inline(always)]
     fn value(&mut self, want: Want, depth: usize) -> Scan<Summary<'a>> {
-        match self.peek() {
+        match self.scanner.peek() {
             b'"' => {
                 let string = self.string("string")?;
                 Ok(match want {
@@ -375,7 +373,9 @@ impl<'a> Scanner<'a> {
                     _ => Summary::Other("a string"),
                 })
             }
+            b'-' | b'0'..=b'9' => self.number(),
             b'{' | b'[' if depth >= MAX_DEPTH => Err(Box::new(Failure {
+                syntax: None,
                 reason: format!("nests deeper than {MAX_DEPTH} levels"),
                 path: Vec::new(),
                 whole_path: false,
@@ -385,112 +385,53 @@ impl<'a> Scanner<'a> {
                 Ok(Summary::Other("an object"))
             }
             b'[' => self.array(want, depth + 1),
-            b't' => self.literal("true", "a boolean"),
-            b'f' => self.literal("false", "a boolean"),
-            b'n' => self.literal("null", "null"),
-            _ => self.number(),
+            b't' => {
+                self.scanner.literal(b"true")?;
+                Ok(Summary::Other("a boolean"))
+            }
+            b'f' => {
+                self.scanner.literal(b"false")?;
+                Ok(Summary::Other("a boolean"))
+            }
+            b'n' => {
+                self.scanner.literal(b"null")?;
+                Ok(Summary::Other("null"))
+            }
+            _ => Err(self
+                .scanner
+                .unexpected(Code::ExpectedValue, Code::EofValue)
+                .into()),
         }
-    }
-
-    fn literal(&mut self, word: &str, kind: &'static str) -> Scan<Summary<'a>> {
-        if !self
-            .src
-            .get(self.pos..)
-            .unwrap_or_default()
-            .starts_with(word)
-        {
-            return self.malformed();
-        }
-        self.pos += word.len();
-        Ok(Summary::Other(kind))
     }
 
     /// A number: copied as written once its range is checked.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Scan<Summary<'a>> {
-        let bytes = self.src.as_bytes();
-        let start = self.pos;
-        let mut end = start;
-        let mut exponent = false;
-        loop {
-            match bytes.get(end) {
-                Some(b'0'..=b'9' | b'-' | b'+' | b'.') => end += 1,
-                Some(b'e' | b'E') => {
-                    exponent = true;
-                    end += 1;
-                }
-                _ => break,
-            }
-        }
-        let text = match self.src.get(start..end) {
-            Some(text) if !text.is_empty() => text,
-            _ => return self.malformed(),
-        };
-        self.pos = end;
+        let number = self.scanner.number()?;
         // The common case: a plain integer or decimal is within every limit by its length alone.
-        if exponent || text.len() > MAX_NUMBER_DIGITS {
-            if let Err(reason) = check_number(text) {
+        if number.exponent || number.text.len() > MAX_NUMBER_DIGITS {
+            if let Err(reason) = check_number(number.text) {
                 return fail(reason);
             }
         }
-        Ok(Summary::Number(text))
+        Ok(Summary::Number(number.text))
     }
 
     /// A string (`what` is "key" or "string", for the reason): copied as written; refused when it
     /// holds NUL or an unpaired surrogate.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self, what: &str) -> Scan<Str<'a>> {
-        let bytes = self.src.as_bytes();
-        let start = self.pos;
-        let mut at = start + 1;
-        let mut escaped = false;
-        let mut bad = None;
-        loop {
-            match bytes.get(at) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    if bytes.get(at + 1) != Some(&b'u') {
-                        at += 2;
-                        continue;
-                    }
-                    match hex4(bytes, at + 2) {
-                        Some(0) => {
-                            bad.get_or_insert(BadString::Nul);
-                        }
-                        Some(0xD800..=0xDBFF)
-                            if bytes.get(at + 6..at + 8) == Some(b"\\u")
-                                && matches!(hex4(bytes, at + 8), Some(0xDC00..=0xDFFF)) =>
-                        {
-                            at += 6; // the pair's low half
-                        }
-                        Some(0xD800..=0xDFFF) => {
-                            bad.get_or_insert(BadString::LoneSurrogate(at - start));
-                        }
-                        Some(_) => {}
-                        None => return self.malformed(),
-                    }
-                    at += 6;
-                }
-                Some(_) => at += 1,
-                None => return self.malformed(),
-            }
-        }
-        self.pos = at + 1;
-        let string = Str {
-            raw: self.src.get(start..self.pos).unwrap_or_default(),
-            escaped,
-        };
-        match bad {
+        let string = self.scanner.string()?;
+        match string.bad {
             None => Ok(string),
             Some(BadString::Nul) => fail(format!(
                 "{what} {} contains a NUL character (\\u0000), which PostgreSQL jsonb refuses",
-                string.shown()
+                shown(string)
             )),
             Some(BadString::LoneSurrogate(offset)) => fail(format!(
                 "{what} {} contains an unpaired UTF-16 surrogate escape ({}), which is not \
                  Unicode text and PostgreSQL jsonb refuses",
-                string.shown(),
+                shown(string),
                 string.raw.get(offset..offset + 6).unwrap_or_default()
             )),
         }
@@ -499,24 +440,36 @@ impl<'a> Scanner<'a> {
     /// An object at nesting level `depth`; when it turns out to be a sentinel, its text is
     /// replaced with the resolved value.
     fn object(&mut self, root: bool, depth: usize) -> Scan<()> {
-        let start = self.pos;
+        let start = self.scanner.pos();
         let out_start = self.out_len(start);
         let scratch_start = self.scratch.len();
         let mut shape = if root { Shape::Plain } else { Shape::Empty };
-        self.pos += 1; // `{`
+        self.scanner.bump(); // `{`
         self.whitespace();
-        if self.peek() == b'}' {
-            self.pos += 1;
+        if self.scanner.peek() == b'}' {
+            self.scanner.bump();
         } else {
             loop {
-                if self.peek() != b'"' {
-                    return self.malformed();
+                if self.scanner.peek() != b'"' {
+                    return Err(self
+                        .scanner
+                        .unexpected(Code::KeyMustBeAString, Code::EofObject)
+                        .into());
                 }
                 let key = self.string("key")?;
                 self.whitespace();
-                self.pos += 1; // `:`
+                if self.scanner.peek() != b':' {
+                    return Err(self
+                        .scanner
+                        .unexpected(Code::ExpectedColon, Code::EofObject)
+                        .into());
+                }
+                self.scanner.bump();
                 self.whitespace();
-                let step = || Step::Key(key.shown());
+                // Only the text is kept for the path (a failure is rare; this keeps `key` in
+                // registers).
+                let raw = key.raw;
+                let step = move || Step::Key(shown(Str::written(raw)));
                 if matches!(shape, Shape::Plain) {
                     self.value(Want::Nothing, depth)
                         .map_err(|failure| failure.step(step))?;
@@ -528,12 +481,21 @@ impl<'a> Scanner<'a> {
                     shape = shape.next(&name, summary);
                 }
                 self.whitespace();
-                let separator = self.peek();
-                self.pos += 1;
-                match separator {
-                    b',' => self.whitespace(),
-                    b'}' => break,
-                    _ => return self.malformed(),
+                match self.scanner.peek() {
+                    b',' => {
+                        self.scanner.bump();
+                        self.whitespace();
+                    }
+                    b'}' => {
+                        self.scanner.bump();
+                        break;
+                    }
+                    _ => {
+                        return Err(self
+                            .scanner
+                            .unexpected(Code::ExpectedObjectCommaOrEnd, Code::EofObject)
+                            .into())
+                    }
                 }
             }
         }
@@ -547,10 +509,10 @@ impl<'a> Scanner<'a> {
         let collect = want == Want::Bytes;
         let start = self.scratch.len();
         let mut bad = None;
-        self.pos += 1; // `[`
+        self.scanner.bump(); // `[`
         self.whitespace();
-        if self.peek() == b']' {
-            self.pos += 1;
+        if self.scanner.peek() == b']' {
+            self.scanner.bump();
         } else {
             let mut index = 0;
             loop {
@@ -565,12 +527,21 @@ impl<'a> Scanner<'a> {
                 }
                 index += 1;
                 self.whitespace();
-                let separator = self.peek();
-                self.pos += 1;
-                match separator {
-                    b',' => self.whitespace(),
-                    b']' => break,
-                    _ => return self.malformed(),
+                match self.scanner.peek() {
+                    b',' => {
+                        self.scanner.bump();
+                        self.whitespace();
+                    }
+                    b']' => {
+                        self.scanner.bump();
+                        break;
+                    }
+                    _ => {
+                        return Err(self
+                            .scanner
+                            .unexpected(Code::ExpectedListCommaOrEnd, Code::EofList)
+                            .into())
+                    }
                 }
             }
         }
@@ -782,16 +753,16 @@ fn bigint_digits(text: &str) -> Result<(&'static str, &str), String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::value::RawValue;
-
     use super::*;
 
-    /// Transcodes an attributes document on its own, captured by serde_json first as the payload
-    /// parser does (grammar errors are the payload's).
+    /// Transcodes an attributes document on its own, as the payload parser does at the value
+    /// (grammar errors are the payload's).
     fn transcode_json(json: &str) -> Result<Option<Cow<'_, str>>, DecodeError> {
-        let raw: &RawValue = serde_json::from_str(json)
-            .map_err(|error| DecodeError::new(Field::Payload, error.to_string()))?;
-        transcode(raw.get())
+        let mut scanner = Scanner::new(json);
+        scanner.skip_whitespace();
+        let text = transcode(&mut scanner)?;
+        scanner.end().map_err(|syntax| syntax.into_error(json))?;
+        Ok(text)
     }
 
     fn ok(json: &str) -> String {

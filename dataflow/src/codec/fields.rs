@@ -1,29 +1,41 @@
 //! The payload's top level: one pass over the JSON object into typed slots, then per-field checks.
 //!
-//! Why a hand-written visitor instead of `#[derive(Deserialize)]` or a `serde_json::Value`:
-//! - no tree is built: each known field is read into a small [`Scalar`] (strings borrowed from the
-//!   payload when they have no escapes), unknown fields are skipped with `IgnoredAny`, and
-//!   `attributes` is captured as raw text borrowed from the payload (`&RawValue`: serde_json checks
-//!   its grammar) and transcoded as soon as it is read (see `attributes.rs`);
-//! - every failure names its field. A derive would report a wrong type or a duplicate key as a
-//!   serde error that only says "invalid type"; here the type is checked after parsing, against the
-//!   contract, and semantic failures found during parsing (duplicate keys, bad attributes) are left
-//!   in a side channel that `decode_payload` reads before falling back to field `payload`.
+//! Why one hand-written pass (no serde, no `serde_json::Value`), given a budget of a few
+//! microseconds of CPU per record: serde_json's visitor machinery and its own grammar pass over
+//! the attributes (which the attributes scanner then read a second time) were the larger part of
+//! decoding. Here one [`Scanner`] reads the payload's bytes once, front to back:
+//! - each key is compared as written against the contract's names (a key with escapes is unescaped
+//!   first: `"device\u005fid"` is `device_id`); a known field's value is read into a small
+//!   [`Scalar`] (strings borrowed from the payload when they have no escapes); an unknown field's
+//!   value is skipped, its grammar checked, at any depth; `attributes` is handed to the
+//!   transcoder (`attributes.rs`), which reads it on from the same position, checking and copying
+//!   it;
+//! - every failure names its field: a duplicate key names it (a scalar once its value is read,
+//!   `attributes` at its second key), a broken attributes rule names `attributes`, and a grammar
+//!   failure anywhere names `payload` (see `scanner.rs`). Types and ranges are checked after the
+//!   pass, against the contract ([`Parsed::into_position`]).
 //!
-//! Numbers: serde_json (without `arbitrary_precision`) hands over a non-negative integer as `u64`,
-//! a negative one as `i64`, and anything else (`1.5`, `2.0`, `1e3`, integers beyond 64 bits) as
-//! `f64`. An integer field accepts a float with a zero fraction (`2.0`, `1e1`): JSON has a single
-//! number type, and to the producer (JavaScript) `2.0` and `2` are the same value. `1.5` is
-//! refused.
+//! What is JSON, and how values read, is exactly what it was with serde_json (whose
+//! `float_roundtrip` parser this replaced), so the same payloads decode to the same rows and fail
+//! naming the same field:
+//! - a non-negative integer that fits 64 bits is a `u64`, a negative one that fits is an `i64`
+//!   (`-0` is the float `-0.0`), and any other number (`1.5`, `2.0`, `1e3`, integers beyond 64
+//!   bits) is the `f64` nearest to its decimal text (Rust's `str::parse`, correctly rounded); a
+//!   number whose nearest `f64` is infinite (`1e400`) is not valid JSON, as serde_json said. An
+//!   integer field accepts a float with a zero fraction (`2.0`, `1e1`): JSON has a single number
+//!   type, and to the producer (JavaScript) `2.0` and `2` are the same value. `1.5` is refused;
+//! - a string a known field or any top-level key holds is decoded, so an unpaired surrogate escape
+//!   (`"\ud800"`) in it is not valid JSON (as are the keys of an object a known field holds, which
+//!   serde_json decoded too); in an unknown field's value it is skipped unread;
+//! - the payload is one JSON object with only whitespace after it, and its UTF-8 is checked once,
+//!   over the whole payload, before parsing (so a stray byte fails as `payload` wherever it sits,
+//!   in an unknown field too).
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 use super::attributes;
+use super::scanner::{Code, Number, Scanner, Str, Syntax};
 use super::text::{bounded, fmt_bounded};
 use super::timestamp;
 use crate::{DecodeError, Field, Position, StreamId};
@@ -39,7 +51,7 @@ pub(crate) enum Scalar<'de> {
     U64(u64),
     /// A negative integer that fits 64 bits.
     I64(i64),
-    /// Any other number (always finite: serde_json refuses overflowing literals).
+    /// Any other number (always finite: an overflowing literal is refused while parsing).
     F64(f64),
     /// A string, borrowed from the payload unless it had escapes.
     Str(Cow<'de, str>),
@@ -99,60 +111,6 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ScalarVisitor)
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Bool(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::U64(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar::I64(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Scalar::F64(v))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Array)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Object)
-    }
-}
-
 /// A top-level key: a scalar field, `attributes`, or a key outside the contract.
 #[derive(Clone, Copy)]
 enum Key {
@@ -161,27 +119,21 @@ enum Key {
     Unknown,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(match Field::from_key(v) {
+impl Key {
+    /// What a key names: compared as written when it has no escapes (the usual case), else once
+    /// unescaped.
+    #[inline]
+    fn of(key: Str<'_>) -> Key {
+        let field = if key.escaped {
+            Field::from_key(&key.text())
+        } else {
+            Field::from_key(key.inner())
+        };
+        match field {
             Some(Field::Attributes) => Key::Attributes,
             Some(field) => Key::Scalar(field),
             None => Key::Unknown,
-        })
+        }
     }
 }
 
@@ -195,60 +147,121 @@ pub(crate) struct Parsed<'de> {
     attributes: Option<Cow<'de, str>>,
 }
 
-/// Reads the payload object; semantic failures go to `error` (see the module doc).
-pub(crate) struct PayloadVisitor<'e> {
-    /// Side channel: set when the visitor fails for a reason that names a field.
-    pub error: &'e mut Option<DecodeError>,
+/// Parses the payload bytes: one JSON object, nothing but whitespace after it. A failure names
+/// its field (a duplicate key, the attributes) or else the payload (not UTF-8, not JSON, not an
+/// object).
+pub(crate) fn parse(payload: &[u8]) -> Result<Parsed<'_>, DecodeError> {
+    // One UTF-8 check of the whole payload (word-at-a-time over ASCII); the scanner then reads the
+    // bytes of a `str`, and every slice it takes starts and ends at an ASCII byte.
+    let text = std::str::from_utf8(payload)
+        .map_err(|utf8| DecodeError::new(Field::Payload, format!("is not UTF-8 ({utf8})")))?;
+    let mut scanner = Scanner::new(text);
+    let invalid = |syntax: Syntax| syntax.into_error(text);
+    scanner.open_object().map_err(invalid)?;
+    let mut parsed = Parsed::default();
+    let mut attributes_seen = false;
+    let mut first = true;
+    while scanner.next_member(first).map_err(invalid)? {
+        first = false;
+        let key = scanner.decoded_string().map_err(invalid)?;
+        match Key::of(key) {
+            Key::Scalar(field) => {
+                scanner.colon().map_err(invalid)?;
+                let value = scalar(&mut scanner).map_err(invalid)?;
+                match field.slot().and_then(|slot| parsed.scalars.get_mut(slot)) {
+                    Some(entry @ None) => *entry = Some(value),
+                    _ => return Err(duplicate(field)),
+                }
+            }
+            Key::Attributes => {
+                if attributes_seen {
+                    return Err(duplicate(Field::Attributes));
+                }
+                attributes_seen = true;
+                scanner.colon().map_err(invalid)?;
+                parsed.attributes = attributes::transcode(&mut scanner)?;
+            }
+            Key::Unknown => {
+                scanner.colon().map_err(invalid)?;
+                scanner.skip_value().map_err(invalid)?;
+            }
+        }
+    }
+    scanner.end().map_err(invalid)?;
+    Ok(parsed)
 }
 
-impl<'de> Visitor<'de> for PayloadVisitor<'_> {
-    type Value = Parsed<'de>;
+#[cold]
+fn duplicate(field: Field) -> DecodeError {
+    DecodeError::new(field, "appears more than once in the payload")
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
+/// A known field's value (see the module doc for what each kind reads as).
+#[inline]
+fn scalar<'a>(scanner: &mut Scanner<'a>) -> Result<Scalar<'a>, Syntax> {
+    let start = scanner.pos();
+    Ok(match scanner.peek() {
+        b'"' => Scalar::Str(scanner.decoded_string()?.text()),
+        b'-' | b'0'..=b'9' => number(scanner.number()?).ok_or(Syntax {
+            at: start,
+            code: Code::NumberOutOfRange,
+        })?,
+        b't' => {
+            scanner.literal(b"true")?;
+            Scalar::Bool(true)
+        }
+        b'f' => {
+            scanner.literal(b"false")?;
+            Scalar::Bool(false)
+        }
+        b'n' => {
+            scanner.literal(b"null")?;
+            Scalar::Null
+        }
+        b'[' => {
+            scanner.skip_value()?;
+            Scalar::Array
+        }
+        b'{' => {
+            // Its keys are decoded (an unpaired surrogate in one is not valid JSON), its values
+            // skipped.
+            scanner.bump();
+            let mut first = true;
+            while scanner.next_member(first)? {
+                first = false;
+                scanner.decoded_string()?;
+                scanner.colon()?;
+                scanner.skip_value()?;
+            }
+            Scalar::Object
+        }
+        _ => return Err(scanner.unexpected(Code::ExpectedValue, Code::EofValue)),
+    })
+}
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
-        let mut parsed = Parsed::default();
-        let mut attributes_seen = false;
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Scalar(field) => {
-                    let value = map.next_value::<Scalar<'de>>()?;
-                    match field.slot().and_then(|slot| parsed.scalars.get_mut(slot)) {
-                        Some(entry @ None) => *entry = Some(value),
-                        _ => return Err(duplicate(self.error, field)),
-                    }
-                }
-                Key::Attributes => {
-                    if attributes_seen {
-                        return Err(duplicate(self.error, Field::Attributes));
-                    }
-                    attributes_seen = true;
-                    let raw = map.next_value::<&'de RawValue>()?;
-                    parsed.attributes = match attributes::transcode(raw.get()) {
-                        Ok(text) => text,
-                        Err(error) => {
-                            *self.error = Some(error);
-                            return Err(de::Error::custom("invalid attributes"));
-                        }
-                    };
-                }
-                Key::Unknown => {
-                    map.next_value::<IgnoredAny>()?;
+/// A number's value: a `u64` or `i64` when it is an integer that fits, else the nearest `f64`;
+/// `None` when that is infinite.
+#[inline]
+fn number(number: Number<'_>) -> Option<Scalar<'_>> {
+    if number.plain {
+        let (negative, digits) = match number.text.strip_prefix('-') {
+            Some(digits) => (true, digits),
+            None => (false, number.text),
+        };
+        if let Ok(magnitude) = digits.parse::<u64>() {
+            if !negative {
+                return Some(Scalar::U64(magnitude));
+            }
+            // `-0` is the float `-0.0`, and below `i64::MIN` a float, as serde_json had them.
+            if magnitude != 0 {
+                if let Some(value) = 0i64.checked_sub_unsigned(magnitude) {
+                    return Some(Scalar::I64(value));
                 }
             }
         }
-        Ok(parsed)
     }
-}
-
-fn duplicate<E: de::Error>(error: &mut Option<DecodeError>, field: Field) -> E {
-    *error = Some(DecodeError::new(
-        field,
-        "appears more than once in the payload",
-    ));
-    E::custom(format_args!("duplicate field {field}"))
+    let value: f64 = number.text.parse().ok()?;
+    value.is_finite().then_some(Scalar::F64(value))
 }
 
 impl<'de> Parsed<'de> {
@@ -448,11 +461,12 @@ where
 }
 
 /// Rewritten attributes text (sentinels resolved, whitespace dropped) is written into a buffer
-/// reserved at the raw text's length (so it never grows while being written), which the rewriting
-/// leaves partly unused (a Node `Buffer.toJSON()` array shrinks to a third). The row then waits in
-/// memory until its epoch commits, up to `MAX_INFLIGHT_EPOCHS × READ_COUNT` rows per worker, so
-/// the slack is handed back with one exact-size copy (an allocator's in-place shrink would keep the
-/// block). Text that needed no rewriting is copied once, at its exact size.
+/// reserved at the length of the payload from the attributes on (so it never grows while being
+/// written), which the rewriting and any fields after the attributes leave partly unused (a Node
+/// `Buffer.toJSON()` array shrinks to a third). The row then waits in memory until its epoch
+/// commits, up to `MAX_INFLIGHT_EPOCHS × READ_COUNT` rows per worker, so the slack is handed back
+/// with one exact-size copy (an allocator's in-place shrink would keep the block). Text that needed
+/// no rewriting is copied once, at its exact size.
 fn right_sized(text: String) -> String {
     const SLACK: usize = 64;
     if text.capacity() - text.len() > SLACK {
@@ -460,29 +474,4 @@ fn right_sized(text: String) -> String {
     } else {
         text
     }
-}
-
-/// Parses the payload bytes: one JSON object, nothing but whitespace after it. A failure that
-/// names a field is left in `error`; any other failure is the payload's (not JSON, not an object).
-pub(crate) fn parse<'de>(
-    payload: &'de [u8],
-    error: &mut Option<DecodeError>,
-) -> Result<Parsed<'de>, serde_json::Error> {
-    // One UTF-8 check of the whole payload (word-at-a-time over ASCII), then serde_json's `str`
-    // reader, which trusts it: parsing from bytes would validate every string it reads again,
-    // and that was a tenth of the decoder's time.
-    let text = match std::str::from_utf8(payload) {
-        Ok(text) => text,
-        Err(utf8) => {
-            *error = Some(DecodeError::new(
-                Field::Payload,
-                format!("is not UTF-8 ({utf8})"),
-            ));
-            return Err(de::Error::custom("payload is not UTF-8"));
-        }
-    };
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed = de::Deserializer::deserialize_map(&mut deserializer, PayloadVisitor { error })?;
-    deserializer.end()?;
-    Ok(parsed)
 }

@@ -5,38 +5,44 @@
 //! the payload is not a JSON object); a bad record is data for the dead-letter path, never a panic.
 //!
 //! How (and why this way, given a budget of a few microseconds of CPU per record):
-//! - one pass of serde_json over the payload bytes, with hand-written visitors (`fields.rs`): no
-//!   `serde_json::Value` tree; strings are borrowed from the payload when they have no escapes;
-//!   unknown fields are skipped without allocating; a duplicate known field is an error naming it;
-//! - `attributes` is captured by that same pass as raw text (serde_json checks its grammar) and
-//!   copied into its output text by a byte scanner (`attributes.rs`) that resolves the producer's
-//!   `__bigint` / `__buffer_b64` / `Buffer.toJSON()` sentinels and copies numbers as written: a big
-//!   integer is copied as digits and never passes through an `f64`;
+//! - one pass of a hand-written JSON scanner over the payload bytes (`scanner.rs` reads tokens,
+//!   `fields.rs` the top-level object): no `serde_json::Value` tree, no serde visitors; keys are
+//!   compared as written against the contract's names; strings are borrowed from the payload when
+//!   they have no escapes; unknown fields are skipped without allocating; a duplicate known field
+//!   is an error naming it;
+//! - `attributes` is read by that same pass: at its value, a transcoder (`attributes.rs`) checks it
+//!   and copies it into its output text, resolving the producer's `__bigint` / `__buffer_b64` /
+//!   `Buffer.toJSON()` sentinels and copying numbers as written: a big integer is copied as digits
+//!   and never passes through an `f64`. Each byte of the payload is read once;
 //! - `timestamp` is parsed by a small exact parser (`timestamp.rs`) and bounded to what a
 //!   `timestamptz` stores.
 //!
+//! The scanner replaced serde_json and keeps its judgement of every payload, so that a record's
+//! row or the field its error names does not depend on the parser: the same grammar, the same
+//! numbers (the nearest `f64` to a number's text, as serde_json's `float_roundtrip` parser gave),
+//! the same failures for a number too large for an `f64` in a known field (the payload's) or a
+//! duplicate key (the field's). Reasons for a payload that is not JSON keep serde_json's words and
+//! its line and column. (The nearest `f64` is what `latitude` must be: Rust's `str::parse` is
+//! correctly rounded, as serde_json's parser was only with its `float_roundtrip` feature; without
+//! it about one double in three came back one ulp off.)
+//!
 //! Text: the payload must be UTF-8 JSON, checked once over the whole payload before parsing (so a
 //! stray byte fails as `payload` wherever it sits, in an unknown field too). A string holding an
-//! unpaired surrogate escape (`"\ud800"`) is not valid Unicode; serde_json refuses it in a field it
-//! decodes, so it fails as `payload`, and the attributes scanner refuses it too (as would `jsonb`),
-//! as `attributes`. In an unknown field, which is skipped unread, it is ignored.
+//! unpaired surrogate escape (`"\ud800"`) is not valid Unicode: in a top-level key or a known
+//! field's string it fails as `payload` (serde_json refused it in a string it decoded), in the
+//! attributes as `attributes` (as `jsonb` would refuse it); in an unknown field, which is skipped
+//! unread, it is ignored.
 //!
 //! A successful decode allocates the `device_id` and the `attributes` strings, nothing else (plus
-//! a scratch buffer when buffers are present, and a copy of any sentinel key or string argument
-//! that had JSON escapes).
-//!
-//! Floats: the workspace enables serde_json's `float_roundtrip` feature for this crate. Without it
-//! serde_json's parser is only approximately correct: about one double in three (and about one
-//! computed coordinate in ten) comes back one ulp off, so `latitude` would not be the number the
-//! producer sent. (Attribute numbers are not parsed: they are copied as written.)
+//! a scratch buffer when buffers are present, and a copy of any key, string value or sentinel
+//! argument that had JSON escapes).
 
 mod attributes;
 mod encode;
 mod fields;
+mod scanner;
 mod text;
 mod timestamp;
-
-use serde_json::error::Category;
 
 use crate::{DecodeError, Entry, Field, Position};
 
@@ -68,21 +74,7 @@ pub fn decode_entry(entry: &Entry) -> Result<Position, DecodeError> {
 
 /// Decodes the payload JSON bytes (UTF-8) into a validated [`Position`].
 pub fn decode_payload(payload: &[u8]) -> Result<Position, DecodeError> {
-    let mut error = None;
-    match fields::parse(payload, &mut error) {
-        Ok(parsed) => parsed.into_position(),
-        Err(json_error) => Err(error.unwrap_or_else(|| payload_error(&json_error))),
-    }
-}
-
-/// A serde_json failure that no field claimed: the payload as a whole is at fault.
-fn payload_error(error: &serde_json::Error) -> DecodeError {
-    let reason = match error.classify() {
-        Category::Data => format!("is not a JSON object ({error})"),
-        Category::Eof => format!("is truncated JSON ({error})"),
-        Category::Syntax | Category::Io => format!("is not valid JSON ({error})"),
-    };
-    DecodeError::new(Field::Payload, reason)
+    fields::parse(payload)?.into_position()
 }
 
 #[cfg(test)]
@@ -316,6 +308,121 @@ mod tests {
         };
         assert!(nested(125).is_ok());
         assert_eq!(field_of(nested(126)), "attributes");
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_read_them() {
+        // `-0` is the float -0.0 (a sign PostgreSQL keeps), integers beyond 64 bits are floats.
+        let position = with(r#","altitude":-0,"angle":0,"speed":18446744073709551616"#).unwrap();
+        assert!(position
+            .altitude
+            .is_some_and(|a| a == 0.0 && a.is_sign_negative()));
+        assert!(position.angle.is_some_and(|a| a.is_sign_positive()));
+        assert_eq!(position.speed, Some(18446744073709551616.0));
+        let payload = br#"{"device_id":"a","timestamp":1,"latitude":-0.0,"longitude":-0}"#;
+        let position = decode_payload(payload).unwrap();
+        assert!(position.latitude.is_sign_negative() && position.longitude.is_sign_negative());
+        // Nearest doubles, underflow to zero, overflow refused as not JSON (in a known field only).
+        let payload = br#"{"device_id":"a","timestamp":1,"latitude":54.68715710000000000000001,"longitude":1e-400}"#;
+        let position = decode_payload(payload).unwrap();
+        assert_eq!(position.latitude, 54.6871571);
+        assert_eq!(position.longitude, 0.0);
+        assert_eq!(field_of(with(r#","altitude":1e400"#)), "payload");
+        assert_eq!(field_of(with(r#","altitude":-1.8e308"#)), "payload");
+        assert!(with(r#","x":1e400"#).is_ok());
+        assert_eq!(
+            with(r#","timestamp":-9223372036854775808"#)
+                .unwrap_err()
+                .field,
+            "timestamp"
+        );
+        assert_eq!(
+            field_of(with(r#","satellites":-9223372036854775809"#)),
+            "satellites"
+        );
+    }
+
+    #[test]
+    fn failures_are_classified_as_before() {
+        // A duplicate scalar is named once its value is read (a bad value is the payload's); a
+        // second `attributes` at its key.
+        assert_eq!(field_of(with(r#","latitude":1e400"#)), "payload");
+        assert_eq!(field_of(with(r#","latitude":[1,]"#)), "payload");
+        assert_eq!(
+            field_of(with(r#","attributes":{},"attributes""#)),
+            "attributes"
+        );
+        // Unpaired surrogates: refused in what is decoded (keys, known fields' strings and the
+        // keys of an object they hold), ignored in what is skipped.
+        for extra in [
+            r#","\ud800":1"#,
+            r#","device_id":"\u0000\udc00""#,
+            r#","altitude":{"\ud800":1}"#,
+        ] {
+            assert_eq!(field_of(with(extra)), "payload", "{extra}");
+        }
+        for extra in [
+            r#","x":"\ud800""#,
+            r#","x":{"\ud800":1}"#,
+            r#","x":["\ud800"]"#,
+        ] {
+            assert!(with(extra).is_ok(), "{extra}");
+        }
+        assert_eq!(field_of(with(r#","altitude":{"a":"\ud800"}"#)), "altitude");
+        // In the attributes, a grammar failure anywhere in the value wins over a broken rule
+        // before it; what comes after the value is not read.
+        assert_eq!(
+            field_of(with(r#","attributes":{"a":"\u0000","b":[1,]}"#)),
+            "payload"
+        );
+        let nested = format!(
+            r#","attributes":{{"a":{}1{},"b":01}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(field_of(with(&nested)), "payload");
+        assert_eq!(
+            decode_payload(br#"{"attributes":{"a":"\u0000"}}}"#)
+                .unwrap_err()
+                .field,
+            "attributes"
+        );
+        // Unknown fields nest to any depth; a known field holding a container has the wrong type.
+        let deep = |key: &str| {
+            with(&format!(
+                r#","{key}":{}1{}"#,
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            ))
+        };
+        assert!(deep("x").is_ok());
+        assert_eq!(field_of(deep("altitude")), "altitude");
+    }
+
+    #[test]
+    fn payload_reasons_keep_serde_json_words() {
+        let reason = |payload: &[u8]| decode_payload(payload).unwrap_err().to_string();
+        assert_eq!(
+            reason(br#"{"device_id":"#),
+            "payload: is truncated JSON (EOF while parsing a value at line 1 column 13)"
+        );
+        assert_eq!(
+            reason(b"{\n\"a\" 1}"),
+            "payload: is not valid JSON (expected `:` at line 2 column 5)"
+        );
+        assert_eq!(
+            reason(b"[1,2,3]"),
+            "payload: is not a JSON object (got an array at line 1 column 1)"
+        );
+        assert_eq!(
+            reason(br#"{"latitude":1e400}"#),
+            "payload: is not valid JSON (number out of range at line 1 column 13)"
+        );
+        assert_eq!(
+            reason(br#"{"x\ud800":1}"#),
+            "payload: is not valid JSON (unpaired UTF-16 surrogate escape \\ud800 in a string at \
+             line 1 column 4)"
+        );
     }
 
     #[test]
