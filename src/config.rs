@@ -48,7 +48,7 @@ pub struct Config {
 #[derive(Clone, Debug, Args)]
 pub struct OpsConfig {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090", global = true)]
     pub http_addr: SocketAddr,
 
     /// /readyz reports not ready when the commit frontier has not advanced for this long, in

@@ -31,6 +31,19 @@ impl Operation {
         Operation::Ack,
     ];
 
+    /// The log line of a failed attempt that is retried: transient (`WARN`) or stalled until an
+    /// operator fixes something (`ERROR`). The one place these lines are worded.
+    pub fn retry_message(self, stalled: bool) -> String {
+        if stalled {
+            format!(
+                "{} failed and will not succeed until this is fixed; retrying",
+                self.what()
+            )
+        } else {
+            format!("{} failed; retrying", self.what())
+        }
+    }
+
     /// How log lines and `/readyz` name it.
     pub const fn what(self) -> &'static str {
         match self {

@@ -205,8 +205,8 @@ impl Retry {
                 attempt = attempts.failures,
                 retry_in_ms,
                 error = %reason,
-                "{} failed; retrying",
-                self.operation.what()
+                "{}",
+                self.operation.retry_message(false)
             );
         } else {
             tracing::error!(
@@ -215,8 +215,8 @@ impl Retry {
                 attempt = attempts.failures,
                 retry_in_ms,
                 error = %reason,
-                "{} failed and will not succeed until this is fixed; retrying",
-                self.operation.what()
+                "{}",
+                self.operation.retry_message(true)
             );
         }
         self.pause(delay).await

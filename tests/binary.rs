@@ -29,6 +29,40 @@ fn a_bad_variable_exits_2_naming_it_on_one_line() {
     }
 }
 
+/// Connection flags work after the subcommand as well as before it, and the subcommand's help
+/// shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flags_work_after_the_subcommand() {
+    let mut env = TestEnv::new("global_flags").await;
+    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .env_clear()
+        .args(["simulate", "--count", "7", "--redis-url"])
+        .arg(&env.servers.redis_url)
+        .arg("--stream-key")
+        .arg(&env.stream)
+        .output()
+        .expect("run simulate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let length: u64 = redis::cmd("XLEN")
+        .arg(&env.stream)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XLEN");
+    assert_eq!(length, 7);
+    let help = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args(["simulate", "--help"])
+        .output()
+        .expect("simulate --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--redis-url", "--stream-key", "REDIS_URL", "STREAM_KEY"] {
+        assert!(help.contains(flag), "simulate --help does not show {flag}");
+    }
+}
+
 #[test]
 fn help_lists_every_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_processor"))

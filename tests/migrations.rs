@@ -124,3 +124,37 @@ async fn replicas_migrating_at_once_apply_each_migration_once_on_postgres() {
 async fn replicas_migrating_at_once_apply_each_migration_once_on_timescaledb() {
     replicas_migrating_at_once_apply_each_migration_once(Backend::Timescale).await;
 }
+
+/// `DATABASE_URL` selects a schema that does not exist yet: the service creates it (and says
+/// so) instead of retrying forever with "no schema has been selected to create in".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_named_in_the_url_is_created_when_missing() {
+    let mut env = TestEnv::new("fresh_schema").await;
+    let schema = format!("{}_fresh", env.schema);
+    let mut config = env.config(&[]);
+    config.postgres.url = env.database_url.replace(&env.schema, &schema);
+    env.publish(&support::payloads("fresh", 3, 30)).await;
+    let running = env.start(config);
+    let count = format!("SELECT count(*) FROM {schema}.positions");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows: i64 = match env.db.query_one(count.as_str(), &[]).await {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        };
+        if rows == 30 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rows never landed in the new schema: {:?}",
+            running.get("/readyz").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    running.stop().await;
+    env.db
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop the schema");
+}

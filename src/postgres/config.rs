@@ -15,6 +15,7 @@ pub struct PostgresConfig {
         id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
+        global = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub url: String,
@@ -24,7 +25,8 @@ pub struct PostgresConfig {
     #[arg(
         id = "database_ca_file",
         long = "database-ca-file",
-        env = "DATABASE_CA_FILE"
+        env = "DATABASE_CA_FILE",
+        global = true
     )]
     pub ca_file: Option<PathBuf>,
 

@@ -59,7 +59,11 @@ pub async fn migrate(
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(|e| failed(&e))?;
-    let result = match apply_missing(client).await {
+    let result = match ensure_schema(client).await {
+        Ok(()) => apply_missing(client).await,
+        Err(error) => Err(error),
+    };
+    let result = match result {
         Ok(applied) => timescale::setup(client, timescale)
             .await
             .map(|storage| MigrationReport { applied, storage }),
@@ -72,6 +76,54 @@ pub async fn migrate(
     let report = result?;
     unlocked.map_err(|e| failed(&e))?;
     Ok(report)
+}
+
+/// Creates the schema `search_path` selects when it does not exist yet (e.g. one chosen with
+/// `options=-csearch_path%3D<schema>` in `DATABASE_URL`): otherwise every `CREATE` would fail
+/// with "no schema has been selected to create in", which names no schema.
+async fn ensure_schema(client: &Client) -> Result<(), PostgresError> {
+    let failed = |e: &tokio_postgres::Error| PostgresError::query("migrate", e);
+    let row = client
+        .query_one(
+            "SELECT current_schema() IS NOT NULL, current_setting('search_path')",
+            &[],
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    let (selected, search_path): (bool, String) = (row.get(0), row.get(1));
+    if selected {
+        return Ok(());
+    }
+    let Some(schema) = first_schema(&search_path) else {
+        return Err(PostgresError::other(
+            "migrate",
+            format!(
+                "search_path ({search_path}) names no schema to create the tables in:                  set one in DATABASE_URL (options=-csearch_path%3D<schema>)"
+            ),
+        ));
+    };
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        .await
+        .map_err(|e| failed(&e))?;
+    tracing::info!(schema = %schema, "the schema named by search_path did not exist; created it");
+    Ok(())
+}
+
+/// The first schema `search_path` names, other than `$user`.
+fn first_schema(search_path: &str) -> Option<String> {
+    search_path
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && *name != "\"$user\"" && *name != "$user")
+        .map(|name| {
+            name.strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .map(|inner| inner.replace("\"\"", "\""))
+                .unwrap_or_else(|| name.to_lowercase())
+        })
+        .next()
 }
 
 async fn apply_missing(client: &mut Client) -> Result<Vec<i32>, PostgresError> {
@@ -109,4 +161,21 @@ async fn apply_missing(client: &mut Client) -> Result<Vec<i32>, PostgresError> {
         applied.push(*version);
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_schema;
+
+    #[test]
+    fn the_schema_to_create_is_the_first_one_search_path_names() {
+        assert_eq!(first_schema("tenant_a"), Some("tenant_a".to_owned()));
+        assert_eq!(first_schema("\"$user\", Fleet"), Some("fleet".to_owned()));
+        assert_eq!(
+            first_schema("\"My \"\"Odd\"\" One\", public"),
+            Some("My \"Odd\" One".to_owned())
+        );
+        assert_eq!(first_schema("\"$user\""), None);
+        assert_eq!(first_schema(""), None);
+    }
 }

@@ -22,21 +22,32 @@ pub struct RedisConfig {
         id = "redis_url",
         long = "redis-url",
         env = "REDIS_URL",
+        global = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub url: String,
 
     /// PEM file of the CA(s) trusted for Redis's certificate (`rediss://`), instead of the
     /// system's roots.
-    #[arg(id = "redis_ca_file", long = "redis-ca-file", env = "REDIS_CA_FILE")]
+    #[arg(
+        id = "redis_ca_file",
+        long = "redis-ca-file",
+        env = "REDIS_CA_FILE",
+        global = true
+    )]
     pub ca_file: Option<PathBuf>,
 
     /// The stream the ingestion service appends positions to.
-    #[arg(long, env = "STREAM_KEY", default_value = "telemetry:t")]
+    #[arg(long, env = "STREAM_KEY", default_value = "telemetry:t", global = true)]
     pub stream_key: String,
 
     /// Consumer group shared by every replica.
-    #[arg(long, env = "CONSUMER_GROUP", default_value = "processor")]
+    #[arg(
+        long,
+        env = "CONSUMER_GROUP",
+        default_value = "processor",
+        global = true
+    )]
     pub consumer_group: String,
 
     /// This replica's consumer name; worker N reads as `<CONSUMER_NAME>-<N>`. Must be stable
@@ -49,7 +60,7 @@ pub struct RedisConfig {
     pub group_start_id: String,
 
     /// Stream that refused entries are moved to. Default: `<STREAM_KEY>:dead`.
-    #[arg(long = "dead-letter-stream", env = "DEAD_LETTER_STREAM")]
+    #[arg(long = "dead-letter-stream", env = "DEAD_LETTER_STREAM", global = true)]
     pub dead_letter_stream: Option<String>,
 
     /// Entries per XREADGROUP call.

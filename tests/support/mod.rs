@@ -196,6 +196,8 @@ pub fn database_for(backend: Backend, test: &str) -> Option<String> {
 
 /// One test's private namespace on the shared servers.
 pub struct TestEnv {
+    /// The server's URL (no schema selected).
+    server_url: String,
     pub backend: Backend,
     pub name: String,
     pub servers: Servers,
@@ -210,13 +212,31 @@ pub struct TestEnv {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// This host's tag in namespace names: `h` and 6 hex digits of a hash of its name, so that hosts
+/// sharing a server tell their namespaces apart (and a name stays within PostgreSQL's 63 bytes).
+fn host_tag() -> String {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default();
+        let hash = name.trim().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("h{:06x}", hash & 0xff_ffff)
+    })
+    .clone()
+}
 /// The database URLs swept by this test process, and whether Redis was.
 static SWEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Removes what earlier test processes left behind, once per test process and server: the schemas
-/// and Redis keys of every namespace `t<pid>_...` whose process is gone. A test does not drop its
-/// own namespace (its data stays for inspection while it runs, and a failed test's until the
-/// next run); only the names of dead processes are touched, so tests running meanwhile are safe.
+/// Removes what earlier test processes of this host left behind, once per test process and
+/// server: the schemas and Redis keys of every namespace `t<pid>_<host>_...` whose host is this
+/// one and whose process is gone. A namespace of another host (a Redis or PostgreSQL shared by
+/// several machines or containers) is never touched: its process cannot be seen from here. A
+/// passing test drops its own namespace when its `TestEnv` goes (see `Drop`); a failed test's
+/// stays for inspection until the next run on this host.
 async fn sweep_leftovers(
     database_url: &str,
     db: &tokio_postgres::Client,
@@ -238,12 +258,12 @@ async fn sweep_leftovers(
             (true, first)
         }
     };
+    let host = host_tag();
     let gone = |name: &str| {
-        let pid = name
-            .strip_prefix('t')
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        let mut parts = name.strip_prefix('t').unwrap_or_default().split('_');
+        let pid = parts.next().and_then(|pid| pid.parse::<u32>().ok());
+        let ours = parts.next() == Some(host.as_str());
+        ours && pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
     };
     if sweep_db {
         let schemas = db
@@ -291,10 +311,11 @@ impl TestEnv {
         let servers = servers();
         let server_url = database_for(backend, test)?;
         let name = format!(
-            "t{}_{}_{}_{}",
+            "t{}_{}_{}_{}_{}",
             std::process::id(),
+            host_tag(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>(),
+            rand::random::<u16>(),
             test
         );
         let schema = name.to_lowercase();
@@ -316,6 +337,7 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("{HOW} ({e})"));
         sweep_leftovers(&server_url, &db, &mut redis).await;
         Some(TestEnv {
+            server_url,
             backend,
             stream: format!("{name}:t"),
             group: format!("{name}-g"),
@@ -619,6 +641,55 @@ impl TestEnv {
             async |env: &mut TestEnv| env.rows().await == rows && env.pending().await == 0,
         )
         .await;
+    }
+}
+
+impl Drop for TestEnv {
+    /// A test that passed leaves nothing behind: its schema and its Redis keys go. (A failed
+    /// test's stay for inspection; the next run on this host sweeps them.) The clean-up runs on a
+    /// thread of its own, since `drop` cannot wait on the test's runtime.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let (server_url, redis_url) = (self.server_url.clone(), self.servers.redis_url.clone());
+        let (schema, prefix) = (self.schema.clone(), self.name.clone());
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok((db, connection)) =
+                    tokio_postgres::connect(&server_url, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = db
+                        .batch_execute(&format!(
+                            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                        ))
+                        .await;
+                }
+                let Ok(client) = redis::Client::open(redis_url.as_str()) else {
+                    return;
+                };
+                let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
+                    return;
+                };
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> =
+                        redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 

@@ -1,0 +1,155 @@
+//! The README stays true: every log line it quotes is one the service prints, its configuration
+//! table lists exactly the service's variables, and its metrics table exactly its metrics.
+//!
+//! Log lines are quoted as ``log `message` `` (several: ``log `a` / `b` ``), with `...` where a
+//! part is left out; each quoted part must appear in a string literal of the sources, or be a
+//! retry line (`Operation::retry_message`, the one place those are worded).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use clap::Args;
+use processor::config::Config;
+use processor::operation::Operation;
+
+fn readme() -> String {
+    std::fs::read_to_string("README.md").expect("README.md")
+}
+
+/// Every `.rs` file under `dir`, concatenated, with Rust's string line continuations (a `\` at
+/// the end of a line and the next line's indentation) removed, so a message written over several
+/// source lines reads as printed.
+fn sources(dir: &Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            sources(&path, into);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            let text = std::fs::read_to_string(&path).expect("source");
+            let mut lines = text.lines().peekable();
+            while let Some(line) = lines.next() {
+                match line.strip_suffix('\\') {
+                    Some(head) => {
+                        into.push_str(head);
+                        if let Some(next) = lines.peek_mut() {
+                            *next = next.trim_start();
+                        }
+                    }
+                    None => {
+                        into.push_str(line);
+                        into.push('\n');
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The messages the README quotes as log lines.
+fn quoted_log_lines(readme: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = readme;
+    while let Some(at) = rest.find("log `") {
+        rest = &rest[at + 4..];
+        // `a` / `b` / ...
+        while let Some(body) = rest.strip_prefix('`') {
+            let Some(end) = body.find('`') else { break };
+            found.push(body[..end].to_owned());
+            rest = &body[end + 1..];
+            match rest.strip_prefix(" / ") {
+                Some(more) => rest = more,
+                None => break,
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_quoted_log_line_is_printed_by_the_service() {
+    let mut corpus = String::new();
+    for dir in ["src", "dataflow/src", "simulate/src"] {
+        sources(Path::new(dir), &mut corpus);
+    }
+    for operation in Operation::ALL {
+        for stalled in [false, true] {
+            corpus.push_str(&operation.retry_message(stalled));
+            corpus.push('\n');
+        }
+    }
+    let quoted = quoted_log_lines(&readme());
+    assert!(quoted.len() >= 8, "the README quotes log lines: {quoted:?}");
+    let missing: Vec<&String> = quoted
+        .iter()
+        .filter(|line| {
+            line.split("...")
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .any(|part| !corpus.contains(part))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README quotes log lines nothing prints: {missing:?}"
+    );
+}
+
+/// The `| `NAME` |` rows of the README's table that follows `heading`.
+fn table_names(readme: &str, heading: &str) -> BTreeSet<String> {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has {heading}"));
+    readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| {
+            let cell = line.strip_prefix("| `")?;
+            Some(cell[..cell.find('`')?].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_configuration_table_lists_every_variable_and_only_those() {
+    let command = Config::augment_args(clap::Command::new("processor"));
+    let variables: BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    assert!(variables.len() > 30, "{variables:?}");
+    let documented = table_names(&readme(), "## Configuration\n");
+    let undocumented: Vec<_> = variables.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&variables).collect();
+    assert!(
+        undocumented.is_empty(),
+        "variables missing from the README: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "the README documents variables that do not exist: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_metrics_table_lists_every_metric_and_only_those() {
+    let metrics = processor::metrics::Metrics::new().expect("metrics");
+    let exported: BTreeSet<String> = metrics.names.iter().cloned().collect();
+    let documented: BTreeSet<String> = table_names(&readme(), "| metric |")
+        .into_iter()
+        .filter(|name| name.starts_with("processor_"))
+        .collect();
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from the README: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "the README documents metrics that do not exist: {unknown:?}"
+    );
+}
