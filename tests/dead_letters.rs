@@ -29,24 +29,6 @@ fn dead_letters(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Makes `consumer` read the group's new entries, then re-read its pending list `times - 1`
-/// more times: each read counts one delivery.
-async fn deliver(env: &mut TestEnv, consumer: &str, times: usize) {
-    for round in 0..times {
-        let id = if round == 0 { ">" } else { "0" };
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&env.group)
-            .arg(consumer)
-            .arg("STREAMS")
-            .arg(&env.stream)
-            .arg(id)
-            .query_async(&mut env.redis)
-            .await
-            .expect("XREADGROUP");
-    }
-}
-
 fn speeding(device: &str, ts_ms: i64) -> String {
     payload(device, ts_ms).replace("\"speed\":42", "\"speed\":900")
 }
@@ -59,7 +41,7 @@ async fn entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once() {
         .expect("group");
     // one entry a crashing consumer took three times
     env.publish(&[payload("crashy", 1_790_000_000_000)]).await;
-    deliver(&mut env, "crashy", 3).await;
+    env.deliver("crashy", 3).await;
     let vars = [
         ("MAX_DELIVERIES", "3"),
         ("CLAIM_MIN_IDLE_MS", "100"),

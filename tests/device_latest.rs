@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use support::{signal, wait_exit, Backend, TestEnv};
+use support::{samples, signal, wait_exit, Backend, TestEnv};
 
 /// A payload whose fix columns all follow from `(device, ts_ms)`, so a wrong row shows.
 fn fix(device: &str, ts_ms: i64) -> String {
@@ -52,16 +52,6 @@ async fn latest_rows(env: &TestEnv) -> i64 {
         .await
         .expect("device_latest")
         .get(0)
-}
-
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// Shuffled records with duplicates and late data, plus records days old and hours in the future,

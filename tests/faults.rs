@@ -39,24 +39,6 @@ async fn a_dead_replicas_entries_are_claimed_by_the_other() {
     kill9(&mut survivor);
 }
 
-/// Makes `consumer` read the group's new entries, then re-read its pending list `times - 1`
-/// more times: each read counts one delivery.
-async fn deliver(env: &mut TestEnv, consumer: &str, times: usize) {
-    for round in 0..times {
-        let id = if round == 0 { ">" } else { "0" };
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&env.group)
-            .arg(consumer)
-            .arg("STREAMS")
-            .arg(&env.stream)
-            .arg(id)
-            .query_async(&mut env.redis)
-            .await
-            .expect("XREADGROUP");
-    }
-}
-
 /// An entry delivered MAX_DELIVERIES times without success is dead-lettered with the reason and
 /// acknowledged; the others land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +48,7 @@ async fn an_entry_delivered_too_often_is_dead_lettered() {
         .await
         .expect("group");
     let poison = env.publish(&[payload("poison", 1_790_000_000_000)]).await;
-    deliver(&mut env, "crashy", 3).await;
+    env.deliver("crashy", 3).await;
     assert_eq!(env.pending().await, 1);
     env.publish(&payloads("fine", 5, 20)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -108,7 +90,7 @@ async fn trimmed_pending_entries_are_acknowledged_away() {
         .await
         .expect("group");
     env.publish(&payloads("gone", 5, 10)).await;
-    deliver(&mut env, "ghost", 1).await;
+    env.deliver("ghost", 1).await;
     let _: i64 = redis::cmd("XTRIM")
         .arg(&env.stream)
         .arg("MAXLEN")

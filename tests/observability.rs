@@ -9,18 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::proxy::Proxy;
-use support::{payload, payloads, TestEnv};
-
-/// Parses Prometheus text into `name{labels}` -> value (series without labels by bare name).
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
+use support::{payload, payloads, samples, TestEnv};
 
 fn sum_of(samples: &HashMap<String, f64>, name: &str) -> f64 {
     samples

@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use processor::pipeline::Faults;
-use support::{payload, payloads, TestEnv};
+use support::{payload, payloads, samples, TestEnv};
 
 async fn destroy_group(env: &mut TestEnv) {
     let destroyed: i64 = redis::cmd("XGROUP")
@@ -21,6 +20,18 @@ async fn destroy_group(env: &mut TestEnv) {
         .await
         .expect("XGROUP DESTROY");
     assert_eq!(destroyed, 1, "the group existed");
+}
+
+/// Appends an entry with an explicit id.
+async fn xadd_at(env: &mut TestEnv, id: &str, payload: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(&env.stream)
+        .arg(id)
+        .arg("payload")
+        .arg(payload)
+        .query_async(&mut env.redis)
+        .await
+        .expect("XADD with an explicit id");
 }
 
 async fn stored_point(env: &TestEnv) -> Option<String> {
@@ -40,16 +51,6 @@ async fn stream_length(env: &mut TestEnv) -> u64 {
         .query_async(&mut env.redis)
         .await
         .expect("XLEN")
-}
-
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// 20,000 entries arrive while the service runs; the group is destroyed under load and the
@@ -92,15 +93,7 @@ async fn a_group_destroyed_under_load_resumes_where_it_was_committed() {
     );
     running.stop().await;
     // the drain stored the final point: the group's last delivered entry
-    let last: String = {
-        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&env.stream)
-            .query_async(&mut env.redis)
-            .await
-            .expect("XINFO GROUPS");
-        groups.groups[0].last_delivered_id.clone()
-    };
+    let last = env.last_delivered().await;
     assert_eq!(stored_point(&env).await, Some(last));
 }
 
@@ -147,14 +140,12 @@ async fn a_stream_behind_the_stored_point_is_read_from_its_beginning() {
         .await
         .expect("DEL");
     for i in 1..=50u64 {
-        let _: String = redis::cmd("XADD")
-            .arg(&env.stream)
-            .arg(format!("1000-{i}"))
-            .arg("payload")
-            .arg(payload("restored", 1_790_000_000_000 + i as i64))
-            .query_async(&mut env.redis)
-            .await
-            .expect("XADD with an old id");
+        xadd_at(
+            &mut env,
+            &format!("1000-{i}"),
+            &payload("restored", 1_790_000_000_000 + i as i64),
+        )
+        .await;
     }
     let running = env.start(env.config(&[]));
     env.wait_landed(150, Duration::from_secs(30)).await;
@@ -263,14 +254,12 @@ async fn the_keep_window_holds_and_off_trims_nothing() {
     // 100 entries two hours old (explicit ids), then 100 from now
     let two_hours_ago = processor::clock::unix_ms() - 2 * 3_600_000;
     for i in 0..100u64 {
-        let _: String = redis::cmd("XADD")
-            .arg(&env.stream)
-            .arg(format!("{two_hours_ago}-{i}"))
-            .arg("payload")
-            .arg(payload("old", 1_790_000_000_000 + i as i64))
-            .query_async(&mut env.redis)
-            .await
-            .expect("XADD old");
+        xadd_at(
+            &mut env,
+            &format!("{two_hours_ago}-{i}"),
+            &payload("old", 1_790_000_000_000 + i as i64),
+        )
+        .await;
     }
     env.publish(&payloads("new", 10, 100)).await;
 
@@ -338,6 +327,18 @@ async fn readiness_fails_when_entries_stop_moving_while_epochs_commit() {
     let _ = running.finish().await;
 }
 
+async fn backlog(env: &mut TestEnv) -> processor::redis::Backlog {
+    processor::redis::backlog(
+        &mut env.redis,
+        &env.stream,
+        &env.group,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("backlog")
+    .expect("the group exists")
+}
+
 /// After deletions Redis reports the lag as null; the backlog then carries an upper bound, and
 /// says it is one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,15 +353,7 @@ async fn a_null_lag_becomes_an_upper_bound() {
         .query_async(&mut env.redis)
         .await
         .expect("XGROUP CREATE");
-    let exact = processor::redis::backlog(
-        &mut env.redis,
-        &env.stream,
-        &env.group,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("backlog")
-    .expect("the group exists");
+    let exact = backlog(&mut env).await;
     assert_eq!((exact.lag, exact.lag_exact), (10, true));
     let _: i64 = redis::cmd("XDEL")
         .arg(&env.stream)
@@ -368,15 +361,7 @@ async fn a_null_lag_becomes_an_upper_bound() {
         .query_async(&mut env.redis)
         .await
         .expect("XDEL");
-    let bounded = processor::redis::backlog(
-        &mut env.redis,
-        &env.stream,
-        &env.group,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("backlog")
-    .expect("the group exists");
+    let bounded = backlog(&mut env).await;
     assert!(
         !bounded.lag_exact,
         "Redis cannot tell the lag after a deletion"

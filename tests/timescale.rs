@@ -340,15 +340,7 @@ async fn replicas_writing_the_same_late_records_into_compressed_chunks() {
     compress_all(&env, 3).await;
 
     // two replicas, each in a group of its own that starts after what was loaded
-    let last: String = {
-        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&env.stream)
-            .query_async(&mut env.redis)
-            .await
-            .expect("XINFO GROUPS");
-        groups.groups[0].last_delivered_id.clone()
-    };
+    let last = env.last_delivered().await;
     let mut replicas = Vec::new();
     for name in ["a", "b"] {
         let group = format!("{}-{name}", env.group);

@@ -90,23 +90,7 @@ pub fn newest_per_device<'a>(fixes: impl IntoIterator<Item = &'a LatestFix>) -> 
 mod tests {
     use super::*;
 
-    fn at(device: &str, ts: i64) -> Position {
-        Position {
-            source: crate::StreamId::default(),
-            redrives: 0,
-            device_id: device.to_owned(),
-            ts_micros: ts,
-            latitude: ts as f64,
-            longitude: 0.0,
-            altitude: None,
-            angle: None,
-            speed: None,
-            satellites: None,
-            priority: None,
-            event_id: None,
-            attributes: "{}".to_owned(),
-        }
-    }
+    use crate::position::test_position as at;
 
     #[test]
     fn one_fix_per_device_the_newest() {
@@ -119,7 +103,7 @@ mod tests {
         let mut fixes = epoch.into_fixes();
         fixes.sort_by(|x, y| x.device_id.cmp(&y.device_id));
         assert_eq!(fixes.len(), 2);
-        assert_eq!((fixes[0].ts_micros, fixes[0].fix.latitude), (7, 7.0));
+        assert_eq!((fixes[0].ts_micros, fixes[0].fix.latitude), (7, 0.007));
         assert_eq!(fixes[1].ts_micros, 1);
     }
 

@@ -67,3 +67,24 @@ pub fn device_hash(device_id: &str) -> u64 {
         (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
     })
 }
+
+/// A position of `device` at `ts` (microseconds) with latitude `ts / 1000` and nothing else, for
+/// the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_position(device: &str, ts: i64) -> Position {
+    Position {
+        source: StreamId::default(),
+        redrives: 0,
+        device_id: device.to_owned(),
+        ts_micros: ts,
+        latitude: ts as f64 / 1000.0,
+        longitude: 2.0,
+        altitude: None,
+        angle: None,
+        speed: None,
+        satellites: None,
+        priority: None,
+        event_id: None,
+        attributes: "{}".to_owned(),
+    }
+}

@@ -169,23 +169,7 @@ impl StateTable {
 mod tests {
     use super::*;
 
-    fn at(device: &str, ts: i64) -> Position {
-        Position {
-            source: crate::StreamId::default(),
-            redrives: 0,
-            device_id: device.to_owned(),
-            ts_micros: ts,
-            latitude: ts as f64 / 1000.0,
-            longitude: 2.0,
-            altitude: None,
-            angle: None,
-            speed: None,
-            satellites: None,
-            priority: None,
-            event_id: None,
-            attributes: "{}".to_owned(),
-        }
-    }
+    use crate::position::test_position as at;
 
     fn table(capacity: usize) -> StateTable {
         StateTable::new(NonZeroUsize::new(capacity).expect("capacity > 0"))

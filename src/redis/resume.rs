@@ -64,7 +64,12 @@ impl ResumePoint {
     }
 }
 
-static ACK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("ack.lua")));
+/// A script with `groups.lua` (its helper for reading `XINFO GROUPS`) prepended.
+fn with_groups(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}\n{body}", include_str!("groups.lua")))
+}
+
+static ACK: LazyLock<redis::Script> = LazyLock::new(|| with_groups(include_str!("ack.lua")));
 
 /// Acknowledges `ids` (which may be none) and returns how many were still pending, with the
 /// group's position read right after, in the same atomic step (`None` when the group is gone).
@@ -181,8 +186,7 @@ pub async fn stream_bounds<C: ConnectionLike + Send>(
     Ok(first.zip(last))
 }
 
-static TRIM: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("trim.lua")));
+static TRIM: LazyLock<redis::Script> = LazyLock::new(|| with_groups(include_str!("trim.lua")));
 
 /// Trims `stream` to what every consumer group on it still needs, keeping everything at or after
 /// `keep_from`; returns the entries removed.

@@ -2,7 +2,7 @@
 -- between the reading and the trim): for each group, its oldest pending id, or when nothing is
 -- pending its last delivered id (kept, as a marker of where it stands). Entries below the lowest
 -- of these, and below ARGV[1] (the keep window's lower edge), are removed; a stream without
--- groups is left alone.
+-- groups is left alone. (groups.lua is prepended: stream_groups.)
 -- KEYS[1]: stream; ARGV[1]: keep-window edge id (nothing at or after it is trimmed)
 -- Returns {entries removed, the MINID used or false}.
 local function parse(id)
@@ -14,22 +14,14 @@ local function less(a, b)
   local bms, bseq = parse(b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
-local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
-if type(groups) ~= 'table' or groups.err or #groups == 0 then
+local groups = stream_groups(KEYS[1])
+if not groups or #groups == 0 then
   return {0, false}
 end
 local floor = ARGV[1]
-for _, fields in ipairs(groups) do
-  local name, delivered
-  for i = 1, #fields, 2 do
-    if fields[i] == 'name' then
-      name = fields[i + 1]
-    elseif fields[i] == 'last-delivered-id' then
-      delivered = fields[i + 1]
-    end
-  end
-  local pending = redis.call('XPENDING', KEYS[1], name)
-  local needed = pending[2] or delivered
+for _, g in ipairs(groups) do
+  local pending = redis.call('XPENDING', KEYS[1], g.name)
+  local needed = pending[2] or g.delivered
   if less(needed, floor) then
     floor = needed
   end

@@ -542,6 +542,35 @@ impl TestEnv {
         }
     }
 
+    /// Makes `consumer` read the group's new entries, then re-read its pending list
+    /// `times - 1` more times: each read counts one delivery.
+    pub async fn deliver(&mut self, consumer: &str, times: usize) {
+        for round in 0..times {
+            let id = if round == 0 { ">" } else { "0" };
+            let _: redis::Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.group)
+                .arg(consumer)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(id)
+                .query_async(&mut self.redis)
+                .await
+                .expect("XREADGROUP");
+        }
+    }
+
+    /// The last delivered id of the stream's first consumer group.
+    pub async fn last_delivered(&mut self) -> String {
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query_async(&mut self.redis)
+            .await
+            .expect("XINFO GROUPS");
+        groups.groups[0].last_delivered_id.clone()
+    }
+
     /// Entries in the dead-letter stream, each as its field map.
     pub async fn dead_letters(&mut self) -> Vec<std::collections::HashMap<String, String>> {
         let reply: redis::streams::StreamRangeReply = self
@@ -730,6 +759,17 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.force();
     }
+}
+
+/// Parses Prometheus text into `name{labels}` -> value (series without labels by bare name).
+pub fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A contract payload for `device` at `ts_ms` (epoch milliseconds), with a few attributes.
