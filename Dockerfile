@@ -24,7 +24,7 @@ USER 65532:65532
 EXPOSE 9090
 ENV HTTP_ADDR=0.0.0.0:9090
 # mimalloc (the global allocator) then returns freed memory to the system instead of keeping its
-# arena committed: about 11 MiB less peak RSS for 0.1 us more CPU per row (README, Performance)
+# arena committed: about 11 MiB less peak RSS for 0.1 us more CPU per row (docs/performance.md)
 ENV MIMALLOC_ARENA_EAGER_COMMIT=0
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/processor", "healthcheck"]

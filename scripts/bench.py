@@ -18,7 +18,8 @@ Variants (--variant LABEL:KEY=VALUE,KEY=VALUE, repeatable) compare configuration
 one session: every run measures each variant in turn on the same records (same seed), so drift
 between runs hits all of them alike, and the table gets one column per variant plus each one's
 pipeline rate relative to the first variant's, run by run. KEY is an environment variable of the
-processor, or BIN for another processor binary. Example, the cost of device_latest:
+processor, BIN for another processor binary, or PGHOST/PGPORT/PGUSER for another PostgreSQL
+server (the whole run moves there, the ceiling included). Example, the cost of device_latest:
   scripts/bench.py --variant off:DEVICE_LATEST=off --variant on:DEVICE_LATEST=on
 
 Needs: target/release/processor (cargo build --release), psql, redis-cli, /usr/bin/time.
@@ -238,6 +239,18 @@ def quantiles(metrics_text):
 
 
 def one_run(args, run, variant=None):
+    """One run of one variant. A variant's PGHOST/PGPORT/PGUSER move the whole run to that
+    server, the ceiling included (e.g. a plain PostgreSQL against a TimescaleDB side by side)."""
+    saved = dict(PG)
+    PG.update({key: value for key, value in (variant or {}).items() if key in PG})
+    try:
+        return measure(args, run, variant)
+    finally:
+        PG.clear()
+        PG.update(saved)
+
+
+def measure(args, run, variant):
     result = {}
     stream, schema = fresh("load")
     try:
@@ -264,10 +277,13 @@ def one_run(args, run, variant=None):
         result["redis_cpu_us_per_row"] = (servers_after["redis-server"] - servers_before["redis-server"]) / want * 1e6
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
+        # the processor's cost against the database's for the same rows, in the same run
+        result["cpu_vs_postgres"] = result["cpu_us_per_row"] / result["postgres_cpu_us_per_row"]
         # what the machine's cores could do at most if processor, PostgreSQL and Redis kept them
         # all busy with this run's CPU cost per row
         every_row = result["cpu_us_per_row"] + result["postgres_cpu_us_per_row"] + result["redis_cpu_us_per_row"]
         result["cpu_bound_rows_per_s"] = os.cpu_count() * 1e6 / every_row
+        result["cpu_bound_share"] = result["pipeline_rows_per_s"] / result["cpu_bound_rows_per_s"]
         result["peak_rss_mib"] = rss / 1024
         result["devices_in_state"] = devices_held
         # the issue's memory target: 40 MB plus 300 bytes per device held in state
@@ -304,7 +320,7 @@ def one_run(args, run, variant=None):
     # latency at half the measured pipeline rate
     stream, schema = fresh("latency")
     try:
-        rate = int(result["pipeline_rows_per_s"] / 2)
+        rate = args.latency_rate or int(result["pipeline_rows_per_s"] / 2)
         timing = tempfile.mktemp()
         proc, port = start_service(stream, schema, args.workers, timing, variant=variant)
         time.sleep(1)
@@ -331,11 +347,13 @@ FIGURES = [
     ("cpu_us_per_row", "processor CPU per row", "us"),
     ("postgres_cpu_us_per_row", "PostgreSQL server CPU per row", "us"),
     ("redis_cpu_us_per_row", "Redis server CPU per row", "us"),
+    ("cpu_vs_postgres", "processor CPU / PostgreSQL CPU, run by run", "ratio"),
     ("cpu_bound_rows_per_s", "CPU-bound limit, rows/s", "rate"),
+    ("cpu_bound_share", "pipeline / CPU-bound limit, run by run", "ratio"),
     ("peak_rss_mib", "processor peak RSS (per process)", "mib"),
     ("devices_in_state", "devices held in state (per process)", "count"),
     ("rss_target_mib", "RSS target, 40 MB + 300 B per device", "mib"),
-    ("latency_rate", "latency test rate (half the pipeline's)", "count"),
+    ("latency_rate", "latency test rate (half the pipeline's, or --latency-rate)", "count"),
     ("latency_p50_ms", "p50 stream-id→XACK", "ms"),
     ("latency_p99_ms", "p99 stream-id→XACK", "ms"),
     ("latency_max_bucket_ms", "max (histogram bucket)", "ms"),
@@ -391,6 +409,8 @@ def main():
     parser.add_argument("--variant", action="append", default=[],
                         help="LABEL:KEY=VALUE,... a configuration to compare (repeatable; see above)")
     parser.add_argument("--latency-secs", type=int, default=20, help="0 skips the latency test")
+    parser.add_argument("--latency-rate", type=int, default=0,
+                        help="entries/s of the latency test (default: half the measured pipeline rate)")
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()

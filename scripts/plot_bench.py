@@ -4,7 +4,8 @@ one Markdown table (a column per configuration, median and min-max), as the docs
 
     python3 scripts/plot_bench.py --out docs/bench.svg "fmb=fmb.json" "mixed=mixed.json"
 
-Each argument is LABEL=FILE (the label may itself contain '='; the file is after the last one).
+Each argument is LABEL=FILE (the label may itself contain '='; the file is after the last one),
+or LABEL=FILE#VARIANT for one variant of a run with several (bench.py --variant).
 Four panels, one group of bars per configuration: throughput (pipeline, the single-connection
 COPY ceiling and the CPU-bound limit, medians with min-max whiskers), CPU per row stacked by
 process, latency (p50 and p99 at half the measured rate) and the processor's peak RSS against its
@@ -22,8 +23,10 @@ PANEL_W, PANEL_H, MARGIN, TOP, BOTTOM = 330, 300, 55, 40, 70
 
 def load(spec):
     label, path = spec.rsplit("=", 1)
+    path, _, variant = path.partition("#")
     with open(path) as source:
-        return label, json.load(source)["figures"]
+        data = json.load(source)
+    return label, data["variants"][variant] if variant else data["figures"]
 
 
 def nice_top(value):

@@ -13,7 +13,7 @@ use processor::shutdown::{self, Shutdown};
 
 /// mimalloc instead of glibc's malloc: the pipeline allocates on one thread (the Redis reader, the
 /// decoder) and frees on another (the worker, the writer task), which glibc's per-thread arenas
-/// handle poorly (measured in the README's performance section).
+/// handle poorly (measured in docs/performance.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,9 +1,10 @@
 //! The import graph has no circle: every module depends only on modules below it.
 //!
-//! Read off the source text: a file of module `m` that names `crate::x` depends on `x`; a file
-//! that names `super::y`, where `y` is a sibling file, depends on `y` (a module's `mod.rs` is its
-//! facade and is left out of the sibling graph). Checked for the service library's top-level
-//! modules, the files of each of its module directories, and the same for the `dataflow` crate.
+//! Read off the source text: a file of module `m` that names `crate::x` (also in a group,
+//! `crate::{x, ...}`) depends on `x`; a file that names `super::y`, where `y` is a sibling file,
+//! depends on `y` (a module's `mod.rs` is its facade and is left out of the sibling graph).
+//! Checked for the service library's top-level modules, the files of each of its module
+//! directories, and the same for the `dataflow` crate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
 
@@ -31,18 +32,60 @@ fn code(path: &Path) -> String {
         .join("\n")
 }
 
-/// The identifiers that follow `prefix` in `text` (`crate::a::b` gives `a`).
+fn identifier(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first segments of the paths in a `{...}` group that starts `text`
+/// (`{a::X, b, c::{d, e}}` gives `a`, `b`, `c`); `self` is the prefix's own module, not a name.
+fn group_heads(text: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut depth = 0usize;
+    let mut at_item_start = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => {
+                depth += 1;
+                at_item_start = depth == 1;
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => at_item_start = true,
+            c if c.is_whitespace() => {}
+            _ if at_item_start => {
+                at_item_start = false;
+                let name = identifier(&text[i..]);
+                if !name.is_empty() && name != "self" {
+                    heads.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    heads
+}
+
+/// The identifiers that follow `prefix` in `text` (`crate::a::b` gives `a`; a grouped import
+/// `crate::{a::X, b}` gives `a` and `b`).
 fn named_after(text: &str, prefix: &str) -> BTreeSet<String> {
     text.match_indices(prefix)
         .filter(|(at, _)| {
             // `super::` inside `super::super::` or a longer path like `xsuper::` is not it
             *at == 0 || !text[..*at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
         })
-        .map(|(at, _)| {
-            text[at + prefix.len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<String>()
+        .flat_map(|(at, _)| {
+            let rest = &text[at + prefix.len()..];
+            if rest.starts_with('{') {
+                group_heads(rest)
+            } else {
+                vec![identifier(rest)]
+            }
         })
         .filter(|name| !name.is_empty())
         .collect()
@@ -212,4 +255,13 @@ fn a_circle_is_found() {
     );
     graph.insert("c".into(), BTreeSet::new());
     assert_eq!(circle(&graph), None);
+}
+
+#[test]
+fn grouped_imports_name_each_module() {
+    let text = "use crate::{config::Config, redis::{self, Reader}, metrics};\nuse super::{self, dead_letter, resp::Frame};";
+    let crate_names: Vec<_> = named_after(text, "crate::").into_iter().collect();
+    assert_eq!(crate_names, ["config", "metrics", "redis"]);
+    let super_names: Vec<_> = named_after(text, "super::").into_iter().collect();
+    assert_eq!(super_names, ["dead_letter", "resp"]);
 }

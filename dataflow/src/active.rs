@@ -5,7 +5,7 @@
 //! (the exchange by device), so the per-worker counts add up to the exact total, and a hash map
 //! of `device hash -> last epoch` answers it with one map write per record. Expired devices are
 //! swept out in bulk every `W/16`, so the count may include devices up to `W/16` past the window.
-//! The README records the measured cost and why differential-dataflow was not needed here.
+//! docs/design.md records the measured cost and why differential-dataflow was not needed here.
 
 use crate::hashing::KeyMap;
 use crate::Epoch;
