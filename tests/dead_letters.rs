@@ -1,6 +1,7 @@
 //! `processor dead-letters` through the binary, against real Redis and PostgreSQL: entries that
 //! failed for a reason since fixed are sent back and land once, a redrive killed half-way and run
-//! again moves each entry once, and a purge leaves newer entries alone.
+//! again moves each entry once, a dry run moves nothing and a limit the oldest first, and a purge
+//! leaves newer entries alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
 
@@ -237,4 +238,57 @@ async fn a_purge_leaves_newer_entries_alone() {
     assert!(letters
         .iter()
         .all(|letter| letter["error"].starts_with("postgres")));
+}
+
+/// A dry run says what would move and moves nothing; `--limit` moves that many, the oldest first;
+/// the running service's `processor_dead_letter_entries` follows the dead-letter stream's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_moves_nothing_and_a_limit_moves_the_oldest() {
+    let mut env = TestEnv::new("redrive_limit").await;
+    fill_dead_letters(&mut env, 10).await;
+    let letters: redis::streams::StreamRangeReply = env
+        .redis
+        .xrange_all(&env.dead_letter)
+        .await
+        .expect("XRANGE");
+    let letter_ids: Vec<String> = letters.ids.iter().map(|entry| entry.id.clone()).collect();
+
+    let (code, lines, report) = dead_letters(&env, &["redrive", "--dry-run"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(lines.lines().count(), 10, "{lines}");
+    assert!(lines
+        .lines()
+        .all(|line| line.contains("\"stream_id\":null")));
+    assert!(
+        report.contains("\"moved\":10") && report.contains("\"dry_run\":true"),
+        "{report}"
+    );
+    let left: usize = env.redis.xlen(&env.dead_letter).await.expect("XLEN");
+    let sent: usize = env.redis.xlen(&env.stream).await.expect("XLEN");
+    assert_eq!((left, sent), (10, 0), "a dry run moves nothing");
+
+    let (code, _, report) = dead_letters(&env, &["redrive", "--limit", "4", "--rate", "0"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("\"moved\":4"), "{report}");
+    let left: usize = env.redis.xlen(&env.dead_letter).await.expect("XLEN");
+    assert_eq!(left, 6);
+    let entries: redis::streams::StreamRangeReply =
+        env.redis.xrange_all(&env.stream).await.expect("XRANGE");
+    let origins: Vec<String> = entries
+        .ids
+        .iter()
+        .map(|entry| entry.get("redriven_from").expect("redriven_from"))
+        .collect();
+    assert_eq!(origins, letter_ids[..4], "the oldest four, in order");
+
+    // the service reads the four back (they land) and reports the six still dead-lettered
+    let running = env.start(env.config(&["--monitor-interval-ms", "200"]));
+    env.wait_landed(4, Duration::from_secs(30)).await;
+    env.wait_for(
+        Duration::from_secs(10),
+        "processor_dead_letter_entries = 6",
+        async |_: &mut TestEnv| running.metrics.dead_letter_entries.get() == 6,
+    )
+    .await;
+    running.stop().await;
 }
