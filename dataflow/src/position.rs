@@ -53,6 +53,11 @@ impl Position {
     pub fn device_hash(&self) -> u64 {
         device_hash(&self.device_id)
     }
+
+    /// The table's key, `(device_id, ts)`: one row per key, the first one wins.
+    pub fn key(&self) -> (&str, i64) {
+        (&self.device_id, self.ts_micros)
+    }
 }
 
 /// A stable hash of a device id (FNV-1a, 64 bit).

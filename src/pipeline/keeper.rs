@@ -71,26 +71,17 @@ impl Keeper {
         }
         let redis = &self.config.redis;
         let stored = async {
-            if self
-                .postgres
-                .as_ref()
-                .is_none_or(|client| client.is_closed())
-            {
-                let pg = &self.config.postgres;
-                self.postgres = Some(postgres::connect(&pg.url, pg.ca_file.as_deref()).await?);
-            }
-            match &self.postgres {
-                Some(client) => {
-                    postgres::store_resume_point(
-                        client,
-                        &redis.stream_key,
-                        &redis.consumer_group,
-                        point,
-                    )
-                    .await
+            let client = match self.postgres.take().filter(|client| !client.is_closed()) {
+                Some(client) => client,
+                None => {
+                    let pg = &self.config.postgres;
+                    postgres::connect(&pg.url, pg.ca_file.as_deref()).await?
                 }
-                None => Ok(()),
-            }
+            };
+            postgres::store_resume_point(&client, &redis.stream_key, &redis.consumer_group, point)
+                .await?;
+            self.postgres = Some(client);
+            Ok::<(), postgres::PostgresError>(())
         };
         match tokio::time::timeout(INTERVAL, stored).await {
             Ok(Ok(())) => {

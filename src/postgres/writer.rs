@@ -197,9 +197,7 @@ impl RowWriter {
                     "a key exists already; writing the batch with ON CONFLICT"
                 );
                 let mut sorted = rows;
-                sorted.sort_unstable_by(|a, b| {
-                    (&a.device_id, a.ts_micros).cmp(&(&b.device_id, b.ts_micros))
-                });
+                sorted.sort_unstable_by_key(|row| row.key());
                 let tx = conn.client.transaction().await.map_err(|e| failed(&e))?;
                 let mut inserted = 0;
                 for chunk in sorted.chunks(batch_size) {
@@ -230,10 +228,7 @@ impl RowWriter {
         let batch_size = self.batch_size();
         let conn = self.connection().await?;
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_unstable_by(|a, b| {
-            let (a, b) = (&rows[*a], &rows[*b]);
-            (&a.device_id, a.ts_micros).cmp(&(&b.device_id, b.ts_micros))
-        });
+        order.sort_unstable_by_key(|&i| rows[i].key());
         let mut parts: Vec<&[usize]> = order.chunks(batch_size).rev().collect();
         let mut inserted = 0u64;
         let mut written = 0u64;
@@ -330,7 +325,7 @@ fn first_of_each_key<'a>(rows: impl Iterator<Item = &'a Position>) -> (Vec<&'a P
     let mut total = 0;
     let first = rows
         .inspect(|_| total += 1)
-        .filter(|row| seen.insert((row.device_id.as_str(), row.ts_micros)))
+        .filter(|row| seen.insert(row.key()))
         .collect();
     (first, total)
 }
