@@ -159,14 +159,7 @@ async fn trimming_keeps_what_another_group_still_needs() {
     let mut env = TestEnv::new("trim_groups").await;
     let ids = env.publish(&payloads("tg", 10, 1_000)).await;
     // the other group has read the first 300 and acknowledged the first 100
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&env.stream)
-        .arg("other")
-        .arg("0")
-        .query_async(&mut env.redis)
-        .await
-        .expect("XGROUP CREATE other");
+    env.create_group("other", "0").await;
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("other")
@@ -345,14 +338,8 @@ async fn backlog(env: &mut TestEnv) -> processor::redis::Backlog {
 async fn a_null_lag_becomes_an_upper_bound() {
     let mut env = TestEnv::new("null_lag").await;
     let ids = env.publish(&payloads("nl", 5, 10)).await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&env.stream)
-        .arg(&env.group)
-        .arg("0")
-        .query_async(&mut env.redis)
-        .await
-        .expect("XGROUP CREATE");
+    let group = env.group.clone();
+    env.create_group(&group, "0").await;
     let exact = backlog(&mut env).await;
     assert_eq!((exact.lag, exact.lag_exact), (10, true));
     let _: i64 = redis::cmd("XDEL")

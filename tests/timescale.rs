@@ -344,14 +344,7 @@ async fn replicas_writing_the_same_late_records_into_compressed_chunks() {
     let mut replicas = Vec::new();
     for name in ["a", "b"] {
         let group = format!("{}-{name}", env.group);
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&env.stream)
-            .arg(&group)
-            .arg(&last)
-            .query_async(&mut env.redis)
-            .await
-            .expect("XGROUP CREATE");
+        env.create_group(&group, &last).await;
         let mut config = env.config(&["--workers", "2"]);
         config.redis.consumer_group = group.clone();
         config.redis.consumer_name = Some(format!("{}-{name}", env.name));

@@ -542,6 +542,18 @@ impl TestEnv {
         }
     }
 
+    /// Creates consumer group `group` on the stream, starting after `start` (`0`: everything).
+    pub async fn create_group(&mut self, group: &str, start: &str) {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(group)
+            .arg(start)
+            .query_async(&mut self.redis)
+            .await
+            .expect("XGROUP CREATE");
+    }
+
     /// Makes `consumer` read the group's new entries, then re-read its pending list
     /// `times - 1` more times: each read counts one delivery.
     pub async fn deliver(&mut self, consumer: &str, times: usize) {
