@@ -17,8 +17,8 @@
 //! - [`retry`]: the one retry policy (backoff, classification, the log line, the metric);
 //! - [`status`]: what the probes report; [`metrics`]: every metric;
 //! - [`logging`], [`panic_hook`], [`shutdown`], [`tls`]: set-up pieces;
-//! - [`settings`], [`clock`], [`redact`], [`operation`]: leaves (the settings' shared error, time,
-//!   redaction, the names of retried operations).
+//! - [`settings`], [`clock`], [`redact`], [`operation`], [`blocks`]: leaves (the settings' shared
+//!   error, time, redaction, the names of retried operations, reusable byte blocks).
 //!
 //! The binary adds `cli` (the command line, with the `simulate` load generator) and `main`.
 //!
@@ -26,6 +26,7 @@
 //! committed on every worker, and writes are idempotent, so every record becomes exactly one row
 //! whatever crashes in between (see `pipeline::worker` and `dataflow::operators`).
 
+pub mod blocks;
 pub mod clock;
 pub mod config;
 pub mod dead_letters;

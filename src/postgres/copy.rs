@@ -13,6 +13,7 @@ use tokio_postgres::Transaction;
 
 use super::columns::{column_list, COLUMNS};
 use super::timestamp::PG_EPOCH_OFFSET_MICROS;
+use crate::blocks::Blocks;
 use dataflow::Position;
 
 /// `COPY positions (...) FROM STDIN (FORMAT binary)`.
@@ -26,26 +27,34 @@ pub(super) fn copy_statement() -> String {
 /// Send the COPY data in pieces of about this size.
 const COPY_CHUNK: usize = 256 * 1024;
 
-/// Copies all `rows` inside `tx`; returns the rows copied. COPY has no `ON CONFLICT`: a key that
-/// exists fails it with a unique violation (and the transaction with it).
+/// The encoding buffer's blocks, four chunks each, reused once sent (see `crate::blocks`).
+pub(super) fn copy_blocks() -> Blocks {
+    Blocks::new(4 * COPY_CHUNK, 16 * 1024)
+}
+
+/// Copies all `rows` inside `tx`, encoded into `blocks`; returns the rows copied. COPY has no
+/// `ON CONFLICT`: a key that exists fails it with a unique violation (and the transaction with it).
 pub(super) async fn copy_rows(
     tx: &Transaction<'_>,
     statement: &str,
     rows: &[&Position],
+    blocks: &mut Blocks,
 ) -> Result<u64, tokio_postgres::Error> {
     let mut sink = pin!(tx.copy_in(statement).await?);
-    let mut buf = BytesMut::with_capacity(COPY_CHUNK + 4096);
+    // whatever an interrupted COPY left unsent
+    drop(blocks.split());
+    let buf = blocks.writable();
     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
     buf.put_i32(0); // flags
     buf.put_i32(0); // header extension length
     for row in rows.iter() {
-        encode_row(&mut buf, row);
-        if buf.len() >= COPY_CHUNK {
-            sink.send(buf.split().freeze()).await?;
+        encode_row(blocks.writable(), row);
+        if blocks.filled().len() >= COPY_CHUNK {
+            sink.send(blocks.split()).await?;
         }
     }
-    buf.put_i16(-1); // trailer
-    sink.send(buf.freeze()).await?;
+    blocks.writable().put_i16(-1); // trailer
+    sink.send(blocks.split()).await?;
     sink.as_mut().finish().await
 }
 

@@ -30,9 +30,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use super::columns::{insert_from_arrays, Columns, COLUMNS};
-use super::copy::{copy_rows, copy_statement};
+use super::copy::{copy_blocks, copy_rows, copy_statement};
 use super::latest::{upsert, upsert_statement};
 use super::{connect, PostgresConfig, PostgresError};
+use crate::blocks::Blocks;
 use dataflow::{newest_per_device, Batch, KeySet, LatestFix, Position, Rows};
 
 /// `INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT (device_id, ts) DO NOTHING`.
@@ -116,6 +117,8 @@ struct Connection {
     client: Client,
     insert: Statement,
     upsert: Statement,
+    /// The COPY encoding buffer, its blocks reused from one epoch to the next.
+    blocks: Blocks,
 }
 
 /// One worker's database writer: its own connection, so workers write in parallel.
@@ -160,6 +163,7 @@ impl RowWriter {
                     client,
                     insert,
                     upsert,
+                    blocks: copy_blocks(),
                 }
             }
         };
@@ -171,14 +175,14 @@ impl RowWriter {
     pub async fn write(&mut self, batch: &Batch<Rows>) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let batch_size = self.batch_size();
-        let (rows, total) = first_of_each_key(batch.positions());
+        let (rows, total) = first_of_each_key(batch.positions(), batch.positions().count());
         let repeated = (total - rows.len()) as u64;
         let fixes = newest_per_device(batch.latest());
         let copy = self.copy.clone();
         let conn = self.connection().await?;
         let fast = async {
             let tx = conn.client.transaction().await?;
-            let inserted = copy_rows(&tx, &copy, &rows).await?;
+            let inserted = copy_rows(&tx, &copy, &rows, &mut conn.blocks).await?;
             let latest = upsert(&tx, &conn.upsert, &fixes, batch_size).await?;
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>((inserted, latest))
@@ -319,14 +323,14 @@ impl RowWriter {
 /// first one wins, as with `ON CONFLICT DO NOTHING`), the batch stays on the fast path and the
 /// dropped copies are counted as duplicates. Keys that exist in the table already still take the
 /// slow path.
-fn first_of_each_key<'a>(rows: impl Iterator<Item = &'a Position>) -> (Vec<&'a Position>, usize) {
-    let (lower, _) = rows.size_hint();
-    let mut seen: KeySet<(&str, i64)> = KeySet::with_capacity_and_hasher(lower, Default::default());
-    let mut total = 0;
-    let first = rows
-        .inspect(|_| total += 1)
-        .filter(|row| seen.insert(row.key()))
-        .collect();
+fn first_of_each_key<'a>(
+    rows: impl Iterator<Item = &'a Position>,
+    total: usize,
+) -> (Vec<&'a Position>, usize) {
+    // sized up front: growing the set rehashed every key several times per epoch
+    let mut seen: KeySet<(&str, i64)> = KeySet::with_capacity_and_hasher(total, Default::default());
+    let mut first = Vec::with_capacity(total);
+    first.extend(rows.filter(|row| seen.insert(row.key())));
     (first, total)
 }
 

@@ -10,22 +10,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use redis::ConnectionAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use crate::blocks::Blocks;
 
 use super::resp::{command, parse_read_reply, Frame, ReplyError};
 use super::{Kind, ReadBatch, RedisError};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The read buffer is allocated in blocks this large. A reply is split off the front of the block
-/// (its entries keep referring to it) and the next one is read into the rest, so a block serves
-/// several replies and a reply is copied only when it straddles two blocks.
+/// Bytes per read block: about two replies of `READ_COUNT=1000` entries of 500 bytes. A reply is
+/// split off the front of the block and the next one is read into the rest, so a reply is copied
+/// only when it straddles two blocks.
 const BLOCK: usize = 1024 * 1024;
-/// A new block is started when less than this is left of the current one.
+/// A read needs at least this much room; below it, the next block is taken.
 const LOW_WATER: usize = 64 * 1024;
 
 enum Io {
@@ -36,7 +38,8 @@ enum Io {
 /// One reader's connection.
 pub struct ReadConnection {
     io: Io,
-    buf: BytesMut,
+    /// Replies are read into blocks of [`BLOCK`] bytes, reused once their entries are gone.
+    buf: Blocks,
     /// Longest wait for a reply (above the read's `BLOCK`).
     timeout: Duration,
 }
@@ -123,7 +126,7 @@ impl ReadConnection {
         };
         let mut conn = ReadConnection {
             io,
-            buf: BytesMut::with_capacity(BLOCK),
+            buf: Blocks::new(BLOCK, LOW_WATER),
             timeout,
         };
         let settings = info.redis_settings();
@@ -159,18 +162,17 @@ impl ReadConnection {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             if let Some(length) = frame
-                .complete(&self.buf)
+                .complete(self.buf.filled())
                 .map_err(|e| server(operation, e))?
             {
-                return Ok(self.buf.split_to(length).freeze());
+                return Ok(self.buf.split_to(length));
             }
-            if self.buf.capacity() - self.buf.len() < LOW_WATER {
-                self.buf.reserve(BLOCK.max(self.buf.len()));
-            }
+            let buf = self.buf.writable();
+            let io = &mut self.io;
             let read = async {
-                match &mut self.io {
-                    Io::Plain(stream) => stream.read_buf(&mut self.buf).await,
-                    Io::Tls(stream) => stream.read_buf(&mut self.buf).await,
+                match io {
+                    Io::Plain(stream) => stream.read_buf(buf).await,
+                    Io::Tls(stream) => stream.read_buf(buf).await,
                 }
             };
             match tokio::time::timeout_at(deadline, read).await {
