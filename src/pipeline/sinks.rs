@@ -80,14 +80,14 @@ pub struct RowSink {
 }
 
 impl EpochSink<Rows> for RowSink {
-    async fn commit(&mut self, epoch: Epoch, batch: Batch<Rows>) -> bool {
+    async fn commit(&mut self, epoch: Epoch, batch: &mut Batch<Rows>) -> bool {
         let started = Instant::now();
         let mut attempts = self.retry.attempts();
         let outcome = loop {
             if self.retry.stopped() {
                 return false;
             }
-            match self.writer.write(&batch).await {
+            match self.writer.write(batch).await {
                 Ok(outcome) => {
                     self.retry.succeeded(&mut attempts);
                     break outcome;
@@ -112,7 +112,7 @@ impl EpochSink<Rows> for RowSink {
         self.metrics.positions_written.inc_by(outcome.inserted);
         self.metrics.duplicates.inc_by(outcome.duplicates);
         self.metrics.device_latest_rows.inc_by(outcome.latest);
-        let rows = self.observe_ages(&batch);
+        let rows = self.observe_ages(batch);
         self.metrics
             .write_transactions
             .with_label_values(&[outcome.path.label()])
@@ -237,8 +237,8 @@ pub struct DeadLetterSink {
 }
 
 impl EpochSink<BadEntry> for DeadLetterSink {
-    async fn commit(&mut self, _epoch: Epoch, batch: Batch<BadEntry>) -> bool {
-        let letters: Vec<Letter> = batch
+    async fn commit(&mut self, _epoch: Epoch, batch: &mut Batch<BadEntry>) -> bool {
+        let letters: Vec<Letter> = std::mem::take(batch)
             .into_iter()
             .map(|bad| {
                 self.metrics
