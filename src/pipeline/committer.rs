@@ -134,4 +134,53 @@ mod tests {
         assert_eq!(epochs, vec![10]);
         assert_eq!(batch.into_iter().collect::<Vec<_>>(), vec!["f"]);
     }
+
+    /// Records its drop's thread.
+    struct Traced(std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>);
+
+    impl Drop for Traced {
+        fn drop(&mut self) {
+            if let Ok(mut threads) = self.0.lock() {
+                threads.push(std::thread::current().id());
+            }
+        }
+    }
+
+    /// Commits everything at once.
+    struct Accept;
+
+    impl EpochSink<Traced> for Accept {
+        async fn commit(&mut self, _epoch: Epoch, _batch: &mut Batch<Traced>) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_committed_batch_is_dropped_on_the_worker_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let dropped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let traced = dropped.clone();
+        timely::execute_directly(move |worker| {
+            let activator = worker.sync_activator_for(vec![0]);
+            let mut committer = spawn_committer(runtime.handle(), Accept, activator);
+            let records = vec![Traced(traced.clone()), Traced(traced.clone())];
+            committer.submit(3, Batch::from(records));
+            let mut committed = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while committed.is_empty() && std::time::Instant::now() < deadline {
+                committer.poll_committed(&mut committed);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(committed, vec![3]);
+        });
+        let threads = dropped.lock().expect("lock").clone();
+        assert_eq!(
+            threads,
+            vec![std::thread::current().id(); 2],
+            "both records were dropped by the operator's thread, not the commit task's"
+        );
+    }
 }
