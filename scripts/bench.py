@@ -74,6 +74,27 @@ def redis(*args):
                           text=True, check=True).stdout.strip()
 
 
+def portable(settings):
+    """The settings as the JSON records them: no path of this machine. A path inside the
+    repository is written relative to it, one outside as `<its file name>`, also after `BIN=` in a
+    variant."""
+    def path(text):
+        if not os.path.isabs(text):
+            return text
+        inside = os.path.relpath(text, ROOT)
+        return f"<{os.path.basename(text)}>" if inside.startswith("..") else inside
+
+    def value(item):
+        if isinstance(item, list):
+            return [value(element) for element in item]
+        if not isinstance(item, str):
+            return item
+        if ":" in item and "=" in item and not os.path.isabs(item):
+            return re.sub(r"(BIN=)([^,]+)", lambda m: m.group(1) + path(m.group(2)), item)
+        return path(item)
+    return {key: value(item) for key, item in settings.items()}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -445,7 +466,7 @@ def main():
     print(table(configs))
     figures = configs[0][1]
     with open(args.json, "w") as out:
-        json.dump({"settings": vars(args), "runs": runs, "figures": figures,
+        json.dump({"settings": portable(vars(args)), "runs": runs, "figures": figures,
                    "variants": dict(configs)}, out, indent=2)
 
 
