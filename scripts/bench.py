@@ -84,15 +84,14 @@ def portable(settings):
         inside = os.path.relpath(text, ROOT)
         return f"<{os.path.basename(text)}>" if inside.startswith("..") else inside
 
-    def value(item):
-        if isinstance(item, list):
-            return [value(element) for element in item]
-        if not isinstance(item, str):
-            return item
-        if ":" in item and "=" in item and not os.path.isabs(item):
-            return re.sub(r"(BIN=)([^,]+)", lambda m: m.group(1) + path(m.group(2)), item)
-        return path(item)
-    return {key: value(item) for key, item in settings.items()}
+    def bin_paths(variant):
+        return re.sub(r"(BIN=)([^,]+)", lambda m: m.group(1) + path(m.group(2)), variant)
+
+    def value(key, item):
+        if key == "variant":
+            return [bin_paths(variant) for variant in item or []]
+        return path(item) if isinstance(item, str) else item
+    return {key: value(key, item) for key, item in settings.items()}
 
 
 def free_port():

@@ -16,7 +16,7 @@
 //! entries), which also bounds what the queue can hold.
 //!
 //! # Where a batch is freed
-//! The committed batch goes back with the report and is dropped by the operator, on the worker
+//! The committed batch goes back with the group's report and is dropped by the operator, on the worker
 //! thread that decoded (and so allocated) its records. Dropped by the task instead, every record's
 //! strings were freed from another thread than the one that allocated them, which the allocator
 //! (mimalloc) handles through a cross-thread queue the worker then has to collect: 6-7% of the
@@ -43,8 +43,8 @@ pub trait EpochSink<D>: Send + 'static {
 /// The [`Committer`] a sink operator holds: a queue to the task and a queue back.
 pub struct TaskCommitter<D> {
     requests: tokio::sync::mpsc::UnboundedSender<(Epoch, Batch<D>)>,
-    /// Committed epochs; the last of a group carries the group's batch, to be dropped here.
-    committed: mpsc::Receiver<(Epoch, Option<Batch<D>>)>,
+    /// Committed groups: their epochs, and their batch, to be dropped here.
+    committed: mpsc::Receiver<(Vec<Epoch>, Batch<D>)>,
 }
 
 /// Starts the task that runs `sink`; commits happen one at a time, in submission order, each
@@ -67,13 +67,7 @@ where
             if !sink.commit(latest, &mut batch).await {
                 break;
             }
-            let mut spent = Some(batch);
-            let last = epochs.len().saturating_sub(1);
-            let reported = epochs.into_iter().enumerate().all(|(index, epoch)| {
-                let batch = if index == last { spent.take() } else { None };
-                done.send((epoch, batch)).is_ok()
-            });
-            if !reported {
+            if done.send((epochs, batch)).is_err() {
                 break; // the worker is gone
             }
             // Wake the operator so it releases the capabilities without waiting for other work.
@@ -109,8 +103,10 @@ impl<D> Committer<D> for TaskCommitter<D> {
     }
 
     fn poll_committed(&mut self, committed: &mut Vec<Epoch>) {
-        // the batches are dropped here, on the worker thread
-        committed.extend(self.committed.try_iter().map(|(epoch, _spent)| epoch));
+        for (epochs, spent) in self.committed.try_iter() {
+            committed.extend(epochs);
+            drop(spent); // here, on the worker thread
+        }
     }
 }
 

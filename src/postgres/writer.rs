@@ -175,7 +175,7 @@ impl RowWriter {
     pub async fn write(&mut self, batch: &Batch<Rows>) -> Result<WriteOutcome, PostgresError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let batch_size = self.batch_size();
-        let (rows, total) = first_of_each_key(batch.positions(), batch.positions().count());
+        let (rows, total) = first_of_each_key(batch);
         let repeated = (total - rows.len()) as u64;
         let fixes = newest_per_device(batch.latest());
         let copy = self.copy.clone();
@@ -323,14 +323,12 @@ impl RowWriter {
 /// first one wins, as with `ON CONFLICT DO NOTHING`), the batch stays on the fast path and the
 /// dropped copies are counted as duplicates. Keys that exist in the table already still take the
 /// slow path.
-fn first_of_each_key<'a>(
-    rows: impl Iterator<Item = &'a Position>,
-    total: usize,
-) -> (Vec<&'a Position>, usize) {
+fn first_of_each_key(batch: &Batch<Rows>) -> (Vec<&Position>, usize) {
     // sized up front: growing the set rehashed every key several times per epoch
+    let total = batch.positions().count();
     let mut seen: KeySet<(&str, i64)> = KeySet::with_capacity_and_hasher(total, Default::default());
     let mut first = Vec::with_capacity(total);
-    first.extend(rows.filter(|row| seen.insert(row.key())));
+    first.extend(batch.positions().filter(|row| seen.insert(row.key())));
     (first, total)
 }
 
