@@ -5,7 +5,11 @@
 //!   `Buffer.toJSON()` array and floats.
 //!
 //! Run with `cargo run --release -p dataflow --example decode_bench`; it prints ns per decode for
-//! three timed runs of each kind and their median.
+//! three timed runs of each kind and their median. Arguments: how many decodes per run (default a
+//! million) and which kinds (default both). Instructions rather than seconds, which do not move
+//! with the host's load:
+//! `valgrind --tool=callgrind target/release/examples/decode_bench 20000 teltonika`
+//! (divide the total by 4 × 20,000: a warm-up and three runs).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -32,24 +36,37 @@ const SENTINELS: &str = concat!(
 const DECODES: u32 = 1_000_000;
 const RUNS: usize = 3;
 
-fn time(payload: &str) -> f64 {
+fn time(payload: &str, decodes: u32) -> f64 {
     let bytes = payload.as_bytes();
     let start = Instant::now();
-    for _ in 0..DECODES {
+    for _ in 0..decodes {
         let position = decode_payload(black_box(bytes));
         black_box(&position);
     }
-    start.elapsed().as_nanos() as f64 / f64::from(DECODES)
+    start.elapsed().as_nanos() as f64 / f64::from(decodes)
 }
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    let decodes = match args.next().map(|count| count.parse::<u32>()) {
+        None => DECODES,
+        Some(Ok(count)) if count > 0 => count,
+        Some(_) => {
+            eprintln!("usage: decode_bench [DECODES per run] [teltonika|sentinels]...");
+            std::process::exit(2);
+        }
+    };
+    let kinds: Vec<String> = args.collect();
     for (name, payload) in [("teltonika", TELTONIKA), ("sentinels", SENTINELS)] {
+        if !kinds.is_empty() && !kinds.iter().any(|kind| kind == name) {
+            continue;
+        }
         if let Err(error) = decode_payload(payload.as_bytes()) {
             eprintln!("{name}: the payload does not decode: {error}");
             std::process::exit(1);
         }
-        time(payload); // warm-up
-        let mut runs: Vec<f64> = (0..RUNS).map(|_| time(payload)).collect();
+        time(payload, decodes); // warm-up
+        let mut runs: Vec<f64> = (0..RUNS).map(|_| time(payload, decodes)).collect();
         runs.sort_by(f64::total_cmp);
         let shown: Vec<String> = runs.iter().map(|ns| format!("{ns:.0}")).collect();
         println!(

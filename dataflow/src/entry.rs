@@ -45,9 +45,64 @@ impl StreamId {
     }
 }
 
+impl StreamId {
+    /// The id as text, `<ms>-<seq>`, written without the formatting machinery or an allocation:
+    /// every acknowledged entry's id is written into an `XACK`, so this is per row.
+    pub fn text(self) -> IdText {
+        let mut text = IdText {
+            bytes: [0; IdText::CAPACITY],
+            start: IdText::CAPACITY,
+        };
+        text.prepend_decimal(self.seq);
+        text.prepend(b'-');
+        text.prepend_decimal(self.ms);
+        text
+    }
+}
+
+/// A stream id's text (see [`StreamId::text`]), on the stack.
+#[derive(Clone, Copy)]
+pub struct IdText {
+    /// Written from the end: the text is `bytes[start..]`.
+    bytes: [u8; IdText::CAPACITY],
+    start: usize,
+}
+
+impl IdText {
+    /// Two `u64`s of 20 digits and the `-`.
+    const CAPACITY: usize = 41;
+
+    fn prepend(&mut self, byte: u8) {
+        self.start -= 1;
+        if let Some(slot) = self.bytes.get_mut(self.start) {
+            *slot = byte;
+        }
+    }
+
+    fn prepend_decimal(&mut self, mut value: u64) {
+        loop {
+            self.prepend(b'0' + (value % 10) as u8);
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+    }
+
+    /// The text's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(self.start..).unwrap_or_default()
+    }
+
+    /// The text (digits and a `-`, so always UTF-8).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -68,19 +123,34 @@ impl FromStr for StreamId {
 
     /// `<ms>-<seq>`, or `<ms>` alone (sequence 0), as Redis accepts it.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || BadStreamId(text.to_owned());
-        let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
-        let number = |part: &str| {
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            part.parse::<u64>().ok()
-        };
-        Ok(StreamId::new(
-            number(ms).ok_or_else(bad)?,
-            number(seq).ok_or_else(bad)?,
-        ))
+        StreamId::from_bytes(text.as_bytes()).ok_or_else(|| BadStreamId(text.to_owned()))
     }
+}
+
+impl StreamId {
+    /// Parses `<ms>-<seq>` or `<ms>` (see [`FromStr`]) from bytes in one pass: the reader parses
+    /// every entry's id straight from the reply buffer, without a UTF-8 check or a split first.
+    pub fn from_bytes(text: &[u8]) -> Option<StreamId> {
+        let (ms, seq) = match text.iter().position(|&byte| byte == b'-') {
+            Some(dash) => (text.get(..dash)?, text.get(dash + 1..)?),
+            None => (text, &b"0"[..]),
+        };
+        Some(StreamId::new(decimal(ms)?, decimal(seq)?))
+    }
+}
+
+/// Decimal digits (at least one, nothing else) as a `u64`; `None` past `u64::MAX`.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// One entry of the Redis stream: its id and its field/value pairs, undecoded.
@@ -116,6 +186,15 @@ mod tests {
         assert_eq!(id, StreamId::new(1_700_000_000_000, 12));
         assert_eq!(id.to_string(), "1700000000000-12");
         assert_eq!("5".parse(), Ok(StreamId::new(5, 0)));
+        assert_eq!(
+            "18446744073709551615-18446744073709551615".parse(),
+            Ok(StreamId::new(u64::MAX, u64::MAX))
+        );
+        assert_eq!(
+            StreamId::from_bytes(b"1700000000000-12"),
+            Some(StreamId::new(1_700_000_000_000, 12))
+        );
+        assert_eq!(StreamId::from_bytes(b"\xff-1"), None);
         for bad in [
             "",
             "-",
@@ -125,6 +204,9 @@ mod tests {
             "-1",
             "1- 2",
             "99999999999999999999-0",
+            "18446744073709551616-0",
+            "1-18446744073709551616",
+            "+1-2",
         ] {
             assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
         }
@@ -134,5 +216,24 @@ mod tests {
         assert_eq!(StreamId::new(10, 0).prev(), StreamId::new(9, u64::MAX));
         assert_eq!(StreamId::new(10, 3).prev(), StreamId::new(10, 2));
         assert_eq!(StreamId::default().prev(), StreamId::default());
+    }
+
+    #[test]
+    fn id_text_is_both_numbers_in_decimal() {
+        for (ms, seq) in [
+            (0, 0),
+            (1, 9),
+            (10, 10),
+            (1_700_000_000_000, 12),
+            (u64::MAX, u64::MAX),
+            (99_999, 100_000),
+        ] {
+            let id = StreamId::new(ms, seq);
+            let text = format!("{ms}-{seq}");
+            assert_eq!(id.text().as_str(), text);
+            assert_eq!(id.text().as_bytes(), text.as_bytes());
+            assert_eq!(id.to_string(), text);
+            assert_eq!(text.parse(), Ok(id));
+        }
     }
 }

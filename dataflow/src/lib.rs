@@ -58,7 +58,7 @@ mod state;
 
 pub use active::ActiveDevices;
 pub use batch::Batch;
-pub use entry::{BadStreamId, Entry, StreamId};
+pub use entry::{BadStreamId, Entry, IdText, StreamId};
 pub use error::DecodeError;
 pub use field::Field;
 pub use hashing::{KeyHasher, KeyMap, KeySet};

@@ -60,7 +60,7 @@ pub async fn ack<C: ConnectionLike + Send>(
     let mut xack = redis::cmd("XACK");
     xack.arg(stream).arg(group);
     for id in ids {
-        xack.arg(id.to_string());
+        xack.arg(id.text().as_bytes());
     }
     xack.query_async(conn)
         .await

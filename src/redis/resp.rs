@@ -221,15 +221,12 @@ pub fn parse_read_reply(frame: Bytes) -> Result<ReadBatch, ReplyError> {
                 ));
             }
             let id = cursor.bulk("an entry id")?;
-            let id: StreamId = std::str::from_utf8(&id)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| {
-                    ReplyError::Unexpected(format!(
-                        "{:?} is not a stream id",
-                        String::from_utf8_lossy(&id)
-                    ))
-                })?;
+            let id = StreamId::from_bytes(&id).ok_or_else(|| {
+                ReplyError::Unexpected(format!(
+                    "{:?} is not a stream id",
+                    String::from_utf8_lossy(&id)
+                ))
+            })?;
             let count = cursor.array("an entry's fields")?.unwrap_or(0);
             if count % 2 != 0 {
                 return Err(ReplyError::Unexpected("an odd field list".to_owned()));

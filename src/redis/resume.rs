@@ -82,7 +82,7 @@ pub async fn ack_and_locate<C: ConnectionLike + Send>(
     let mut invocation = ACK.key(stream);
     invocation.arg(group);
     for id in ids {
-        invocation.arg(id.to_string());
+        invocation.arg(id.text().as_bytes());
     }
     let (acked, last, oldest): (u64, Option<String>, Option<String>) = invocation
         .invoke_async(conn)

@@ -260,8 +260,53 @@ fn number(number: Number<'_>) -> Option<Scalar<'_>> {
             }
         }
     }
+    if !number.exponent {
+        if let Some(value) = short_decimal(number.text) {
+            return Some(Scalar::F64(value));
+        }
+    }
     let value: f64 = number.text.parse().ok()?;
     value.is_finite().then_some(Scalar::F64(value))
+}
+
+/// Exact powers of ten as `f64` (10^22 is the largest one an `f64` holds exactly).
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The value of a JSON number without an exponent (`54.6871571`) when its digits, the point
+/// removed, are an integer of at most 2^53 and it has at most 22 decimals; else `None`.
+///
+/// Why: coordinates come as such decimals, and the general parser (`str::parse`, which must handle
+/// any length and exponent) was a tenth of a decode. Here the integer and the power of ten are both
+/// exact `f64`s, so their IEEE quotient is the decimal correctly rounded (Clinger's fast path):
+/// the same `f64` as `str::parse`, bit for bit, which the tests check on random decimals.
+fn short_decimal(text: &str) -> Option<f64> {
+    const EXACT: u64 = 1 << 53;
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    let mut mantissa: u64 = 0;
+    let mut decimals: Option<usize> = None;
+    for (at, &byte) in digits.as_bytes().iter().enumerate() {
+        if byte == b'.' {
+            decimals = Some(digits.len() - at - 1);
+            continue;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    if mantissa > EXACT {
+        return None;
+    }
+    let power = *POWERS_OF_TEN.get(decimals.unwrap_or(0))?;
+    let value = mantissa as f64 / power;
+    Some(if negative { -value } else { value })
 }
 
 impl<'de> Parsed<'de> {
@@ -332,7 +377,8 @@ fn device_id((field, value): (Field, Option<Scalar<'_>>)) -> Result<String, Deco
     if text.is_empty() {
         return Err(DecodeError::new(field, "is empty"));
     }
-    if text.chars().nth(MAX_DEVICE_ID_CHARS).is_some() {
+    // A text of at most 64 bytes has at most 64 characters: only a longer one is counted.
+    if text.len() > MAX_DEVICE_ID_CHARS && text.chars().nth(MAX_DEVICE_ID_CHARS).is_some() {
         return Err(DecodeError::new(
             field,
             format!(
@@ -473,5 +519,69 @@ fn right_sized(text: String) -> String {
         String::from(text.as_str())
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parsed(text: &str) -> f64 {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn short_decimals_are_the_nearest_f64() {
+        for text in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "54.6871571",
+            "-25.2796523",
+            "180",
+            "0.1",
+            "0.3",
+            "9007199254740992",
+            "900719925474099.2",
+            "0.0000000000000000000001",
+            "1.797693134862315",
+            "-90.0000000",
+        ] {
+            let value = short_decimal(text).unwrap();
+            assert_eq!(value.to_bits(), parsed(text).to_bits(), "{text}");
+        }
+        // Beyond the fast path: more than 2^53 as digits, more than 22 decimals.
+        for text in [
+            "9007199254740993",
+            "1.7976931348623157",
+            "1.00000000000000000000001",
+        ] {
+            assert_eq!(short_decimal(text), None, "{text}");
+        }
+        // Through the scanner, a long decimal still reads as the nearest f64.
+        let text = "0.90071992547409931";
+        let mut scanner = Scanner::new(text);
+        let value = number(scanner.number().unwrap());
+        assert_eq!(value, Some(Scalar::F64(parsed(text))));
+    }
+
+    proptest! {
+        #[test]
+        fn short_decimals_agree_with_str_parse(
+            negative in any::<bool>(),
+            integer in 0u64..1_000_000_000,
+            fraction in proptest::option::of("[0-9]{1,12}"),
+        ) {
+            let sign = if negative { "-" } else { "" };
+            let text = match &fraction {
+                Some(digits) => format!("{sign}{integer}.{digits}"),
+                None => format!("{sign}{integer}"),
+            };
+            if let Some(value) = short_decimal(&text) {
+                prop_assert_eq!(value.to_bits(), parsed(&text).to_bits(), "{}", text);
+            }
+        }
     }
 }
