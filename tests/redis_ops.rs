@@ -4,9 +4,9 @@
 
 mod support;
 
-use dataflow::{DecodeError, Field};
+use dataflow::{DecodeError, Field, StreamId};
 use processor::redis::Letter;
-use support::TestEnv;
+use support::{payloads, TestEnv};
 
 /// The dead-letter call the sink makes, for one refused entry read by consumer `c`.
 async fn move_to_dead_letter(
@@ -83,4 +83,39 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["source_id"], id);
     assert_eq!(letters[0]["error"], "payload: not an object");
+}
+
+/// The acknowledgement script is sent by its hash; a server that does not know it (its first
+/// use, or Redis restarted, which forgets scripts) gets it loaded and the call repeated, and the
+/// acknowledgement and the group's position come back as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_loads_the_script_when_redis_has_forgotten_it() {
+    let mut env = TestEnv::new("ack_noscript").await;
+    let ids: Vec<StreamId> = env
+        .publish(&payloads("d", 1, 3))
+        .await
+        .iter()
+        .map(|id| id.parse().expect("a stream id"))
+        .collect();
+    let group = env.group.clone();
+    env.create_group(&group, "0").await;
+    env.deliver("c", 1).await;
+    assert_eq!(env.pending().await, 3);
+
+    for (acknowledge, oldest_pending) in [(&ids[..2], Some(ids[2])), (&ids[2..], None)] {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut env.redis)
+            .await
+            .expect("SCRIPT FLUSH");
+        let (acked, position) =
+            processor::redis::ack_and_locate(&mut env.redis, &env.stream, &env.group, acknowledge)
+                .await
+                .expect("acknowledged");
+        assert_eq!(acked, acknowledge.len() as u64);
+        let position = position.expect("the group exists");
+        assert_eq!(position.last_delivered, ids[2]);
+        assert_eq!(position.oldest_pending, oldest_pending);
+    }
+    assert_eq!(env.pending().await, 0);
 }

@@ -14,6 +14,7 @@ use std::sync::{LazyLock, Mutex};
 
 use dataflow::StreamId;
 use redis::aio::ConnectionLike;
+use redis::{ErrorKind, ServerErrorKind};
 
 use super::{reply, RedisError};
 
@@ -79,15 +80,30 @@ pub async fn ack_and_locate<C: ConnectionLike + Send>(
     group: &str,
     ids: &[StreamId],
 ) -> Result<(u64, Option<GroupPosition>), RedisError> {
-    let mut invocation = ACK.key(stream);
-    invocation.arg(group);
+    // EVALSHA written directly rather than through `Script::key`/`arg`, which keeps each
+    // argument in a vector of its own before copying it into the command: here every id is
+    // written once, into the command's one buffer. As `Script` does, the script is loaded when
+    // the server does not know it (first use, or after a restart) and the call repeated.
+    let mut eval = redis::Cmd::with_capacity(ids.len() + 5, 64 + ids.len() * 24);
+    eval.arg("EVALSHA")
+        .arg(ACK.get_hash())
+        .arg(1)
+        .arg(stream)
+        .arg(group);
     for id in ids {
-        invocation.arg(id.text().as_bytes());
+        eval.arg(id.text().as_bytes());
     }
-    let (acked, last, oldest): (u64, Option<String>, Option<String>) = invocation
-        .invoke_async(conn)
-        .await
-        .map_err(|e| RedisError::command("xack", &e))?;
+    let reply = match eval.query_async(conn).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            match ACK.load_async(conn).await {
+                Ok(_) => eval.query_async(conn).await,
+                Err(error) => Err(error),
+            }
+        }
+        reply => reply,
+    };
+    let (acked, last, oldest): (u64, Option<String>, Option<String>) =
+        reply.map_err(|e| RedisError::command("xack", &e))?;
     let Some(last) = last else {
         return Ok((acked, None));
     };
