@@ -258,63 +258,63 @@ const SPECIAL: [bool; 256] = {
     table
 };
 
-/// Where the run of plain string bytes from `at` ends: at the first `"`, `\\` or control
-/// character, or at the end. Eight bytes at a time (as a `u64`, bytes flagged with the usual
-/// borrow tricks, which are exact for the lowest flagged byte), then byte by byte for the tail.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Where the run from `at` of bytes that do not end it ends (or the end of `bytes`): eight bytes at
+/// a time, as a `u64` whose ending bytes `ends_in_word` flags (each one's high bit set; exact for
+/// the lowest at least), then byte by byte through `ends` for the tail. A run's length then costs
+/// one branch per eight bytes, not one per byte (whose exit the branch predictor mostly misses:
+/// keys and values vary in length).
 #[inline(always)]
-fn plain_run(bytes: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
+fn run_end(
+    bytes: &[u8],
+    mut at: usize,
+    ends_in_word: impl Fn(u64) -> u64,
+    ends: impl Fn(u8) -> bool,
+) -> usize {
     while let Some(chunk) = bytes.get(at..at + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let below = |word: u64, byte: u8| word.wrapping_sub(ONES * u64::from(byte)) & !word & HIGHS;
-        let special = below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1)
-            | below(word, 0x20);
-        if special != 0 {
-            return at + (special.trailing_zeros() / 8) as usize;
+        let flagged = ends_in_word(u64::from_le_bytes(word));
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
-    while bytes
-        .get(at)
-        .is_some_and(|&byte| !SPECIAL[usize::from(byte)])
-    {
+    while bytes.get(at).is_some_and(|&byte| !ends(byte)) {
         at += 1;
     }
     at
 }
 
-/// Where the run of ASCII digits from `at` ends: at the first other byte, or at the end. Eight
-/// bytes at a time, as for [`plain_run`]: a byte is a digit when its high bit is clear and its low
-/// seven bits are at least `0` and below `:`; both comparisons are additions within each byte (the
-/// low seven bits plus at most 0x50 never carry into the next byte), so the flags are exact for
-/// every byte of the word. A number's length then costs one branch per eight digits, not one per
-/// digit (whose exit the branch predictor mostly misses: attribute values vary in length).
+/// Where the run of plain string bytes from `at` ends: at the first `"`, `\\` or control
+/// character, or at the end. In a word, bytes are flagged with the usual borrow tricks, which are
+/// exact for the lowest flagged byte.
 #[inline(always)]
-fn digit_run(bytes: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+fn plain_run(bytes: &[u8], at: usize) -> usize {
+    let special = |word: u64| {
+        let below = |word: u64, byte: u8| word.wrapping_sub(ONES * u64::from(byte)) & !word & HIGHS;
+        below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | below(word, 0x20)
+    };
+    run_end(bytes, at, special, |byte| SPECIAL[usize::from(byte)])
+}
+
+/// Where the run of ASCII digits from `at` ends: at the first other byte, or at the end. In a word,
+/// a byte is a digit when its high bit is clear and its low seven bits are at least `0` and below
+/// `:`; both comparisons are additions within each byte (the low seven bits plus at most 0x50
+/// never carry into the next byte), so the flags are exact for every byte of the word.
+#[inline(always)]
+fn digit_run(bytes: &[u8], at: usize) -> usize {
+    let other = |word: u64| {
         let low = word & !HIGHS;
         let from_zero = low + ONES * (0x80 - u64::from(b'0'));
         let past_nine = low + ONES * (0x80 - u64::from(b':'));
-        let digit = from_zero & !past_nine & !word & HIGHS;
-        let other = !digit & HIGHS;
-        if other != 0 {
-            return at + (other.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes.get(at).is_some_and(u8::is_ascii_digit) {
-        at += 1;
-    }
-    at
+        !(from_zero & !past_nine & !word) & HIGHS
+    };
+    run_end(bytes, at, other, |byte| !byte.is_ascii_digit())
 }
 
 /// A number as written, with its shape.
