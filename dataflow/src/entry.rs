@@ -43,9 +43,7 @@ impl StreamId {
             None => StreamId::new(self.ms.saturating_add(1), 0),
         }
     }
-}
 
-impl StreamId {
     /// The id as text, `<ms>-<seq>`, written without the formatting machinery or an allocation:
     /// every acknowledged entry's id is written into an `XACK`, so this is per row.
     pub fn text(self) -> IdText {
@@ -57,6 +55,16 @@ impl StreamId {
         text.prepend(b'-');
         text.prepend_decimal(self.ms);
         text
+    }
+
+    /// Parses `<ms>-<seq>` or `<ms>` (see [`FromStr`]) from bytes in one pass: the reader parses
+    /// every entry's id straight from the reply buffer, without a UTF-8 check or a split first.
+    pub fn from_bytes(text: &[u8]) -> Option<StreamId> {
+        let (ms, seq) = match text.iter().position(|&byte| byte == b'-') {
+            Some(dash) => (text.get(..dash)?, text.get(dash + 1..)?),
+            None => (text, &b"0"[..]),
+        };
+        Some(StreamId::new(decimal(ms)?, decimal(seq)?))
     }
 }
 
@@ -124,18 +132,6 @@ impl FromStr for StreamId {
     /// `<ms>-<seq>`, or `<ms>` alone (sequence 0), as Redis accepts it.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         StreamId::from_bytes(text.as_bytes()).ok_or_else(|| BadStreamId(text.to_owned()))
-    }
-}
-
-impl StreamId {
-    /// Parses `<ms>-<seq>` or `<ms>` (see [`FromStr`]) from bytes in one pass: the reader parses
-    /// every entry's id straight from the reply buffer, without a UTF-8 check or a split first.
-    pub fn from_bytes(text: &[u8]) -> Option<StreamId> {
-        let (ms, seq) = match text.iter().position(|&byte| byte == b'-') {
-            Some(dash) => (text.get(..dash)?, text.get(dash + 1..)?),
-            None => (text, &b"0"[..]),
-        };
-        Some(StreamId::new(decimal(ms)?, decimal(seq)?))
     }
 }
 
@@ -234,6 +230,23 @@ mod tests {
             assert_eq!(id.text().as_bytes(), text.as_bytes());
             assert_eq!(id.to_string(), text);
             assert_eq!(text.parse(), Ok(id));
+        }
+        // Every count of digits, and every value up to 1,000.
+        let mut value = 1u64;
+        for _ in 0..19 {
+            for n in [value - 1, value, value + 1, value * 7 / 3, value + 99] {
+                assert_eq!(
+                    StreamId::new(n, n / 7).text().as_str(),
+                    format!("{n}-{}", n / 7)
+                );
+            }
+            value *= 10;
+        }
+        for n in 0..=1000u64 {
+            assert_eq!(
+                StreamId::new(n, 1000 - n).text().as_str(),
+                format!("{n}-{}", 1000 - n)
+            );
         }
     }
 }
