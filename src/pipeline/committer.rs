@@ -16,11 +16,11 @@
 //! entries), which also bounds what the queue can hold.
 //!
 //! # Where a batch is freed
-//! The committed batch goes back with the group's report and is dropped by the operator, on the worker
-//! thread that decoded (and so allocated) its records. Dropped by the task instead, every record's
-//! strings were freed from another thread than the one that allocated them, which the allocator
-//! (mimalloc) handles through a cross-thread queue the worker then has to collect: 6-7% of the
-//! processor's CPU in a profile, for nothing.
+//! The committed batch goes back with the group's report and is dropped by the operator, on the
+//! worker thread that decoded (and so allocated) its records. Dropped by the task instead, every
+//! record's strings were freed from another thread than the one that allocated them, which the
+//! allocator (mimalloc) handles through a cross-thread queue the worker then has to collect: 6-7%
+//! of the processor's CPU in a profile, for nothing.
 
 use std::future::Future;
 use std::sync::mpsc;

@@ -530,7 +530,6 @@ impl<'a> Scanner<'a> {
         let bytes = self.src.as_bytes();
         let start = self.pos;
         let mut at = start;
-        let digits = |at: usize| digit_run(bytes, at);
         // Where the grammar failed: the end of the text, or a byte that does not fit.
         let invalid = |at: usize| Syntax {
             at,
@@ -550,7 +549,7 @@ impl<'a> Scanner<'a> {
                     return Err(invalid(at));
                 }
             }
-            Some(b'1'..=b'9') => at = digits(at + 1),
+            Some(b'1'..=b'9') => at = digit_run(bytes, at + 1),
             _ => return Err(invalid(at)),
         }
         let mut plain = true;
@@ -559,7 +558,7 @@ impl<'a> Scanner<'a> {
             if !bytes.get(at + 1).is_some_and(u8::is_ascii_digit) {
                 return Err(invalid(at + 1));
             }
-            at = digits(at + 1);
+            at = digit_run(bytes, at + 1);
         }
         let mut exponent = false;
         if let Some(b'e' | b'E') = bytes.get(at) {
@@ -572,7 +571,7 @@ impl<'a> Scanner<'a> {
             if !bytes.get(at).is_some_and(u8::is_ascii_digit) {
                 return Err(invalid(at));
             }
-            at = digits(at);
+            at = digit_run(bytes, at);
         }
         self.pos = at;
         Ok(Number {
