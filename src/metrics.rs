@@ -55,6 +55,8 @@ pub struct Metrics {
     pub future_timestamps: IntCounter,
     /// `device_latest` rows inserted or moved forward.
     pub device_latest_rows: IntCounter,
+    /// Rows of each output table changed by committed epochs, by table and kind of change.
+    pub table_rows: IntCounterVec,
     /// Epochs read but not yet acknowledged, over all workers.
     pub epochs_in_flight: IntGauge,
     /// Entries in the stream (XLEN).
@@ -120,6 +122,12 @@ impl Metrics {
         let counter_vec =
             |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
                 let metric = IntCounterVec::new(Opts::new(name, help), &[label])?;
+                register(Box::new(metric.clone()))?;
+                Ok(metric)
+            };
+        let counter_vec2 =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
                 register(Box::new(metric.clone()))?;
                 Ok(metric)
             };
@@ -235,6 +243,11 @@ impl Metrics {
             device_latest_rows: counter(
                 "processor_device_latest_rows_total",
                 "device_latest rows inserted or moved forward (a device's newest fix of an epoch that is newer than the stored one).",
+            )?,
+            table_rows: counter_vec2(
+                "processor_table_rows_total",
+                "Rows of each output table changed by committed epochs, by table (positions, device_latest) and change (inserted, updated, deleted, duplicate: a key that was there already).",
+                &["table", "change"],
             )?,
             epochs_in_flight: gauge(
                 "processor_epochs_in_flight",

@@ -1,8 +1,9 @@
 //! One retry policy for every operation that talks to Redis or PostgreSQL.
 //!
-//! Call sites name an [`Operation`] and hand over an attempt; the error type says what kind of
-//! failure it is ([`Failure::class`]), and [`Retry::run`] decides, in one place, with one log line
-//! and one metric:
+//! Call sites name an [`Operation`] in a [`Policy`] and hand over an attempt; the error type says
+//! what kind of failure it is ([`Failure::class`]), and [`Retry::run_with`] (or [`Retry::run`],
+//! when the attempt needs no state of the caller's) decides, in the one retry loop of the service,
+//! with one log line and one metric:
 //! - [`Class::Transient`] (a connection lost, a timeout, a failover, a lock or serialization
 //!   conflict, Redis `LOADING`/`TRYAGAIN`): retried with capped, jittered backoff, quietly
 //!   (`WARN ... failed; retrying`), until it succeeds;
@@ -72,7 +73,7 @@ pub enum Until {
 
 /// The failures of one retried operation so far, and its backoff.
 #[derive(Debug)]
-pub struct Attempts {
+struct Attempts {
     backoff: Backoff,
     failures: u32,
 }
@@ -86,50 +87,56 @@ pub enum GaveUp<E> {
     Shutdown,
 }
 
+/// What one retried operation is, and how it backs off.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// What is retried (its log lines and its `/readyz` entry).
+    pub operation: Operation,
+    /// The worker (or 0): readiness tracks each worker's failures apart.
+    pub instance: usize,
+    /// The shutdown stage that ends the retries.
+    pub until: Until,
+    /// The first pause.
+    pub first: Duration,
+    /// The longest pause.
+    pub max: Duration,
+}
+
+/// What every retried operation of a process reports to and stops by.
+#[derive(Clone)]
+pub struct Reporting {
+    /// Ends the retries at the operation's stage.
+    pub shutdown: Shutdown,
+    /// The error counters.
+    pub metrics: Arc<Metrics>,
+    /// `/readyz`, which shows a failing operation until it succeeds again.
+    pub status: Arc<Status>,
+}
+
 /// The retry policy of one operation on one worker (or of a start-up step).
 #[derive(Clone)]
 pub struct Retry {
-    operation: Operation,
-    /// The worker (or 0): readiness tracks each worker's failures apart.
-    instance: usize,
-    until: Until,
-    first: Duration,
-    max: Duration,
-    shutdown: Shutdown,
-    metrics: Arc<Metrics>,
-    status: Arc<Status>,
+    policy: Policy,
+    reporting: Reporting,
 }
 
 impl Retry {
-    /// The policy for `operation` on worker `instance`: backoff from `first` up to `max`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        operation: Operation,
-        instance: usize,
-        until: Until,
-        first: Duration,
-        max: Duration,
-        shutdown: Shutdown,
-        metrics: Arc<Metrics>,
-        status: Arc<Status>,
-    ) -> Self {
+    /// The policy `policy`, reporting to `reporting`.
+    pub fn new(policy: Policy, reporting: &Reporting) -> Self {
         Retry {
-            operation,
-            instance,
-            until,
-            first,
-            max,
-            shutdown,
-            metrics,
-            status,
+            policy,
+            reporting: reporting.clone(),
         }
     }
 
     /// The same policy for another operation.
     pub fn for_operation(&self, operation: Operation) -> Self {
         Retry {
-            operation,
-            ..self.clone()
+            policy: Policy {
+                operation,
+                ..self.policy
+            },
+            reporting: self.reporting.clone(),
         }
     }
 
@@ -138,14 +145,15 @@ impl Retry {
         if self.stopped() {
             return false;
         }
-        match self.until {
+        let shutdown = &self.reporting.shutdown;
+        match self.policy.until {
             Until::Drain => tokio::select! {
                 () = tokio::time::sleep(delay) => true,
-                () = self.shutdown.triggered() => false,
+                () = shutdown.triggered() => false,
             },
             Until::Abandon => tokio::select! {
                 () = tokio::time::sleep(delay) => true,
-                () = self.shutdown.forced() => false,
+                () = shutdown.forced() => false,
             },
         }
     }
@@ -157,100 +165,135 @@ impl Retry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut attempts = self.attempts();
+        let ((), result) = self
+            .run_with((), |()| {
+                let attempt = attempt();
+                async move { ((), attempt.await) }
+            })
+            .await;
+        result
+    }
+
+    /// Runs `attempt` until it succeeds, as [`Retry::run`] does, passing `state` through every
+    /// attempt and back: an attempt that needs the caller's connection, writer or cursor takes
+    /// it, uses it and hands it on, so such call sites use this one loop too. The state comes
+    /// back whatever the outcome.
+    ///
+    /// This is the only retry loop of the service: every failure is counted here, logged here by
+    /// its class, shown in `/readyz` until the operation succeeds again (a permanent answer counts
+    /// as one: the system is reachable, and the caller now handles the data), and paused for by
+    /// the backoff here.
+    pub async fn run_with<S, T, E, F, Fut>(
+        &self,
+        mut state: S,
+        mut attempt: F,
+    ) -> (S, Result<T, GaveUp<E>>)
+    where
+        E: Failure,
+        F: FnMut(S) -> Fut,
+        Fut: Future<Output = (S, Result<T, E>)>,
+    {
+        let mut attempts = Attempts {
+            backoff: Backoff::new(self.policy.first, self.policy.max),
+            failures: 0,
+        };
         loop {
             if self.stopped() {
-                return Err(GaveUp::Shutdown);
+                return (state, Err(GaveUp::Shutdown));
             }
-            match attempt().await {
+            let (back, result) = attempt(state).await;
+            state = back;
+            match result {
                 Ok(value) => {
-                    self.succeeded(&mut attempts);
-                    return Ok(value);
+                    self.recovered(&attempts);
+                    return (state, Ok(value));
                 }
                 Err(error) if error.class() == Class::Permanent => {
                     self.count(&error);
-                    return Err(GaveUp::Permanent(error));
+                    self.recovered(&attempts);
+                    return (state, Err(GaveUp::Permanent(error)));
                 }
                 Err(error) => {
                     if !self.failed(&error, &mut attempts).await {
-                        return Err(GaveUp::Shutdown);
+                        return (state, Err(GaveUp::Shutdown));
                     }
                 }
             }
         }
     }
 
-    /// A fresh count of attempts, for a loop that calls [`Retry::failed`] and
-    /// [`Retry::succeeded`] itself (when each attempt needs state the loop keeps).
-    pub fn attempts(&self) -> Attempts {
-        Attempts {
-            backoff: Backoff::new(self.first, self.max),
-            failures: 0,
-        }
-    }
-
     /// One failure of a retried attempt: counted, logged by its class, shown in `/readyz`, then
     /// the backoff's pause. `false` when shutdown reached the operation's stage (stop retrying).
-    pub async fn failed<E: Failure>(&self, error: &E, attempts: &mut Attempts) -> bool {
+    async fn failed<E: Failure>(&self, error: &E, attempts: &mut Attempts) -> bool {
         attempts.failures += 1;
         self.count(error);
         let delay = attempts.backoff.next_delay();
         let reason = error.to_string();
-        self.status.failing(self.operation, self.instance, &reason);
+        let Policy {
+            operation,
+            instance,
+            ..
+        } = self.policy;
+        self.reporting.status.failing(operation, instance, &reason);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         if error.class() == Class::Transient {
             tracing::warn!(
-                operation = self.operation.what(),
-                worker = self.instance,
+                operation = operation.what(),
+                worker = instance,
                 attempt = attempts.failures,
                 retry_in_ms,
                 error = %reason,
                 "{}",
-                self.operation.retry_message(false)
+                operation.retry_message(false)
             );
         } else {
             tracing::error!(
-                operation = self.operation.what(),
-                worker = self.instance,
+                operation = operation.what(),
+                worker = instance,
                 attempt = attempts.failures,
                 retry_in_ms,
                 error = %reason,
                 "{}",
-                self.operation.retry_message(true)
+                operation.retry_message(true)
             );
         }
         self.pause(delay).await
     }
 
-    /// The attempt succeeded: after failures, `/readyz` forgets them and one line says so.
-    pub fn succeeded(&self, attempts: &mut Attempts) {
+    /// The operation got an answer after `attempts`: after failures, `/readyz` forgets them and
+    /// one line says so.
+    fn recovered(&self, attempts: &Attempts) {
         if attempts.failures > 0 {
-            self.status.recovered(self.operation, self.instance);
+            let Policy {
+                operation,
+                instance,
+                ..
+            } = self.policy;
+            self.reporting.status.recovered(operation, instance);
             tracing::info!(
-                operation = self.operation.what(),
-                worker = self.instance,
+                operation = operation.what(),
+                worker = instance,
                 failures = attempts.failures,
                 "{} succeeded again",
-                self.operation.what()
+                operation.what()
             );
         }
-        attempts.failures = 0;
-        attempts.backoff.reset();
     }
 
     /// Whether shutdown has reached this operation's stage.
     pub fn stopped(&self) -> bool {
-        match self.until {
-            Until::Drain => self.shutdown.is_triggered(),
-            Until::Abandon => self.shutdown.is_forced(),
+        match self.policy.until {
+            Until::Drain => self.reporting.shutdown.is_triggered(),
+            Until::Abandon => self.reporting.shutdown.is_forced(),
         }
     }
 
     /// Counts a failure in its system's error counter.
     fn count<E: Failure>(&self, error: &E) {
+        let metrics = &self.reporting.metrics;
         let counter = match error.system() {
-            System::Redis => &self.metrics.redis_errors,
-            System::Postgres => &self.metrics.postgres_errors,
+            System::Redis => &metrics.redis_errors,
+            System::Postgres => &metrics.postgres_errors,
         };
         counter.with_label_values(&[error.command()]).inc();
     }
@@ -330,14 +373,18 @@ mod tests {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let status = Arc::new(Status::new(Duration::from_secs(60)));
         let retry = Retry::new(
-            Operation::Write,
-            3,
-            Until::Abandon,
-            Duration::from_millis(1),
-            Duration::from_millis(4),
-            shutdown.clone(),
-            Arc::clone(&metrics),
-            Arc::clone(&status),
+            Policy {
+                operation: Operation::Write,
+                instance: 3,
+                until: Until::Abandon,
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(4),
+            },
+            &Reporting {
+                shutdown: shutdown.clone(),
+                metrics: Arc::clone(&metrics),
+                status: Arc::clone(&status),
+            },
         );
         (retry, metrics, status)
     }
@@ -381,6 +428,38 @@ mod tests {
         let ops = status.readiness();
         let check = ops.checks.iter().find(|c| c.name == "operations");
         assert!(check.is_some_and(|c| c.ok), "recovered: {ops:?}");
+    }
+
+    #[tokio::test]
+    async fn state_goes_through_every_attempt_and_comes_back() {
+        let shutdown = Shutdown::new();
+        let (retry, metrics, _) = retry(&shutdown);
+        // the state counts the attempts; the third one succeeds
+        let (tries, result) = retry
+            .run_with(0u32, |tries| async move {
+                let tries = tries + 1;
+                let outcome = if tries < 3 {
+                    Err(Flaky(Class::Transient))
+                } else {
+                    Ok(tries * 10)
+                };
+                (tries, outcome)
+            })
+            .await;
+        assert_eq!(tries, 3);
+        assert!(matches!(result, Ok(30)));
+        assert_eq!(
+            metrics.postgres_errors.with_label_values(&["write"]).get(),
+            2
+        );
+        // a permanent failure hands the state back too
+        let (tries, result) = retry
+            .run_with(7u32, |tries| async move {
+                (tries + 1, Err::<(), _>(Flaky(Class::Permanent)))
+            })
+            .await;
+        assert_eq!(tries, 8);
+        assert!(matches!(result, Err(GaveUp::Permanent(_))));
     }
 
     #[tokio::test]

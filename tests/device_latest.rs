@@ -139,6 +139,19 @@ async fn random_order_duplicates_and_late_data(backend: Backend) {
         - s["processor_record_age_seconds_bucket{le=\"86400\"}"];
     assert_eq!(older_than_a_day, old.len() as f64);
     assert!(s["processor_device_latest_rows_total"] >= devices as f64);
+    // one insert per device, the rest moved forward
+    let latest = |change: &str| {
+        s.get(&format!(
+            "processor_table_rows_total{{change=\"{change}\",table=\"device_latest\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert_eq!(latest("inserted"), devices as f64);
+    assert_eq!(
+        latest("inserted") + latest("updated"),
+        s["processor_device_latest_rows_total"]
+    );
     running.stop().await;
 }
 

@@ -68,6 +68,12 @@ async fn metrics_count_what_was_published_and_pass_promtool() {
     assert_eq!(s["processor_entries_acked_total"], 212.0);
     assert_eq!(s["processor_positions_written_total"], 200.0);
     assert_eq!(s["processor_duplicates_total"], 5.0);
+    // the same, counted per table
+    let positions = |change: &str| {
+        s[&format!("processor_table_rows_total{{change=\"{change}\",table=\"positions\"}}")]
+    };
+    assert_eq!(positions("inserted"), 200.0);
+    assert_eq!(positions("duplicate"), 5.0);
     assert_eq!(s["processor_dead_lettered_total"], 7.0);
     assert_eq!(sum_of(&s, "processor_decode_errors_total"), 7.0);
     assert_eq!(s["processor_decode_errors_total{field=\"timestamp\"}"], 7.0);

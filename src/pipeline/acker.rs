@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::redis::ResumePoint;
-use crate::retry::Retry;
+use crate::retry::{GaveUp, Retry};
 
 /// Ids to acknowledge, and why.
 #[derive(Debug)]
@@ -57,31 +57,25 @@ pub async fn ack_loop(mut requests: mpsc::UnboundedReceiver<AckRequest>, mut ack
         let deleted_count = deleted.len() as u64;
         let mut ids = committed;
         ids.append(&mut deleted);
-        let mut attempts = acker.retry.attempts();
-        loop {
-            if acker.retry.stopped() {
-                return false;
-            }
-            let acked =
-                crate::redis::ack_and_locate(&mut acker.conn, &acker.stream, &acker.group, &ids)
-                    .await;
-            match acked {
-                Ok((_, position)) => {
-                    if let Some(position) = position {
-                        acker.resume.advance(position.resume_point());
-                    }
-                    acker.retry.succeeded(&mut attempts);
-                    acker.metrics.entries_acked.inc_by(committed_count as u64);
-                    observe_latency(&acker.metrics, &ids[..committed_count]);
-                    acker.metrics.deleted_pending.inc_by(deleted_count);
-                    break;
+        let (stream, group, ids) = (&acker.stream, &acker.group, &ids);
+        let (_, acked) = acker
+            .retry
+            .run_with(&mut acker.conn, |conn| async move {
+                let acked = crate::redis::ack_and_locate(conn, stream, group, ids).await;
+                (conn, acked)
+            })
+            .await;
+        match acked {
+            Ok((_, position)) => {
+                if let Some(position) = position {
+                    acker.resume.advance(position.resume_point());
                 }
-                Err(error) => {
-                    if !acker.retry.failed(&error, &mut attempts).await {
-                        return false;
-                    }
-                }
+                acker.metrics.entries_acked.inc_by(committed_count as u64);
+                observe_latency(&acker.metrics, &ids[..committed_count]);
+                acker.metrics.deleted_pending.inc_by(deleted_count);
             }
+            // (a Redis failure is never permanent: only the abandoned drain stops this)
+            Err(GaveUp::Shutdown | GaveUp::Permanent(_)) => return false,
         }
     }
     true

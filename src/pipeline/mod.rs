@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::postgres::{self, PostgresError};
 use crate::redact::redact_url;
 use crate::redis::{self as redis_io, RedisError};
-use crate::retry::{GaveUp, Operation, Retry, Until};
+use crate::retry::{GaveUp, Operation, Policy, Reporting, Retry, Until};
 use crate::shutdown::Shutdown;
 use crate::status::Status;
 
@@ -89,6 +89,8 @@ pub(crate) struct Context {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<Status>,
     pub(crate) shutdown: Shutdown,
+    /// What every retry reports to and stops by.
+    pub(crate) reporting: Reporting,
     pub(crate) runtime: Handle,
     pub(crate) redis_client: redis::Client,
     pub(crate) redis_commands: redis::aio::ConnectionManager,
@@ -126,16 +128,21 @@ pub async fn run(
         epoch_ms = config.pipeline.epoch.as_millis(),
         "starting"
     );
+    let reporting = Reporting {
+        shutdown: shutdown.clone(),
+        metrics: Arc::clone(&metrics),
+        status: Arc::clone(&status),
+    };
     let startup = |operation| {
         Retry::new(
-            operation,
-            0,
-            Until::Drain,
-            FIRST_STARTUP_RETRY,
-            config.pipeline.retry_max,
-            shutdown.clone(),
-            Arc::clone(&metrics),
-            Arc::clone(&status),
+            Policy {
+                operation,
+                instance: 0,
+                until: Until::Drain,
+                first: FIRST_STARTUP_RETRY,
+                max: config.pipeline.retry_max,
+            },
+            &reporting,
         )
     };
 
@@ -244,6 +251,7 @@ pub async fn run(
         metrics,
         status: Arc::clone(&status),
         shutdown: shutdown.clone(),
+        reporting: reporting.clone(),
         runtime: Handle::current(),
         redis_client,
         redis_commands,

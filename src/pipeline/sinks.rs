@@ -3,7 +3,7 @@
 //! Both retry until they succeed (or the drain is abandoned), under the one retry policy
 //! (`crate::retry`): an epoch is reported committed only when its side effect is durable, because
 //! that report lets the epoch's stream ids be acknowledged. Rows the database refuses for their
-//! data are the one exception to "retry": they are found ([`RowWriter::isolate`]) and
+//! data are the one exception to "retry": they are found ([`EpochWriter::isolate`]) and
 //! dead-lettered, and the rest is written, so one bad row never stalls the stream.
 
 use std::sync::Arc;
@@ -11,14 +11,14 @@ use std::time::Instant;
 
 use dataflow::codec::encode_payload;
 use dataflow::operators::BadEntry;
-use dataflow::{Batch, Epoch, Position, Rows};
+use dataflow::{Batch, Epoch, Rows};
 use redis::aio::ConnectionManager;
 
 use super::committer::EpochSink;
 use crate::metrics::Metrics;
-use crate::postgres::{PostgresError, RowWriter, WriteOutcome};
+use crate::postgres::{EpochWriter, PostgresError, TableChanges, WriteOutcome};
 use crate::redis::{Letter, REDRIVE_COUNT};
-use crate::retry::{Class, Failure, Retry};
+use crate::retry::{Class, Failure, GaveUp, Retry, System};
 
 /// Where and as whom refused entries are dead-lettered, with the retry policy of doing so.
 pub struct DeadLetters {
@@ -38,39 +38,34 @@ impl DeadLetters {
         if letters.is_empty() {
             return true;
         }
-        let mut attempts = self.retry.attempts();
-        loop {
-            if self.retry.stopped() {
-                return false;
-            }
-            let moved = crate::redis::dead_letter(
-                &mut self.conn,
-                &self.stream,
-                &self.group,
-                &self.dead_letter_stream,
-                &self.consumer,
-                letters,
-            )
+        let (stream, group, dead, consumer) = (
+            &self.stream,
+            &self.group,
+            &self.dead_letter_stream,
+            &self.consumer,
+        );
+        let (_, moved) = self
+            .retry
+            .run_with(&mut self.conn, |conn| async move {
+                let moved =
+                    crate::redis::dead_letter(conn, stream, group, dead, consumer, letters).await;
+                (conn, moved)
+            })
             .await;
-            match moved {
-                Ok(()) => {
-                    self.retry.succeeded(&mut attempts);
-                    self.metrics.dead_lettered.inc_by(letters.len() as u64);
-                    return true;
-                }
-                Err(error) => {
-                    if !self.retry.failed(&error, &mut attempts).await {
-                        return false;
-                    }
-                }
+        match moved {
+            Ok(()) => {
+                self.metrics.dead_lettered.inc_by(letters.len() as u64);
+                true
             }
+            // (a Redis failure is never permanent: only the abandoned drain stops this)
+            Err(GaveUp::Shutdown | GaveUp::Permanent(_)) => false,
         }
     }
 }
 
 /// Writes a worker's rows of an epoch (or of a group of epochs) in one transaction.
 pub struct RowSink {
-    pub(crate) writer: RowWriter,
+    pub(crate) writer: EpochWriter,
     pub(crate) worker: usize,
     pub(crate) retry: Retry,
     pub(crate) refused: DeadLetters,
@@ -82,36 +77,23 @@ pub struct RowSink {
 impl EpochSink<Rows> for RowSink {
     async fn commit(&mut self, epoch: Epoch, batch: &mut Batch<Rows>) -> bool {
         let started = Instant::now();
-        let mut attempts = self.retry.attempts();
-        let outcome = loop {
-            if self.retry.stopped() {
-                return false;
-            }
-            match self.writer.write(batch).await {
-                Ok(outcome) => {
-                    self.retry.succeeded(&mut attempts);
-                    break outcome;
-                }
-                Err(error) if error.class() == Class::Permanent => {
-                    let rows: Vec<&Position> = batch.positions().collect();
-                    match self.isolate(epoch, &rows, &error).await {
-                        Some(outcome) => {
-                            self.retry.succeeded(&mut attempts);
-                            break outcome;
-                        }
-                        None => return false,
-                    }
-                }
-                Err(error) => {
-                    if !self.retry.failed(&error, &mut attempts).await {
-                        return false;
-                    }
-                }
-            }
+        let batch: &Batch<Rows> = batch;
+        let (_, written) = self
+            .retry
+            .run_with(&mut self.writer, |writer| async move {
+                let written = writer.write(batch).await;
+                (writer, written)
+            })
+            .await;
+        let outcome = match written {
+            Ok(outcome) => outcome,
+            Err(GaveUp::Permanent(error)) => match self.isolate(epoch, batch, &error).await {
+                Some(outcome) => outcome,
+                None => return false,
+            },
+            Err(GaveUp::Shutdown) => return false,
         };
-        self.metrics.positions_written.inc_by(outcome.inserted);
-        self.metrics.duplicates.inc_by(outcome.duplicates);
-        self.metrics.device_latest_rows.inc_by(outcome.latest);
+        let duplicates = self.count(&outcome);
         let rows = self.observe_ages(batch);
         self.metrics
             .write_transactions
@@ -121,11 +103,11 @@ impl EpochSink<Rows> for RowSink {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.batch_rows.observe(rows as f64);
-        if outcome.duplicates > 0 {
+        if duplicates > 0 {
             tracing::debug!(
                 worker = self.worker,
                 epoch,
-                duplicates = outcome.duplicates,
+                duplicates,
                 "positions already stored were skipped"
             );
         }
@@ -155,13 +137,43 @@ impl RowSink {
         rows
     }
 
+    /// Counts what `outcome` changed, table by table; returns the positions that were
+    /// duplicates.
+    fn count(&self, outcome: &WriteOutcome) -> u64 {
+        let mut duplicates = 0;
+        for TableChanges { table, changes } in &outcome.tables {
+            for (change, rows) in changes.by_kind() {
+                if rows > 0 {
+                    self.metrics
+                        .table_rows
+                        .with_label_values(&[table, change])
+                        .inc_by(rows);
+                }
+            }
+            // the per-table counters that came first, kept for the dashboards that use them
+            match *table {
+                "positions" => {
+                    self.metrics.positions_written.inc_by(changes.inserted);
+                    self.metrics.duplicates.inc_by(changes.duplicates);
+                    duplicates = changes.duplicates;
+                }
+                "device_latest" => self
+                    .metrics
+                    .device_latest_rows
+                    .inc_by(changes.inserted + changes.updated),
+                _ => {}
+            }
+        }
+        duplicates
+    }
+
     /// The database refused some of `batch` for its data: writes the rest, dead-letters the
     /// refused rows (each with the server's reason), and returns what was written; `None` when
     /// the drain was abandoned first.
     async fn isolate(
         &mut self,
         epoch: Epoch,
-        batch: &[&Position],
+        batch: &Batch<Rows>,
         first: &PostgresError,
     ) -> Option<WriteOutcome> {
         tracing::warn!(
@@ -171,34 +183,29 @@ impl RowSink {
             error = %first,
             "the database refused rows of an epoch; writing the others and dead-lettering those"
         );
-        let mut attempts = self.retry.attempts();
-        let isolated = loop {
-            if self.retry.stopped() {
-                return None;
-            }
-            match self.writer.isolate(batch).await {
-                Ok(isolated) => break isolated,
-                Err(error) => {
-                    if !self.retry.failed(&error, &mut attempts).await {
-                        return None;
-                    }
-                }
-            }
-        };
-        if let Some(error) = &isolated.latest_refused {
+        let (_, isolated) = self
+            .retry
+            .run_with(&mut self.writer, |writer| async move {
+                let isolated = writer.isolate(batch).await.map_err(Unisolated);
+                (writer, isolated)
+            })
+            .await;
+        // (never permanent: see Unisolated)
+        let isolated = isolated.ok()?;
+        for (table, error) in &isolated.derived_refused {
             tracing::warn!(
                 worker = self.worker,
                 epoch,
+                table,
                 error = %error,
-                "device_latest refused the fixes of an epoch whose positions were written; \
+                "a derived table refused the rows of an epoch whose positions were written; \
                  skipping them (the devices' next fixes will try again)"
             );
         }
         let letters: Vec<Letter> = isolated
             .refused
             .iter()
-            .filter_map(|refusal| {
-                let row = *batch.get(refusal.index)?;
+            .map(|(row, refusal)| {
                 self.metrics
                     .refused_rows
                     .with_label_values(&[refusal.code.as_str()])
@@ -216,17 +223,43 @@ impl RowSink {
                     // a redriven entry refused again shows how often it went around
                     fields.push((REDRIVE_COUNT.into(), row.redrives.to_string().into()));
                 }
-                Some(Letter {
+                Letter {
                     id: row.source,
                     fields,
                     reason: refusal.reason(),
-                })
+                }
             })
             .collect();
-        self.refused
-            .send(&letters)
-            .await
-            .then_some(isolated.outcome)
+        let outcome = isolated.outcome;
+        self.refused.send(&letters).await.then_some(outcome)
+    }
+}
+
+/// A failure of isolating refused rows that is not about one row's data (a connection lost, a
+/// deferred constraint at commit): retried, never permanent, since the rows' own data errors were
+/// already handled one by one and retrying is the only way on.
+struct Unisolated(PostgresError);
+
+impl std::fmt::Display for Unisolated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Failure for Unisolated {
+    fn class(&self) -> Class {
+        match self.0.class() {
+            Class::Permanent => Class::Stalled,
+            class => class,
+        }
+    }
+
+    fn system(&self) -> System {
+        self.0.system()
+    }
+
+    fn command(&self) -> &'static str {
+        self.0.command()
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::acker::AckRequest;
 use crate::metrics::Metrics;
 use crate::redis::{ReadBatch, RedisError, StreamReader};
-use crate::retry::Retry;
+use crate::retry::{GaveUp, Retry};
 use crate::shutdown::Shutdown;
 
 /// When and how this reader takes over other consumers' entries.
@@ -52,7 +52,7 @@ pub struct Source {
 /// takes over idle entries of other consumers.
 pub async fn read_loop(source: Source) {
     let Source {
-        mut reader,
+        reader,
         batches,
         acks,
         worker_thread,
@@ -62,42 +62,31 @@ pub async fn read_loop(source: Source) {
         claim,
         stuck,
     } = source;
-    let mut attempts = retry.attempts();
-    let mut own_poison_checked = false;
-    // The first round waits one interval: this consumer's own pending entries are read first
-    // (claiming them too would feed them twice).
-    let mut next_claim = Instant::now() + claim.interval;
-    let mut claim_cursor = StreamId::default();
+    let mut cursor = ReadCursor {
+        reader,
+        own_poison_checked: false,
+        // The first round waits one interval: this consumer's own pending entries are read
+        // first (claiming them too would feed them twice).
+        next_claim: Instant::now() + claim.interval,
+        claim_cursor: StreamId::default(),
+    };
     while !shutdown.is_triggered() {
-        let step: Result<ReadBatch, RedisError> = if !own_poison_checked {
-            poison(&mut reader, &claim, None, &metrics).await.map(|()| {
-                own_poison_checked = true;
-                ReadBatch::default()
-            })
-        } else if Instant::now() >= next_claim {
-            claim_round(&mut reader, &claim, &mut claim_cursor, &metrics)
-                .await
-                .map(|(batch, done)| {
-                    if done {
-                        next_claim = Instant::now() + claim.interval;
-                    }
-                    batch
-                })
-        } else {
-            reader.read_group().await
-        };
-        let batch = match step {
-            Ok(batch) => {
-                retry.succeeded(&mut attempts);
-                batch
-            }
-            Err(error) => {
-                // (the policy stops at the drain: it waits for the read in progress only)
-                if !retry.failed(&error, &mut attempts).await {
-                    break;
+        // (the policy stops at the drain: it waits for the read in progress only)
+        let (back, step) = retry
+            .run_with(cursor, |mut cursor| {
+                let (claim, metrics) = (&claim, &metrics);
+                async move {
+                    let step = cursor.step(claim, metrics).await;
+                    (cursor, step)
                 }
-                continue;
-            }
+            })
+            .await;
+        cursor = back;
+        let reader = &cursor.reader;
+        let batch = match step {
+            Ok(batch) => batch,
+            // (a Redis failure is never permanent: only shutdown stops this)
+            Err(GaveUp::Shutdown | GaveUp::Permanent(_)) => break,
         };
         if !batch.deleted.is_empty() {
             tracing::warn!(
@@ -126,10 +115,46 @@ pub async fn read_loop(source: Source) {
         }
         worker_thread.unpark();
     }
-    tracing::debug!(consumer = reader.consumer(), "reader stopped");
+    tracing::debug!(consumer = cursor.reader.consumer(), "reader stopped");
     // Dropping `batches` tells the worker that nothing more will come: it closes its input.
     drop(batches);
     worker_thread.unpark();
+}
+
+/// Where a reader stands: its connection, and what it has yet to do besides reading.
+struct ReadCursor {
+    reader: StreamReader,
+    /// Whether this consumer's own poison entries were dead-lettered (done once, first).
+    own_poison_checked: bool,
+    /// When the next claim round begins.
+    next_claim: Instant,
+    /// Where the claim round in progress stands.
+    claim_cursor: StreamId,
+}
+
+impl ReadCursor {
+    /// One step: the own poison sweep first, then reads, with a claim round's page every
+    /// `CLAIM_INTERVAL_MS`.
+    async fn step(
+        &mut self,
+        claim: &ClaimSettings,
+        metrics: &Metrics,
+    ) -> Result<ReadBatch, RedisError> {
+        if !self.own_poison_checked {
+            poison(&mut self.reader, claim, None, metrics).await?;
+            self.own_poison_checked = true;
+            Ok(ReadBatch::default())
+        } else if Instant::now() >= self.next_claim {
+            let (batch, done) =
+                claim_round(&mut self.reader, claim, &mut self.claim_cursor, metrics).await?;
+            if done {
+                self.next_claim = Instant::now() + claim.interval;
+            }
+            Ok(batch)
+        } else {
+            self.reader.read_group().await
+        }
+    }
 }
 
 /// Dead-letters poison entries (own ones when `idle` is `None`), counting and logging them.

@@ -25,9 +25,9 @@ use super::inflight::InFlight;
 use super::sinks::{DeadLetterSink, DeadLetters, RowSink};
 use super::source::{read_loop, ClaimSettings, Source};
 use super::Context;
-use crate::postgres::RowWriter;
+use crate::postgres::{EpochWriter, Outputs};
 use crate::redis::StreamReader;
-use crate::retry::{Operation, Retry, Until};
+use crate::retry::{Operation, Policy, Retry, Until};
 
 /// What a worker reports when it stops.
 #[derive(Debug, Clone)]
@@ -61,14 +61,14 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
     let metrics = &ctx.metrics;
     let retry = |operation, until| {
         Retry::new(
-            operation,
-            index,
-            until,
-            FIRST_RETRY,
-            config.pipeline.retry_max,
-            ctx.shutdown.clone(),
-            Arc::clone(metrics),
-            Arc::clone(&ctx.status),
+            Policy {
+                operation,
+                instance: index,
+                until,
+                first: FIRST_RETRY,
+                max: config.pipeline.retry_max,
+            },
+            &ctx.reporting,
         )
     };
     let dead_letters = || DeadLetters {
@@ -98,7 +98,12 @@ pub fn run(worker: &mut Worker, ctx: &Context) -> WorkerReport {
             .share_ticks(move |epoch| clock.catch_up(epoch));
         let entries = scope.input_from(&mut input);
         let rows = RowSink {
-            writer: RowWriter::new(&config.postgres),
+            writer: EpochWriter::new(
+                &config.postgres,
+                Outputs {
+                    device_latest: config.pipeline.device_latest.is_on(),
+                },
+            ),
             worker: index,
             retry: retry(Operation::Write, Until::Abandon),
             refused: dead_letters(),

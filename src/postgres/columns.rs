@@ -1,15 +1,20 @@
-//! The columns the service writes, in one list: every statement (COPY, INSERT, the
-//! `device_latest` upsert) and every row encoding is built from it, so they cannot disagree on
-//! an order.
+//! What the output tables share: a fix's columns (the scalar columns of [`LastFix`], with the
+//! device and the time), and statements that bind rows as column arrays.
+//!
+//! `positions` stores a fix and its attributes, `device_latest` a fix: each table lists its own
+//! columns (in its writer's file) from [`FIX_COLUMNS`], and every statement and row encoding of
+//! a table is built from that list, so they cannot disagree on an order.
 
 use tokio_postgres::types::{ToSql, Type};
 
 use super::timestamp::Timestamp;
-use dataflow::{LastFix, LatestFix, Position};
+use dataflow::LastFix;
 
-/// `positions`' written columns with their wire types; `device_latest` has the first
-/// [`FIX_COLUMNS`] of them (all but `attributes`).
-pub(super) const COLUMNS: [(&str, Type); 11] = [
+/// A column: its name and wire type.
+pub(super) type Column = (&'static str, Type);
+
+/// A fix's columns, in the order every fix table has them first.
+pub(super) const FIX_COLUMNS: [Column; 10] = [
     ("device_id", Type::TEXT),
     ("ts", Type::TIMESTAMPTZ),
     ("latitude", Type::FLOAT8),
@@ -20,26 +25,21 @@ pub(super) const COLUMNS: [(&str, Type); 11] = [
     ("satellites", Type::INT2),
     ("priority", Type::INT2),
     ("event_id", Type::INT4),
-    ("attributes", Type::JSONB),
 ];
 
-/// The columns of a fix: the device, its time and the scalar columns of [`LastFix`].
-pub(super) const FIX_COLUMNS: usize = 10;
-
-/// `device_id, ts, ...` for the first `count` columns.
-pub(super) fn column_list(count: usize) -> String {
-    COLUMNS[..count]
+/// `device_id, ts, ...`: the names of `columns`, in order.
+pub(super) fn column_list(columns: &[Column]) -> String {
+    columns
         .iter()
         .map(|(name, _)| *name)
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// `INSERT INTO <table> (<columns>) SELECT ... FROM unnest($1::text[], ...) AS u(<columns>)`
-/// for the first `count` columns; jsonb travels as text (`::jsonb` on the way in), since arrays
-/// of the binary jsonb form cannot be bound. The caller appends its `ON CONFLICT` clause.
-pub(super) fn insert_from_arrays(table: &str, count: usize) -> String {
-    let columns = &COLUMNS[..count];
+/// `INSERT INTO <table> (<columns>) SELECT ... FROM unnest($1::text[], ...) AS u(<columns>)`;
+/// jsonb travels as text (`::jsonb` on the way in), since arrays of the binary jsonb form cannot
+/// be bound. The caller appends its `ON CONFLICT` clause.
+pub(super) fn insert_from_arrays(table: &str, columns: &[Column]) -> String {
     let arrays: Vec<String> = columns
         .iter()
         .enumerate()
@@ -66,13 +66,13 @@ pub(super) fn insert_from_arrays(table: &str, count: usize) -> String {
         "INSERT INTO {table} ({list}) SELECT {} FROM unnest({}) AS u({list})",
         selected.join(", "),
         arrays.join(", "),
-        list = column_list(count),
+        list = column_list(columns),
     )
 }
 
-/// Rows as column arrays, in [`COLUMNS`] order, all built by one `push` so that they have one
-/// length (`unnest` would silently pad shorter arrays with NULL).
-pub(super) struct Columns<'a> {
+/// Fixes as column arrays, in [`FIX_COLUMNS`] order, all built by one `push` so that they have
+/// one length (`unnest` would silently pad shorter arrays with NULL).
+pub(super) struct FixArrays<'a> {
     device_id: Vec<&'a str>,
     ts: Vec<Timestamp>,
     latitude: Vec<f64>,
@@ -83,12 +83,12 @@ pub(super) struct Columns<'a> {
     satellites: Vec<Option<i16>>,
     priority: Vec<Option<i16>>,
     event_id: Vec<Option<i32>>,
-    attributes: Vec<&'a str>,
 }
 
-impl<'a> Columns<'a> {
-    fn with_capacity(n: usize) -> Self {
-        Columns {
+impl<'a> FixArrays<'a> {
+    /// Room for `n` fixes.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        FixArrays {
             device_id: Vec::with_capacity(n),
             ts: Vec::with_capacity(n),
             latitude: Vec::with_capacity(n),
@@ -99,11 +99,11 @@ impl<'a> Columns<'a> {
             satellites: Vec::with_capacity(n),
             priority: Vec::with_capacity(n),
             event_id: Vec::with_capacity(n),
-            attributes: Vec::with_capacity(n),
         }
     }
 
-    fn push(&mut self, device_id: &'a str, ts_micros: i64, fix: &LastFix) {
+    /// Appends one fix.
+    pub(super) fn push(&mut self, device_id: &'a str, ts_micros: i64, fix: &LastFix) {
         self.device_id.push(device_id);
         self.ts.push(Timestamp(ts_micros));
         self.latitude.push(fix.latitude);
@@ -116,28 +116,9 @@ impl<'a> Columns<'a> {
         self.event_id.push(fix.event_id);
     }
 
-    /// Positions, with their attributes.
-    pub(super) fn positions(rows: &[&'a Position]) -> Self {
-        let mut columns = Columns::with_capacity(rows.len());
-        for row in rows {
-            columns.push(&row.device_id, row.ts_micros, &LastFix::from(*row));
-            columns.attributes.push(&row.attributes);
-        }
-        columns
-    }
-
-    /// Fixes (no attributes).
-    pub(super) fn fixes(fixes: &[&'a LatestFix]) -> Self {
-        let mut columns = Columns::with_capacity(fixes.len());
-        for fix in fixes {
-            columns.push(&fix.device_id, fix.ts_micros, &fix.fix);
-        }
-        columns
-    }
-
-    /// The statement's parameters: every column that has values, in [`COLUMNS`] order.
+    /// The statement parameters of the fix columns, in [`FIX_COLUMNS`] order.
     pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        vec![
             &self.device_id,
             &self.ts,
             &self.latitude,
@@ -148,11 +129,7 @@ impl<'a> Columns<'a> {
             &self.satellites,
             &self.priority,
             &self.event_id,
-        ];
-        if !self.attributes.is_empty() {
-            params.push(&self.attributes);
-        }
-        params
+        ]
     }
 }
 
@@ -161,26 +138,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statements_come_from_the_one_column_list() {
-        let insert = insert_from_arrays("positions", COLUMNS.len());
-        let list = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes";
+    fn an_insert_names_its_columns_and_their_array_types() {
+        let insert = insert_from_arrays("t", &FIX_COLUMNS);
+        let list = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id";
         assert_eq!(insert.matches(list).count(), 2, "{insert}");
         assert!(
-            insert.contains("$1::text[]") && insert.contains("$11::text[]"),
+            insert.contains("$1::text[]") && insert.contains("$10::int4[]"),
             "{insert}"
         );
+        assert!(insert.contains("$2::timestamptz[]"), "{insert}");
+        assert!(!insert.contains("$11"), "{insert}");
+        let with_json = insert_from_arrays("t", &[("a", Type::TEXT), ("j", Type::JSONB)]);
         assert!(
-            insert.contains("$2::timestamptz[]") && insert.contains("u.attributes::jsonb"),
-            "{insert}"
-        );
-        let fixes = insert_from_arrays("device_latest", FIX_COLUMNS);
-        assert!(
-            fixes.contains("event_id)") && !fixes.contains("attributes"),
-            "{fixes}"
-        );
-        assert!(
-            fixes.contains("$10::int4[]") && !fixes.contains("$11"),
-            "{fixes}"
+            with_json.contains("$2::text[]") && with_json.contains("u.j::jsonb"),
+            "{with_json}"
         );
     }
 }

@@ -1,22 +1,30 @@
 //! PostgreSQL/TimescaleDB: connecting, migrating, and writing an epoch's rows.
+//!
+//! - `connect.rs`, `config.rs`: the connection (TLS, redaction) and its settings;
+//! - `migrate.rs`, `timescale.rs`: the schema, and `positions` as a hypertable;
+//! - `epoch_writer.rs`: an epoch's transaction, which calls each table's writer in turn;
+//! - `tables/`: one file per output table (its columns, statements, share of isolating refused
+//!   rows); `columns.rs`, `timestamp.rs`: what their statements share;
+//! - `offsets.rs`: the stored resume point.
 
 mod columns;
 mod config;
 mod connect;
-mod copy;
-mod latest;
+mod epoch_writer;
 mod migrate;
 mod offsets;
+mod tables;
 pub mod timescale;
 mod timestamp;
-mod writer;
 
 pub use config::PostgresConfig;
 pub use connect::connect;
+pub use epoch_writer::{EpochWriter, Isolated, WriteOutcome, WritePath};
 pub use migrate::{migrate, MigrationReport};
 pub use offsets::{load_resume_point, store_resume_point};
+pub use tables::positions::Refusal;
+pub use tables::{Changes, Outputs, TableChanges};
 pub use timescale::Storage;
-pub use writer::{Isolated, Refusal, RowWriter, WriteOutcome, WritePath};
 
 use crate::retry::{Class, Failure, System};
 

@@ -11,16 +11,17 @@ use bytes::{BufMut, BytesMut};
 use futures_util::SinkExt;
 use tokio_postgres::Transaction;
 
-use super::columns::{column_list, COLUMNS};
-use super::timestamp::PG_EPOCH_OFFSET_MICROS;
+use super::COLUMNS;
 use crate::blocks::Blocks;
+use crate::postgres::columns::column_list;
+use crate::postgres::timestamp::PG_EPOCH_OFFSET_MICROS;
 use dataflow::Position;
 
 /// `COPY positions (...) FROM STDIN (FORMAT binary)`.
 pub(super) fn copy_statement() -> String {
     format!(
         "COPY positions ({}) FROM STDIN (FORMAT binary)",
-        column_list(COLUMNS.len())
+        column_list(&COLUMNS)
     )
 }
 
