@@ -80,7 +80,7 @@ pub enum DeadLetterCommand {
     Purge {
         /// Age, e.g. `30d`, `12h`.
         #[arg(long)]
-        older_than: processor::settings::Interval,
+        older_than: processor::config_values::Interval,
         /// Print how many would go, remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -99,10 +99,10 @@ pub struct SelectArgs {
     pub field: Option<String>,
     /// Only those dead-lettered less than this long ago (`30m`, `12h`, `7d`).
     #[arg(long)]
-    pub newer_than: Option<processor::settings::Interval>,
+    pub newer_than: Option<processor::config_values::Interval>,
     /// Only those dead-lettered more than this long ago.
     #[arg(long)]
-    pub older_than: Option<processor::settings::Interval>,
+    pub older_than: Option<processor::config_values::Interval>,
 }
 
 impl SelectArgs {

@@ -16,7 +16,7 @@
 //! two clocks, which nothing else moves.
 //!
 //! The model here is pure (it is handed both clocks' readings), so it is tested without
-//! touching the system clock; `pipeline::clock` drives it with the real clocks.
+//! touching the system clock; `pipeline::epoch_clock` drives it with the real clocks.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -17,8 +17,9 @@
 //! - [`retry`]: the one retry policy (backoff, classification, the log line, the metric);
 //! - [`status`]: what the probes report; [`metrics`]: every metric;
 //! - [`logging`], [`panic_hook`], [`shutdown`], [`tls`]: set-up pieces;
-//! - [`settings`], [`clock`], [`redact`], [`operation`], [`blocks`]: leaves (the settings' shared
-//!   error, time, redaction, the names of retried operations, reusable byte blocks).
+//! - [`config_values`], [`clock`], [`redact`], [`operation`], [`blocks`]: leaves (what every
+//!   settings group shares: the one-line error and the value parsers; the wall clock and the
+//!   slewing clock; redaction; the names of retried operations; reusable byte blocks).
 //!
 //! The binary adds `cli` (the command line, with the `simulate` load generator) and `main`.
 //!
@@ -29,6 +30,7 @@
 pub mod blocks;
 pub mod clock;
 pub mod config;
+pub mod config_values;
 pub mod dead_letters;
 pub mod http;
 pub mod logging;
@@ -42,7 +44,6 @@ pub mod redact;
 pub mod redis;
 pub mod retry;
 mod service;
-pub mod settings;
 pub mod shutdown;
 pub mod status;
 pub mod tls;

@@ -55,13 +55,7 @@ pub async fn serve_with_faults(
         })
     };
 
-    let settings = pipeline::Settings {
-        redis: config.redis.clone(),
-        postgres: config.postgres.clone(),
-        pipeline: config.pipeline.clone(),
-        cluster: config.cluster.clone(),
-    };
-    let result = pipeline::run(settings, metrics, Arc::clone(&status), shutdown, faults).await;
+    let result = pipeline::run(config, metrics, Arc::clone(&status), shutdown, faults).await;
 
     monitor.abort();
     draining.abort();

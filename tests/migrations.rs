@@ -5,11 +5,11 @@
 
 mod support;
 
-use processor::postgres::timescale::{Interval, Mode, Settings};
+use processor::postgres::timescale::{HypertableConfig, Interval, Mode};
 use processor::postgres::Storage;
 use support::{Backend, TestEnv};
 
-const DEFAULTS: Settings = Settings {
+const DEFAULTS: HypertableConfig = HypertableConfig {
     mode: Mode::Auto,
     chunk_interval: Interval::days(1),
     compress_after: Some(Interval::days(7)),
@@ -20,7 +20,7 @@ async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) 
     let Some(env) = TestEnv::on(backend, "migrate").await else {
         return;
     };
-    let settings = Settings {
+    let settings = HypertableConfig {
         mode: if backend == Backend::Postgres && env.servers.postgres_has_timescaledb {
             Mode::Off
         } else {

@@ -214,7 +214,7 @@ fn the_service_library_has_no_circle() {
     let graph = top_level(&src, &["main", "cli", "lib"]);
     assert_no_circle("src/", &graph);
     for leaf in [
-        "settings",
+        "config_values",
         "clock",
         "redact",
         "operation",

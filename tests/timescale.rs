@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use processor::postgres::timescale::{Interval, Mode, Settings};
+use processor::postgres::timescale::{HypertableConfig, Interval, Mode};
 use support::{payload, payloads, Backend, TestEnv};
 
 /// A server where TimescaleDB is installed but not in `shared_preload_libraries` (the state a
@@ -62,9 +62,9 @@ async fn installed_but_not_preloaded_keeps_a_plain_table_and_says_why() {
     env.assert_table_kind().await;
 }
 
-fn settings(chunk: &str, compress: Option<&str>, retention: Option<&str>) -> Settings {
+fn settings(chunk: &str, compress: Option<&str>, retention: Option<&str>) -> HypertableConfig {
     let interval = |text: &str| text.parse::<Interval>().expect("interval");
-    Settings {
+    HypertableConfig {
         mode: Mode::Auto,
         chunk_interval: interval(chunk),
         compress_after: compress.map(interval),
@@ -108,7 +108,7 @@ async fn settings_are_applied_at_every_start_and_only_when_they_change() {
     let Some(env) = TestEnv::on(Backend::Timescale, "ts_settings").await else {
         return;
     };
-    let migrate = |settings: Settings| {
+    let migrate = |settings: HypertableConfig| {
         let url = env.database_url.clone();
         async move {
             let mut client = processor::postgres::connect(&url, None)

@@ -22,7 +22,7 @@ use std::time::Duration;
 use dataflow::StreamId;
 use redis::aio::ConnectionManager;
 
-use super::Settings;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::postgres;
 use crate::redis::{self as redis_io, ResumePoint, StreamTrim};
@@ -32,7 +32,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the keeper works with.
 pub(crate) struct Keeper {
-    pub(crate) config: Settings,
+    pub(crate) config: Config,
     pub(crate) resume: Arc<ResumePoint>,
     pub(crate) redis: ConnectionManager,
     pub(crate) metrics: Arc<Metrics>,

@@ -3,18 +3,19 @@
 //! - `worker.rs`: one timely worker's dataflow and loop (epochs, backpressure, acknowledgement);
 //! - `source.rs`: its reader task (XREADGROUP, claims, poison entries);
 //! - `committer.rs`: the bridge from a sink operator to its async writer task (group commit);
-//! - `sinks.rs`: the row writer and the dead-letter writer behind the sinks;
+//! - `row_sink.rs`, `dead_letter_sink.rs`: what the two sinks' commit tasks do (rows to
+//!   PostgreSQL, refused entries to the dead-letter stream);
 //! - `acker.rs`: the acknowledgement task; `inflight.rs`: ids waiting for their commit;
-//! - `clock.rs`: the process's epoch clock; `config.rs`: the pipeline's settings;
+//! - `epoch_clock.rs`: the process's epoch clock;
 //! - `keeper.rs`: the resume point stored in PostgreSQL, and trimming the stream.
 
 mod acker;
-mod clock;
 mod committer;
-mod config;
+mod dead_letter_sink;
+mod epoch_clock;
 mod inflight;
 mod keeper;
-mod sinks;
+mod row_sink;
 mod source;
 mod worker;
 
@@ -23,9 +24,9 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-pub use config::{ClusterConfig, PipelineConfig};
 pub use worker::WorkerReport;
 
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::postgres::{self, PostgresError};
 use crate::redact::redact_url;
@@ -58,19 +59,6 @@ pub enum RunError {
     DrainTimeout(Duration),
 }
 
-/// What the pipeline is configured with: the groups of the service's configuration it reads.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Redis, the stream and the group.
-    pub redis: crate::redis::RedisConfig,
-    /// PostgreSQL/TimescaleDB.
-    pub postgres: crate::postgres::PostgresConfig,
-    /// Epochs, state, backpressure, retries, the drain.
-    pub pipeline: PipelineConfig,
-    /// Workers and the processes of a timely cluster.
-    pub cluster: ClusterConfig,
-}
-
 /// Faults a test injects into a run; never configured, and empty in the service.
 #[doc(hidden)]
 #[derive(Clone, Debug, Default)]
@@ -84,7 +72,7 @@ pub struct Faults {
 
 /// What every worker shares.
 pub(crate) struct Context {
-    pub(crate) config: Settings,
+    pub(crate) config: Config,
     pub(crate) consumer_name: String,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<Status>,
@@ -95,7 +83,7 @@ pub(crate) struct Context {
     pub(crate) redis_client: redis::Client,
     pub(crate) redis_commands: redis::aio::ConnectionManager,
     /// The process's epoch clock, shared by its workers.
-    pub(crate) clock: Arc<clock::EpochClock>,
+    pub(crate) clock: Arc<epoch_clock::EpochClock>,
     /// Where the group resumes if it vanishes, advanced by every acknowledgement.
     pub(crate) resume: Arc<redis_io::ResumePoint>,
     pub(crate) faults: Faults,
@@ -110,7 +98,7 @@ const FIRST_STARTUP_RETRY: Duration = Duration::from_millis(200);
 /// started before its databases comes up by itself. Returns early with an empty report when
 /// shutdown is triggered during start-up.
 pub async fn run(
-    config: Settings,
+    config: Config,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     shutdown: Shutdown,
@@ -223,7 +211,7 @@ pub async fn run(
 
     let shutdown_timeout = config.pipeline.shutdown_timeout;
     let timely_config = timely_config(&config)?;
-    let clock = Arc::new(clock::EpochClock::new(
+    let clock = Arc::new(epoch_clock::EpochClock::new(
         config.pipeline.epoch,
         Arc::clone(&metrics),
     ));
@@ -296,7 +284,7 @@ pub async fn run(
 }
 
 /// The start-up line that says what `positions` is.
-fn log_storage(config: &Settings, migrated: &postgres::MigrationReport) {
+fn log_storage(config: &Config, migrated: &postgres::MigrationReport) {
     match &migrated.storage {
         postgres::Storage::Hypertable {
             version,
@@ -320,7 +308,7 @@ fn log_storage(config: &Settings, migrated: &postgres::MigrationReport) {
 
 /// One process (`WORKERS` threads), or one process of a cluster (`PROCESSES`, `PROCESS_INDEX`,
 /// `TIMELY_HOSTS`): the exchange by device then spans every worker of every process.
-fn timely_config(config: &Settings) -> Result<timely::Config, RunError> {
+fn timely_config(config: &Config) -> Result<timely::Config, RunError> {
     let workers = usize::from(config.cluster.workers());
     let hosts = config
         .cluster

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::timescale::{self, Interval, Mode, Optional};
-use crate::settings::ConfigError;
+use crate::config_values::ConfigError;
 
 /// PostgreSQL/TimescaleDB.
 #[derive(Clone, Debug, clap::Args)]
@@ -74,8 +74,8 @@ impl PostgresConfig {
     }
 
     /// The TimescaleDB settings of `positions`.
-    pub fn timescale(&self) -> timescale::Settings {
-        timescale::Settings {
+    pub fn timescale(&self) -> timescale::HypertableConfig {
+        timescale::HypertableConfig {
             mode: self.timescaledb,
             chunk_interval: self.chunk_interval,
             compress_after: self.compress_after.0,

@@ -14,7 +14,7 @@
 
 use tokio_postgres::Client;
 
-use super::timescale::{self, Settings, Storage};
+use super::timescale::{self, HypertableConfig, Storage};
 use super::PostgresError;
 
 /// Arbitrary constant identifying this service's migration lock (`pg_advisory_lock` key).
@@ -52,7 +52,7 @@ pub struct MigrationReport {
 /// lock.
 pub async fn migrate(
     client: &mut Client,
-    timescale: &Settings,
+    timescale: &HypertableConfig,
 ) -> Result<MigrationReport, PostgresError> {
     let failed = |e: &tokio_postgres::Error| PostgresError::query("migrate", e);
     client

@@ -24,7 +24,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::PostgresError;
-pub use crate::settings::{Interval, Optional};
+pub use crate::config_values::{Interval, Optional};
 
 /// Whether to use TimescaleDB (`TIMESCALEDB`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,7 +45,7 @@ fn sql(interval: Interval) -> String {
 
 /// The TimescaleDB settings of `positions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct HypertableConfig {
     /// Whether to use TimescaleDB at all.
     pub mode: Mode,
     /// The time span of one chunk (applies to chunks created from now on).
@@ -129,7 +129,7 @@ async fn server_state(client: &Client) -> Result<ServerState, PostgresError> {
 
 /// Makes `positions` what `settings` ask for, as far as the server allows. Runs under the
 /// migration lock, after the migrations.
-pub async fn setup(client: &Client, settings: &Settings) -> Result<Storage, PostgresError> {
+pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Storage, PostgresError> {
     let plain = |reason| Ok(Storage::Plain(reason));
     if settings.mode == Mode::Off {
         return plain(PlainReason::Disabled);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::{check_name, millis, seconds, ConfigError};
+use crate::config_values::{check_name, millis, seconds, ConfigError};
 
 /// Whether the processor trims the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -18,7 +18,8 @@
 //! Numbers are copied verbatim, after validation: `1.50`, `1E+2`, `-0.0`, `18446744073709551617`
 //! reach PostgreSQL as written. `jsonb` stores a number as `numeric`, exactly, so the producer's
 //! digits are kept, which is more faithful than printing them back through an `f64` or an `i64`
-//! (a plain integer beyond 64 bits stays exact, where it used to become `1.8446744073709552e+19`).
+//! (a plain integer beyond 64 bits stays exact, where an `f64` would make `1.8446744073709552e+19`
+//! of it).
 //! It is also cheaper: a number is scanned, never parsed and printed back. A number is refused
 //! when:
 //! - PostgreSQL's `numeric` cannot hold it. These are PostgreSQL 15's limits (`numeric_in`, checked

@@ -14,7 +14,7 @@
 //! what the caller may need to know about it (whether it has escapes, whether one of them is a NUL
 //! or an unpaired UTF-16 surrogate); [`Str::text`] unescapes it only when asked. What a string or
 //! a number must further be is the caller's rule: a decoded top-level string refuses an unpaired
-//! surrogate ([`Scanner::decoded_string`], as serde_json did), a skipped one does not; the
+//! surrogate ([`Scanner::decoded_string`]: a Rust string cannot hold one), a skipped one does not; the
 //! attributes refuse NUL and unpaired surrogates as `jsonb` does, naming the attribute.
 //!
 //! A grammar failure is a [`Syntax`]: what was expected and the byte where it failed, reported as

@@ -1,11 +1,14 @@
 //! One `Config`, the composition of every module's settings; each is an environment variable and
 //! a `--flag`.
 //!
-//! The groups live with what they configure (`redis::RedisConfig`, `postgres::PostgresConfig`,
-//! `pipeline::PipelineConfig`, `pipeline::ClusterConfig`, `logging::LogConfig`), each owning its
-//! durations and its validation; this module adds the operational settings, the checks that
+//! The groups of the external systems live with what they configure (`redis::RedisConfig`,
+//! `postgres::PostgresConfig`, `logging::LogConfig`), each owning its durations and its
+//! validation; the pipeline's groups (`PipelineConfig`, `ClusterConfig`) are here, in
+//! `pipeline.rs`, because the pipeline is handed the whole `Config` (it reads four of its groups)
+//! and so sits above this module. This module adds the operational settings, the checks that
 //! span groups, and the rendering of any parse error as one line naming the variable. A bad
-//! value stops the service before it touches Redis or PostgreSQL.
+//! value stops the service before it touches Redis or PostgreSQL. The pieces every group shares
+//! (the error, the value parsers) are the leaf `config_values`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,12 +17,14 @@ use clap::error::{ContextKind, ContextValue};
 use clap::{Args, Parser};
 
 use crate::logging::LogConfig;
-use crate::pipeline::{ClusterConfig, PipelineConfig};
+mod pipeline;
+
+use crate::config_values::{millis, seconds};
 use crate::postgres::PostgresConfig;
 use crate::redis::RedisConfig;
-use crate::settings::{millis, seconds};
+pub use pipeline::{ClusterConfig, PipelineConfig};
 
-pub use crate::settings::ConfigError;
+pub use crate::config_values::ConfigError;
 
 /// The service's configuration.
 #[derive(Clone, Debug, Args)]

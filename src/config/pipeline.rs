@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::settings::{millis, seconds, ConfigError, Switch};
+use crate::config_values::{millis, seconds, ConfigError, Switch};
 
 /// Epochs, state, backpressure, retries and the drain.
 #[derive(Clone, Debug, clap::Args)]
