@@ -41,8 +41,13 @@ pub fn tests() -> Vec<Test> {
 const FAKETIME: Need = Need {
     tag: "faketime",
     required_by: "REQUIRE_FAKETIME",
-    present: || faketime_library().is_some(),
+    present: || installed_faketime().is_some(),
 };
+
+/// The library, if it is where it is said to be.
+fn installed_faketime() -> Option<PathBuf> {
+    faketime_library().filter(|library| library.exists())
+}
 
 /// Where Debian and others put the multithreaded libfaketime; `FAKETIME_LIBRARY` overrides.
 fn faketime_library() -> Option<PathBuf> {
@@ -61,7 +66,7 @@ fn faketime_library() -> Option<PathBuf> {
 /// The library: the tests run without it only when asked to (`REQUIRE_FAKETIME=1`, `--ignored`),
 /// and then fail here.
 fn require_faketime(test: &str) -> PathBuf {
-    faketime_library().unwrap_or_else(|| {
+    installed_faketime().unwrap_or_else(|| {
         panic!(
             "{test}: libfaketime not found (Debian: apt-get install faketime, or set \
              FAKETIME_LIBRARY), and this test needs it"
