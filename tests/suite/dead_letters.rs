@@ -6,10 +6,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use redis::AsyncCommands;
+
 use crate::support;
 use crate::support::harness::Test;
 use crate::support::{payload, TestEnv};
-use redis::AsyncCommands;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

@@ -1,10 +1,11 @@
 //! Every environment variable the compose file and the Kubernetes example set is one the binary
 //! accepts, with a value its configuration parser takes.
 
-use crate::support::harness::Test;
 use clap::Args;
 use processor::config::{Config, ConfigError};
 use serde_yaml::Value;
+
+use crate::support::harness::Test;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::harness::Test;
-use crate::support::{samples, signal, wait_exit, Backend, TestEnv};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+use crate::support::harness::Test;
+use crate::support::{samples, signal, wait_exit, Backend, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::harness::Test;
-use crate::support::{Backend, TestEnv};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::support::harness::Test;
+use crate::support::{Backend, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

@@ -1,11 +1,12 @@
 //! Migrations against a real PostgreSQL and a real TimescaleDB: idempotent, and safe when
 //! replicas start together.
 
+use processor::postgres::timescale::{Interval, Mode, Settings};
+use processor::postgres::Storage;
+
 use crate::support;
 use crate::support::harness::Test;
 use crate::support::{Backend, TestEnv};
-use processor::postgres::timescale::{Interval, Mode, Settings};
-use processor::postgres::Storage;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

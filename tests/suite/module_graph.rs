@@ -6,9 +6,10 @@
 //! Checked for the service library's top-level modules, the files of each of its module
 //! directories, and the same for the `dataflow` crate.
 
-use crate::support::harness::Test;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use crate::support::harness::Test;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

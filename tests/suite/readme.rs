@@ -8,10 +8,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::support::harness::Test;
 use clap::Args;
 use processor::config::Config;
 use processor::operation::Operation;
+
+use crate::support::harness::Test;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

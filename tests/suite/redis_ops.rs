@@ -1,9 +1,10 @@
 //! The Redis wrappers on their own, against a real server.
 
-use crate::support::harness::Test;
-use crate::support::{payloads, TestEnv};
 use dataflow::{DecodeError, Field, StreamId};
 use processor::redis::Letter;
+
+use crate::support::harness::Test;
+use crate::support::{payloads, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

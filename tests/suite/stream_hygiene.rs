@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use processor::pipeline::Faults;
+
 use crate::support::harness::Test;
 use crate::support::{payload, payloads, samples, TestEnv};
-use processor::pipeline::Faults;
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {

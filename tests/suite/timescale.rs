@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use processor::postgres::timescale::{Interval, Mode, Settings};
+
 use crate::support;
 use crate::support::harness::{Need, Test, TIMESCALEDB};
 use crate::support::{payload, payloads, Backend, TestEnv};
-use processor::postgres::timescale::{Interval, Mode, Settings};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {
