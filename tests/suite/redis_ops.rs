@@ -1,12 +1,24 @@
 //! The Redis wrappers on their own, against a real server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use dataflow::{DecodeError, Field, StreamId};
 use processor::redis::Letter;
-use support::{payloads, TestEnv};
+
+use crate::support::harness::Test;
+use crate::support::{payloads, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(a_dead_letter_that_fails_acknowledges_nothing, tokio = 2),
+        trial!(
+            acknowledging_loads_the_script_when_redis_has_forgotten_it,
+            tokio = 2
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// The dead-letter call the sink makes, for one refused entry read by consumer `c`.
 async fn move_to_dead_letter(
@@ -26,7 +38,6 @@ async fn move_to_dead_letter(
 
 /// If the dead letter cannot be written, the entry must stay pending: never acknowledged
 /// without its dead letter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_that_fails_acknowledges_nothing() {
     let mut env = TestEnv::new("dlq_fails").await;
     let id = env
@@ -88,7 +99,6 @@ async fn a_dead_letter_that_fails_acknowledges_nothing() {
 /// The acknowledgement script is sent by its hash; a server that does not know it (its first
 /// use, or Redis restarted, which forgets scripts) gets it loaded and the call repeated, and the
 /// acknowledgement and the group's position come back as usual.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledging_loads_the_script_when_redis_has_forgotten_it() {
     let mut env = TestEnv::new("ack_noscript").await;
     let ids: Vec<StreamId> = env

@@ -2,15 +2,24 @@
 //! A client that trusts the CA (`REDIS_CA_FILE`) gets through; one that does not is refused
 //! and the service is not ready.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{payloads, TestEnv};
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{payloads, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(rediss_with_a_private_ca, tokio = 2),
+        trial!(postgres_sslmode_require_verifies_the_server, tokio = 2),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let status = Command::new("openssl")
@@ -85,7 +94,6 @@ fn make_certificates(dir: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_a_private_ca() {
     processor::tls::install_provider();
     let dir = std::env::temp_dir().join(format!("processor-tls-{}", std::process::id()));
@@ -191,7 +199,6 @@ async fn rediss_with_a_private_ca() {
 /// PostgreSQL over TLS with `sslmode=require`, verified by rustls: the local server's
 /// certificate (Debian's snakeoil, issued to `localhost`) is accepted only with its CA file and
 /// only under the name it was issued for (what libpq calls verify-full).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sslmode_require_verifies_the_server() {
     let env = TestEnv::new("pgtls").await;
     let snakeoil = Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");

@@ -2,16 +2,33 @@
 //! equals `DISTINCT ON (device_id) ... ORDER BY device_id, ts DESC` over `positions` whatever the
 //! order, the duplicates, the replicas and the restarts; late and future records are counted.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use support::{samples, signal, wait_exit, Backend, TestEnv};
+
+use crate::support::harness::Test;
+use crate::support::{samples, signal, wait_exit, Backend, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            two_replicas_and_a_restart_keep_device_latest_exact,
+            tokio = 2
+        ),
+        trial!(device_latest_off_writes_nothing_there, tokio = 2),
+        trial!(
+            device_latest_is_the_newest_position_whatever_the_order,
+            tokio = 2,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// A payload whose fix columns all follow from `(device, ts_ms)`, so a wrong row shows.
 fn fix(device: &str, ts_ms: i64) -> String {
@@ -56,10 +73,8 @@ async fn latest_rows(env: &TestEnv) -> i64 {
 
 /// Shuffled records with duplicates and late data, plus records days old and hours in the future,
 /// through one worker (so the fold sees them in stream order and the late count is exact).
-async fn random_order_duplicates_and_late_data(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "latest_order").await else {
-        return;
-    };
+async fn device_latest_is_the_newest_position_whatever_the_order(backend: Backend) {
+    let mut env = TestEnv::on(backend, "latest_order").await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
@@ -155,20 +170,9 @@ async fn random_order_duplicates_and_late_data(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_latest_is_the_newest_position_whatever_the_order_on_postgres() {
-    random_order_duplicates_and_late_data(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_latest_is_the_newest_position_whatever_the_order_on_timescaledb() {
-    random_order_duplicates_and_late_data(Backend::Timescale).await;
-}
-
 /// Two replicas of the binary share the group and so the devices; one is SIGKILLed halfway and
 /// started again (its pending entries are redelivered, its state starts empty). The newer fix
 /// must win every race, by the upsert's condition.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_and_a_restart_keep_device_latest_exact() {
     let mut env = TestEnv::new("latest_replicas").await;
     let devices = 50;
@@ -226,7 +230,6 @@ async fn two_replicas_and_a_restart_keep_device_latest_exact() {
 }
 
 /// With `DEVICE_LATEST=off` (the default) the table stays empty and the positions land as ever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_latest_off_writes_nothing_there() {
     let mut env = TestEnv::new("latest_off").await;
     let published: Vec<String> = (0..300)

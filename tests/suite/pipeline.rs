@@ -1,19 +1,50 @@
 //! The pipeline end to end, in process, against real Redis and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::time::Duration;
 
-use support::{payload, payloads, Backend, TestEnv};
+use crate::support::harness::Test;
+use crate::support::{payload, payloads, Backend, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            twenty_thousand_positions_land_once_with_one_worker,
+            tokio = 2,
+            on_both
+        ),
+        trial!(
+            twenty_thousand_positions_land_once_with_four_workers,
+            tokio = 2
+        ),
+        trial!(nothing_is_acknowledged_before_its_commit, tokio = 2),
+        trial!(the_backlog_before_the_group_existed_is_processed, tokio = 2),
+        trial!(reading_stops_while_too_much_is_unacknowledged, tokio = 2),
+        trial!(
+            an_impossible_drain_is_abandoned_without_acknowledging,
+            tokio = 2
+        ),
+        trial!(
+            an_entry_with_a_binary_field_name_is_dead_lettered,
+            tokio = 2
+        ),
+        trial!(a_dropped_reader_connection_feeds_nothing_twice, tokio = 2),
+        trial!(duplicates_within_an_epoch_stay_on_the_fast_path, tokio = 2),
+        trial!(
+            a_repeated_position_is_one_row_and_one_duplicate,
+            tokio = 2,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// 20,000 positions over 500 devices: every one lands once, nothing stays pending, and each
 /// device's state lives on one worker and agrees with the table.
 async fn lands_exactly_once(backend: Backend, workers: &str) {
-    let Some(mut env) = TestEnv::on(backend, &format!("bulk_w{workers}")).await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, &format!("bulk_w{workers}")).await;
     let published = payloads("dev", 500, 20_000);
     env.publish(&published).await;
     let running = env.start(env.config(&["--workers", workers]));
@@ -40,24 +71,16 @@ async fn lands_exactly_once(backend: Backend, workers: &str) {
     env.assert_table_kind().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_thousand_positions_land_once_with_one_worker() {
-    lands_exactly_once(Backend::Postgres, "1").await;
+async fn twenty_thousand_positions_land_once_with_one_worker(backend: Backend) {
+    lands_exactly_once(backend, "1").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_thousand_positions_land_once_with_one_worker_on_timescaledb() {
-    lands_exactly_once(Backend::Timescale, "1").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_positions_land_once_with_four_workers() {
     lands_exactly_once(Backend::Postgres, "4").await;
 }
 
 /// While the table is locked nothing can commit, so nothing may be acknowledged: the entries stay
 /// pending. Once the lock goes, they land and are acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_acknowledged_before_its_commit() {
     let mut env = TestEnv::new("ack_after_commit").await;
     // the schema must exist before the lock is taken: one position through first
@@ -98,20 +121,8 @@ async fn nothing_is_acknowledged_before_its_commit() {
 }
 
 /// The same position twice: one row, one counted duplicate, both entries acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_position_is_one_row_and_one_duplicate_on_postgres() {
-    a_repeated_position_is_one_row_and_one_duplicate(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_position_is_one_row_and_one_duplicate_on_timescaledb() {
-    a_repeated_position_is_one_row_and_one_duplicate(Backend::Timescale).await;
-}
-
 async fn a_repeated_position_is_one_row_and_one_duplicate(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "duplicate").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "duplicate").await;
     let running = env.start(env.config(&[]));
     let same = payload("twice", 1_790_000_000_000);
     env.publish(std::slice::from_ref(&same)).await;
@@ -133,7 +144,6 @@ async fn a_repeated_position_is_one_row_and_one_duplicate(backend: Backend) {
 }
 
 /// A stream that already has a backlog when the group is first created: nothing is skipped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backlog_before_the_group_existed_is_processed() {
     let mut env = TestEnv::new("backlog").await;
     env.publish(&payloads("early", 7, 70)).await;
@@ -146,7 +156,6 @@ async fn the_backlog_before_the_group_existed_is_processed() {
 
 /// With writes blocked, a worker stops taking entries once MAX_INFLIGHT_EPOCHS x READ_COUNT are
 /// unacknowledged: the rest waits in Redis, undelivered. When writes resume, everything lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_stops_while_too_much_is_unacknowledged() {
     let mut env = TestEnv::new("backpressure").await;
     env.publish(&[payload("warm", 1_790_000_000_000)]).await;
@@ -175,7 +184,6 @@ async fn reading_stops_while_too_much_is_unacknowledged() {
 
 /// A drain that cannot finish (writes blocked) is abandoned after SHUTDOWN_TIMEOUT_SECS: the run
 /// reports it, and nothing that was not committed has been acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_drain_is_abandoned_without_acknowledging() {
     let mut env = TestEnv::new("drain_timeout").await;
     env.publish(&[payload("warm", 1_790_000_000_000)]).await;
@@ -232,7 +240,6 @@ async fn an_impossible_drain_is_abandoned_without_acknowledging() {
 
 /// An entry whose field name is not UTF-8 (and so has no payload) is dead-lettered; it does not
 /// block the consumer, and the entries after it land.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_with_a_binary_field_name_is_dead_lettered() {
     let mut env = TestEnv::new("binary_field").await;
     let _: String = redis::cmd("XADD")
@@ -252,7 +259,6 @@ async fn an_entry_with_a_binary_field_name_is_dead_lettered() {
 
 /// A reader whose connection drops reconnects without feeding the entries it already handed to
 /// the dataflow a second time: no duplicate is counted, nothing is read twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_reader_connection_feeds_nothing_twice() {
     let mut env = TestEnv::new("reader_reconnect").await;
     env.publish(&[payload("warm", 1_790_000_000_000)]).await;
@@ -316,7 +322,6 @@ async fn a_dropped_reader_connection_feeds_nothing_twice() {
 
 /// Trackers resend records whose acknowledgement they missed: the same key twice within one
 /// epoch. The copies are dropped before the COPY and counted, so the fast path stays the path.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_within_an_epoch_stay_on_the_fast_path() {
     let mut env = TestEnv::new("dup_in_epoch").await;
     let mut published = Vec::new();

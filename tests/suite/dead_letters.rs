@@ -3,15 +3,36 @@
 //! again moves each entry once, a dry run moves nothing and a limit the oldest first, and a purge
 //! leaves newer entries alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use support::{payload, TestEnv};
+
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{payload, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once,
+            tokio = 2
+        ),
+        trial!(
+            a_redrive_killed_half_way_and_run_again_moves_each_entry_once,
+            tokio = 2
+        ),
+        trial!(a_purge_leaves_newer_entries_alone, tokio = 2),
+        trial!(
+            a_dry_run_moves_nothing_and_a_limit_moves_the_oldest,
+            tokio = 2
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// Runs `processor dead-letters <args>` for this namespace; (exit code, stdout, stderr).
 fn dead_letters(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
@@ -34,7 +55,6 @@ fn speeding(device: &str, ts_ms: i64) -> String {
     payload(device, ts_ms).replace("\"speed\":42", "\"speed\":900")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once() {
     let mut env = TestEnv::new("redrive").await;
     processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
@@ -169,7 +189,6 @@ async fn fill_dead_letters(env: &mut TestEnv, n: usize) {
     let _: () = pipe.query_async(&mut env.redis).await.expect("XADD");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redrive_killed_half_way_and_run_again_moves_each_entry_once() {
     let mut env = TestEnv::new("redrive_kill").await;
     fill_dead_letters(&mut env, 300).await;
@@ -207,7 +226,6 @@ async fn a_redrive_killed_half_way_and_run_again_moves_each_entry_once() {
     assert_eq!(origins.len(), 300, "none moved twice");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_leaves_newer_entries_alone() {
     let mut env = TestEnv::new("purge").await;
     let two_days_ago = processor::clock::unix_ms() - 2 * 86_400_000;
@@ -242,7 +260,6 @@ async fn a_purge_leaves_newer_entries_alone() {
 
 /// A dry run says what would move and moves nothing; `--limit` moves that many, the oldest first;
 /// the running service's `processor_dead_letter_entries` follows the dead-letter stream's length.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_moves_nothing_and_a_limit_moves_the_oldest() {
     let mut env = TestEnv::new("redrive_limit").await;
     fill_dead_letters(&mut env, 10).await;

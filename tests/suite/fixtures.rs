@@ -2,15 +2,25 @@
 //! row, every invalid one is dead-lettered with a reason naming its field, and the valid entries
 //! published around the invalid ones all land.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use support::{Backend, TestEnv};
+
+use crate::support::harness::Test;
+use crate::support::{Backend, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [trial!(
+        every_fixture_lands_or_is_dead_lettered,
+        tokio = 2,
+        on_both
+    )]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 #[derive(Deserialize)]
 struct ValidCase<'a> {
@@ -44,8 +54,8 @@ struct InvalidCase {
     error_field: String,
 }
 
-const VALID: &str = include_str!("fixtures/valid.jsonl");
-const INVALID: &str = include_str!("fixtures/invalid.jsonl");
+const VALID: &str = include_str!("../fixtures/valid.jsonl");
+const INVALID: &str = include_str!("../fixtures/invalid.jsonl");
 const FIXTURE_DEVICE: &str = "356307042441013";
 
 fn string_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
@@ -62,20 +72,8 @@ fn string_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<(St
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fixture_lands_or_is_dead_lettered_on_postgres() {
-    every_fixture_lands_or_is_dead_lettered(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fixture_lands_or_is_dead_lettered_on_timescaledb() {
-    every_fixture_lands_or_is_dead_lettered(Backend::Timescale).await;
-}
-
 async fn every_fixture_lands_or_is_dead_lettered(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "fixtures").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "fixtures").await;
     let valid: Vec<ValidCase> = VALID
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -1,15 +1,30 @@
 //! `/metrics`, `/healthz`, `/readyz` and `processor healthcheck`, against real servers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use support::proxy::Proxy;
-use support::{payload, payloads, samples, TestEnv};
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::proxy::Proxy;
+use crate::support::{payload, payloads, samples, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            metrics_count_what_was_published_and_pass_promtool,
+            tokio = 2
+        ),
+        trial!(readyz_follows_the_database_and_the_drain, tokio = 2),
+        trial!(healthz_fails_when_a_worker_dies, tokio = 2),
+        trial!(the_healthcheck_subcommand_reports_readiness, tokio = 2),
+        trial!(lag_and_pending_are_there_from_the_first_commit, tokio = 2),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 fn sum_of(samples: &HashMap<String, f64>, name: &str) -> f64 {
     samples
@@ -39,7 +54,6 @@ async fn wait_status(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_was_published_and_pass_promtool() {
     let mut env = TestEnv::new("metrics").await;
     let mut published = payloads("m", 20, 200);
@@ -112,7 +126,6 @@ async fn metrics_count_what_was_published_and_pass_promtool() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_database_and_the_drain() {
     let mut env = TestEnv::new("readyz").await;
     let upstream: std::net::SocketAddr = {
@@ -183,7 +196,6 @@ async fn readyz_follows_the_database_and_the_drain() {
     assert_eq!(env.rows().await, 51);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_fails_when_a_worker_dies() {
     let env = TestEnv::new("healthz").await;
     let running = env.start_with_faults(
@@ -199,7 +211,6 @@ async fn healthz_fails_when_a_worker_dies() {
     assert!(running.finish().await.is_err(), "a dead worker is an error");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthcheck_subcommand_reports_readiness() {
     let env = TestEnv::new("healthcheck").await;
     let port = support::free_port();
@@ -232,7 +243,6 @@ async fn the_healthcheck_subcommand_reports_readiness() {
 
 /// Lag and pending are on `/metrics` as soon as the group is joined, not one monitor interval
 /// later: a scrape right after the first commit finds them (the interval here is a minute).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_pending_are_there_from_the_first_commit() {
     let mut env = TestEnv::new("first_scrape").await;
     let running = env.start(env.config(&["--monitor-interval-ms", "60000"]));

@@ -1,14 +1,29 @@
 //! Faults: a replica that dies for good, poison entries, trimmed pending entries, Redis restarted
 //! without persistence. Real servers throughout.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{payload, payloads, TestEnv};
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{payload, payloads, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(a_dead_replicas_entries_are_claimed_by_the_other, tokio = 2),
+        trial!(an_entry_delivered_too_often_is_dead_lettered, tokio = 2),
+        trial!(trimmed_pending_entries_are_acknowledged_away, tokio = 2),
+        trial!(a_redis_restart_without_persistence_is_survived, tokio = 2),
+        trial!(
+            a_postgres_outage_under_load_loses_nothing_and_bounds_memory,
+            tokio = 2
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 fn kill9(child: &mut Child) {
     let _ = child.kill();
@@ -17,7 +32,6 @@ fn kill9(child: &mut Child) {
 
 /// Two processes in one group; one is SIGKILLed mid-stream and never comes back. The other
 /// takes over its pending entries: every position is one row, nothing stays pending.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_replicas_entries_are_claimed_by_the_other() {
     let mut env = TestEnv::new("claim").await;
     let fast_claims = [("CLAIM_MIN_IDLE_MS", "1000"), ("CLAIM_INTERVAL_MS", "300")];
@@ -41,7 +55,6 @@ async fn a_dead_replicas_entries_are_claimed_by_the_other() {
 
 /// An entry delivered MAX_DELIVERIES times without success is dead-lettered with the reason and
 /// acknowledged; the others land.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_delivered_too_often_is_dead_lettered() {
     let mut env = TestEnv::new("poison").await;
     processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
@@ -83,7 +96,6 @@ async fn an_entry_delivered_too_often_is_dead_lettered() {
 
 /// Entries trimmed from the stream while pending in a dead consumer: the claim reports them
 /// deleted, they are counted and leave the pending list, and nothing crashes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimmed_pending_entries_are_acknowledged_away() {
     let mut env = TestEnv::new("trimmed").await;
     processor::redis::ensure_group(&mut env.redis, &env.stream, &env.group, "0")
@@ -117,7 +129,6 @@ async fn trimmed_pending_entries_are_acknowledged_away() {
 
 /// Redis restarted without persistence under load: the service reconnects, creates the group
 /// again, and everything in the stream after the restart lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_without_persistence_is_survived() {
     let port = support::free_port();
     let start_redis = || {
@@ -214,7 +225,6 @@ fn rss_kib(pid: u32) -> u64 {
 /// PostgreSQL unreachable for OUTAGE_SECS (default 5; the closing note's figures use 30) while
 /// positions keep arriving: readiness goes false, reading stops at the in-flight bound so memory
 /// stays flat, and when the database returns everything lands, nothing pending.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_under_load_loses_nothing_and_bounds_memory() {
     let outage = Duration::from_secs(
         std::env::var("OUTAGE_SECS")

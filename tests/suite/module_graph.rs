@@ -6,10 +6,24 @@
 //! Checked for the service library's top-level modules, the files of each of its module
 //! directories, and the same for the `dataflow` crate.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use crate::support::harness::Test;
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(the_service_library_has_no_circle),
+        trial!(the_dataflow_crate_has_no_circle),
+        trial!(a_circle_is_found),
+        trial!(grouped_imports_name_each_module),
+        trial!(the_suite_uses_no_libtest_attribute),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -206,7 +220,6 @@ fn assert_no_circle(what: &str, graph: &Graph) {
     }
 }
 
-#[test]
 fn the_service_library_has_no_circle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("src");
@@ -232,7 +245,6 @@ fn the_service_library_has_no_circle() {
     }
 }
 
-#[test]
 fn the_dataflow_crate_has_no_circle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("dataflow")
@@ -250,7 +262,6 @@ fn the_dataflow_crate_has_no_circle() {
     );
 }
 
-#[test]
 fn a_circle_is_found() {
     let mut graph = Graph::new();
     graph.insert("a".into(), ["b".to_owned()].into());
@@ -264,11 +275,41 @@ fn a_circle_is_found() {
     assert_eq!(circle(&graph), None);
 }
 
-#[test]
 fn grouped_imports_name_each_module() {
     let text = "use crate::{config::Config, redis::{self, Reader}, metrics};\nuse super::{self, dead_letter, resp::Frame};";
     let crate_names: Vec<_> = named_after(text, "crate::").into_iter().collect();
     assert_eq!(crate_names, ["config", "metrics", "redis"]);
     let super_names: Vec<_> = named_after(text, "super::").into_iter().collect();
     assert_eq!(super_names, ["dead_letter", "resp"]);
+}
+
+/// The suite runs only what its modules' `tests()` register (`harness = false`): a libtest
+/// attribute here would compile and never run, so none may appear.
+fn the_suite_uses_no_libtest_attribute() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("suite");
+    let files = rust_files(&suite);
+    assert!(files.len() > 10, "the suite's sources: {files:?}");
+    // spelled in two pieces so that this file does not match itself
+    let attributes = [concat!("#[", "test"), concat!("#[", "tokio::test")];
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("a suite source");
+        for (number, line) in text.lines().enumerate() {
+            if attributes.iter().any(|a| line.trim_start().starts_with(a)) {
+                found.push(format!(
+                    "{}:{}: {}",
+                    file.display(),
+                    number + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "register these with trial! in the module's tests() instead (see tests/suite/main.rs):\n{}",
+        found.join("\n")
+    );
 }

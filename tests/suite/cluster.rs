@@ -1,28 +1,33 @@
 //! A timely cluster of two processes with two workers each, on loopback: one computation whose
 //! exchange by device spans both processes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::time::Duration;
 
-use support::{payloads, Backend, TestEnv};
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{payloads, Backend, TestEnv};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_own_each_device_exactly_once_on_postgres() {
-    two_processes_own_each_device_exactly_once(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_own_each_device_exactly_once_on_timescaledb() {
-    two_processes_own_each_device_exactly_once(Backend::Timescale).await;
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(two_replicas_share_the_stream, tokio = 4),
+        trial!(
+            a_dead_peer_makes_the_survivor_exit_3_with_one_line,
+            tokio = 2
+        ),
+        trial!(
+            two_processes_own_each_device_exactly_once,
+            tokio = 4,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 async fn two_processes_own_each_device_exactly_once(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "cluster").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "cluster").await;
     let hosts = format!(
         "127.0.0.1:{},127.0.0.1:{}",
         support::free_port(),
@@ -73,7 +78,6 @@ async fn two_processes_own_each_device_exactly_once(backend: Backend) {
 
 /// Two independent replicas (not a cluster) in one consumer group share the stream: every
 /// position lands once and nothing stays pending. Each holds state only for what it read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_share_the_stream() {
     let mut env = TestEnv::new("replicas").await;
     let replica = |name: &str| {
@@ -112,7 +116,6 @@ async fn two_replicas_share_the_stream() {
 /// A process of a cluster dies (SIGKILL): the survivor cannot progress without it, says so in one
 /// structured line, and exits with status 3 for the orchestrator to restart the cluster. Nothing
 /// is lost: the restarted cluster lands everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_makes_the_survivor_exit_3_with_one_line() {
     let mut env = TestEnv::new("peer_lost").await;
     let hosts = format!(

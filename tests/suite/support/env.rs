@@ -1,23 +1,8 @@
-//! Shared harness of the integration tests: real Redis and PostgreSQL, one isolated namespace
-//! (stream, group, dead-letter stream, PostgreSQL schema) per test, so tests run in parallel.
-//!
-//! Two kinds of database, [`Backend::Postgres`] and [`Backend::Timescale`]; the pipeline's tests
-//! run on both and assert which kind of table they ran on. Servers are found in this order:
-//! - Redis: `TEST_REDIS_URL`; else 127.0.0.1:6379 if it answers; else a `redis:7` container;
-//! - plain PostgreSQL: `TEST_DATABASE_URL`; else 127.0.0.1:5432 (user postgres, trust auth) if it
-//!   answers; else a `postgres:16` container;
-//! - TimescaleDB: `TEST_TIMESCALEDB_URL`; else 127.0.0.1:5433 if it answers with the extension
-//!   preloaded; else a `timescale/timescaledb:latest-pg16` container.
-//!
-//! Containers need a reachable Docker engine (testcontainers). Without Redis or PostgreSQL a test
-//! fails with one message naming these ways. Without TimescaleDB the TimescaleDB half of a test
-//! says so loudly and passes, unless `REQUIRE_TIMESCALEDB=1` (CI sets it): then it fails.
+//! [`TestEnv`], one test's private namespace on the shared servers (stream, group, dead-letter
+//! stream, PostgreSQL schema, named after the test process, the host and the test, so tests run
+//! in parallel and a passing one leaves nothing behind), with what tests do in it: publish, wait
+//! for rows, read Redis' view, start the service in this process ([`Running`]) or as the binary.
 
-#![allow(dead_code)] // each test binary uses its own part of the harness
-
-pub mod proxy;
-
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,169 +15,8 @@ use processor::shutdown::Shutdown;
 use processor::{RunError, RunReport};
 use redis::AsyncCommands;
 
-/// Which kind of database a test runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// PostgreSQL where `positions` stays a plain table.
-    Postgres,
-    /// PostgreSQL with TimescaleDB preloaded: `positions` is a hypertable.
-    Timescale,
-}
-
-/// Where the test servers are.
-#[derive(Clone, Debug)]
-pub struct Servers {
-    pub redis_url: String,
-    /// A plain PostgreSQL.
-    pub database_url: String,
-    /// Whether that server has TimescaleDB preloaded (then the plain tests switch it off).
-    pub postgres_has_timescaledb: bool,
-    /// A PostgreSQL with TimescaleDB preloaded, if one was found.
-    pub timescaledb_url: Option<String>,
-}
-
-static SERVERS: OnceLock<Servers> = OnceLock::new();
-
-const HOW: &str = "integration tests need Redis 7 and PostgreSQL: set TEST_REDIS_URL and \
-TEST_DATABASE_URL, or run them locally on 127.0.0.1:6379 and 127.0.0.1:5432 (user postgres, \
-trust auth), or make a Docker engine reachable for testcontainers";
-
-const HOW_TIMESCALEDB: &str = "set TEST_TIMESCALEDB_URL, or run a PostgreSQL with \
-shared_preload_libraries = 'timescaledb' on 127.0.0.1:5433 (see the README's \"Tests\"), or make a \
-Docker engine reachable for testcontainers";
-
-/// The servers, found once per test binary.
-pub fn servers() -> Servers {
-    SERVERS
-        .get_or_init(|| {
-            // Discovery may start containers with a blocking runner and queries servers with a
-            // runtime of its own, which must not run inside the test's async runtime: do it on a
-            // thread of its own.
-            std::thread::spawn(discover)
-                .join()
-                .unwrap_or_else(|_| panic!("{HOW}"))
-        })
-        .clone()
-}
-
-fn discover() -> Servers {
-    let redis_url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .or_else(|| answers("127.0.0.1:6379").then(|| "redis://127.0.0.1:6379".to_owned()))
-        .unwrap_or_else(redis_container);
-    let database_url = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .or_else(|| {
-            answers("127.0.0.1:5432")
-                .then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-        })
-        .unwrap_or_else(|| {
-            postgres_container("postgres", "16").unwrap_or_else(|e| panic!("{HOW} ({e})"))
-        });
-    let postgres_has_timescaledb = timescaledb_preloaded(&database_url).unwrap_or(false);
-    let timescaledb_url = std::env::var("TEST_TIMESCALEDB_URL")
-        .ok()
-        .or_else(|| {
-            let local = "postgres://postgres@127.0.0.1:5433/postgres";
-            (answers("127.0.0.1:5433") && timescaledb_preloaded(local) == Some(true))
-                .then(|| local.to_owned())
-        })
-        .or_else(|| postgres_container("timescale/timescaledb", "latest-pg16").ok());
-    Servers {
-        redis_url,
-        database_url,
-        postgres_has_timescaledb,
-        timescaledb_url,
-    }
-}
-
-fn answers(address: &str) -> bool {
-    address
-        .parse()
-        .ok()
-        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
-        .is_some()
-}
-
-/// Whether the server at `url` has TimescaleDB's loader preloaded (`None`: unreachable).
-fn timescaledb_preloaded(url: &str) -> Option<bool> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .ok()?;
-        tokio::spawn(connection);
-        let row = client
-            .query_one(
-                "SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL",
-                &[],
-            )
-            .await
-            .ok()?;
-        Some(row.get(0))
-    })
-}
-
-/// A Redis 7 container. It outlives the test process (the harness has no hook at exit, so the
-/// container is leaked on purpose: testcontainers' reaper or `docker rm` removes it).
-fn redis_container() -> String {
-    use testcontainers_modules::redis::{Redis, REDIS_PORT};
-    use testcontainers_modules::testcontainers::runners::SyncRunner;
-    use testcontainers_modules::testcontainers::ImageExt;
-
-    let container = Redis::default()
-        .with_tag("7")
-        .start()
-        .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-    let port = container
-        .get_host_port_ipv4(REDIS_PORT)
-        .unwrap_or_else(|e| panic!("{HOW} ({e})"));
-    std::mem::forget(container);
-    format!("redis://127.0.0.1:{port}")
-}
-
-/// A PostgreSQL container of `image:tag` with trust auth (leaked like the Redis one).
-fn postgres_container(image: &str, tag: &str) -> Result<String, String> {
-    use testcontainers_modules::postgres::Postgres;
-    use testcontainers_modules::testcontainers::runners::SyncRunner;
-    use testcontainers_modules::testcontainers::ImageExt;
-
-    let container = Postgres::default()
-        .with_host_auth()
-        .with_name(image)
-        .with_tag(tag)
-        .start()
-        .map_err(|e| e.to_string())?;
-    let port = container
-        .get_host_port_ipv4(5432)
-        .map_err(|e| e.to_string())?;
-    std::mem::forget(container);
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-}
-
-/// The database URL for `backend`, or `None` after a loud notice when TimescaleDB is not to be
-/// found (a failure when `REQUIRE_TIMESCALEDB=1`).
-pub fn database_for(backend: Backend, test: &str) -> Option<String> {
-    let servers = servers();
-    match backend {
-        Backend::Postgres => Some(servers.database_url),
-        Backend::Timescale => {
-            if servers.timescaledb_url.is_none() {
-                let message =
-                    format!("{test}: no TimescaleDB server found; the TimescaleDB half did NOT run ({HOW_TIMESCALEDB})");
-                assert!(
-                    std::env::var("REQUIRE_TIMESCALEDB").as_deref() != Ok("1"),
-                    "{message}, and REQUIRE_TIMESCALEDB=1"
-                );
-                eprintln!("\n!!! {message}\n");
-            }
-            servers.timescaledb_url
-        }
-    }
-}
+use super::http::http_get;
+use super::servers::{database_for, servers, Backend, Servers, HOW};
 
 /// One test's private namespace on the shared servers.
 pub struct TestEnv {
@@ -299,17 +123,14 @@ async fn sweep_leftovers(
 impl TestEnv {
     /// A fresh namespace named after the test, on plain PostgreSQL.
     pub async fn new(test: &str) -> TestEnv {
-        match TestEnv::on(Backend::Postgres, test).await {
-            Some(env) => env,
-            None => panic!("{HOW}"),
-        }
+        TestEnv::on(Backend::Postgres, test).await
     }
 
-    /// A fresh namespace named after the test on `backend`; `None` (after a loud notice) when
-    /// that kind of server is not to be found.
-    pub async fn on(backend: Backend, test: &str) -> Option<TestEnv> {
+    /// A fresh namespace named after the test on `backend` (which must be there: a test that
+    /// needs TimescaleDB is ignored where there is none, see `harness.rs`).
+    pub async fn on(backend: Backend, test: &str) -> TestEnv {
         let servers = servers();
-        let server_url = database_for(backend, test)?;
+        let server_url = database_for(backend, test);
         let name = format!(
             "t{}_{}_{}_{}_{}",
             std::process::id(),
@@ -336,7 +157,7 @@ impl TestEnv {
             .await
             .unwrap_or_else(|e| panic!("{HOW} ({e})"));
         sweep_leftovers(&server_url, &db, &mut redis).await;
-        Some(TestEnv {
+        TestEnv {
             server_url,
             backend,
             stream: format!("{name}:t"),
@@ -348,7 +169,7 @@ impl TestEnv {
             database_url,
             redis,
             db,
-        })
+        }
     }
 
     /// The setting that keeps `positions` plain on a plain-PostgreSQL test whose server happens
@@ -773,66 +594,6 @@ impl Drop for Running {
     }
 }
 
-/// Parses Prometheus text into `name{labels}` -> value (series without labels by bare name).
-pub fn samples(text: &str) -> std::collections::HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// A contract payload for `device` at `ts_ms` (epoch milliseconds), with a few attributes.
-pub fn payload(device: &str, ts_ms: i64) -> String {
-    format!(
-        r#"{{"device_id":"{device}","timestamp":{ts_ms},"latitude":54.68,"longitude":25.27,"speed":42,"satellites":9,"attributes":{{"239":1,"16":{{"__bigint":"9007199254740993"}},"78":{{"__buffer_b64":"AQID"}}}}}}"#
-    )
-}
-
-/// `count` payloads spread round-robin over `devices` devices, each with increasing time.
-pub fn payloads(prefix: &str, devices: usize, count: usize) -> Vec<String> {
-    let base = 1_790_000_000_000i64;
-    (0..count)
-        .map(|i| {
-            let device = format!("{prefix}-{:05}", i % devices);
-            payload(&device, base + (i / devices) as i64 * 1000)
-        })
-        .collect()
-}
-
-/// A plain HTTP/1.1 GET over loopback: (status code, body).
-pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect to the HTTP server");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
-
-/// A loopback port that was free a moment ago (for a binary whose HTTP port a test must know).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 /// A lock on `positions` held in an open transaction (see `TestEnv::lock_positions`).
 pub struct TableLock {
     client: tokio_postgres::Client,
@@ -843,45 +604,4 @@ impl TableLock {
     pub async fn release(self) {
         self.client.batch_execute("ROLLBACK").await.expect("unlock");
     }
-}
-
-/// Sends the signal named `name` (`TERM`, `KILL`, `INT`) to a child process, with kill(1): the
-/// workspace forbids `unsafe`, and the tests have no need for it.
-pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg("-s")
-        .arg(name)
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -s {name} {}", child.id());
-}
-
-/// SIGTERM, as a container runtime sends it.
-pub fn sigterm(child: &Child) {
-    signal(child, "TERM");
-}
-
-/// Waits for the child to exit, returning its status and everything it wrote to stderr.
-pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = reader.join().unwrap_or_default();
-            panic!("the processor did not exit within {timeout:?}; its log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, reader.join().unwrap_or_default())
 }

@@ -2,14 +2,40 @@
 //! vanished group recreated there, trimming to what every group acknowledged (and nothing
 //! else), and backlog signals that cannot say "fine" while nothing moves.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::time::Duration;
 
 use processor::pipeline::Faults;
-use support::{payload, payloads, samples, TestEnv};
+
+use crate::support::harness::Test;
+use crate::support::{payload, payloads, samples, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            a_group_destroyed_under_load_resumes_where_it_was_committed,
+            tokio = 2
+        ),
+        trial!(
+            a_group_gone_while_stopped_is_created_at_the_stored_point,
+            tokio = 2
+        ),
+        trial!(
+            a_stream_behind_the_stored_point_is_read_from_its_beginning,
+            tokio = 2
+        ),
+        trial!(trimming_keeps_what_another_group_still_needs, tokio = 2),
+        trial!(the_keep_window_holds_and_off_trims_nothing, tokio = 2),
+        trial!(
+            readiness_fails_when_entries_stop_moving_while_epochs_commit,
+            tokio = 2
+        ),
+        trial!(a_null_lag_becomes_an_upper_bound, tokio = 2),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 async fn destroy_group(env: &mut TestEnv) {
     let destroyed: i64 = redis::cmd("XGROUP")
@@ -56,7 +82,6 @@ async fn stream_length(env: &mut TestEnv) -> u64 {
 /// 20,000 entries arrive while the service runs; the group is destroyed under load and the
 /// service recreates it at the resume point: what was committed is not read again (the
 /// duplicates stay within one read batch per consumer), and the rows are exact.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_destroyed_under_load_resumes_where_it_was_committed() {
     let mut env = TestEnv::new("resume_destroy").await;
     let (workers, read_count) = (2u64, 500u64);
@@ -99,7 +124,6 @@ async fn a_group_destroyed_under_load_resumes_where_it_was_committed() {
 
 /// The group vanishes while the service is down (Redis restarted without persistence, say):
 /// at the next start it is created at the point stored in PostgreSQL, not at GROUP_START_ID.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_gone_while_stopped_is_created_at_the_stored_point() {
     let mut env = TestEnv::new("resume_start").await;
     env.publish(&payloads("first", 10, 1_000)).await;
@@ -126,7 +150,6 @@ async fn a_group_gone_while_stopped_is_created_at_the_stored_point() {
 /// Entries older than the stored point in a stream that was replaced (restored from an older
 /// copy, or appended with explicit ids): the group starts at the stream's beginning, so they are
 /// read rather than skipped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_behind_the_stored_point_is_read_from_its_beginning() {
     let mut env = TestEnv::new("resume_behind").await;
     env.publish(&payloads("live", 10, 100)).await;
@@ -154,7 +177,6 @@ async fn a_stream_behind_the_stored_point_is_read_from_its_beginning() {
 
 /// Two groups on one stream, one of them (another service) lagging with entries pending and
 /// others unread: trimming keeps everything it still needs and removes what both acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimming_keeps_what_another_group_still_needs() {
     let mut env = TestEnv::new("trim_groups").await;
     let ids = env.publish(&payloads("tg", 10, 1_000)).await;
@@ -241,7 +263,6 @@ async fn trimming_keeps_what_another_group_still_needs() {
 
 /// The keep window holds entries however acknowledged they are; with trimming off, nothing is
 /// ever trimmed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keep_window_holds_and_off_trims_nothing() {
     let mut env = TestEnv::new("trim_window").await;
     // 100 entries two hours old (explicit ids), then 100 from now
@@ -282,7 +303,6 @@ async fn the_keep_window_holds_and_off_trims_nothing() {
 /// A reader that hangs after reading: its worker commits empty epochs on (the commit frontier
 /// advances), but its entries stay pending. /readyz must say so within STALL_SECS; the backlog
 /// metrics show the entry's age and its deliveries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_when_entries_stop_moving_while_epochs_commit() {
     let mut env = TestEnv::new("stuck_reader").await;
     env.publish(&payloads("stuck", 5, 20)).await;
@@ -334,7 +354,6 @@ async fn backlog(env: &mut TestEnv) -> processor::redis::Backlog {
 
 /// After deletions Redis reports the lag as null; the backlog then carries an upper bound, and
 /// says it is one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_null_lag_becomes_an_upper_bound() {
     let mut env = TestEnv::new("null_lag").await;
     let ids = env.publish(&payloads("nl", 5, 10)).await;

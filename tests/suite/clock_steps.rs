@@ -1,18 +1,53 @@
 //! The wall clock steps under the running binary, through libfaketime (the real system clock is
 //! untouched): commits and acknowledgements go on, the drain exits 0, the rows are exact.
 //!
-//! libfaketime is Debian's `faketime` package. Without it these tests say so loudly and pass,
-//! unless `REQUIRE_FAKETIME=1` (CI sets it), which makes its absence a failure.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
+//! libfaketime is Debian's `faketime` package. Without it these tests show as ignored (their
+//! names end with `::faketime`), unless `REQUIRE_FAKETIME=1` (CI sets it), which makes its
+//! absence a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-use support::{payloads, TestEnv};
+use crate::support;
+use crate::support::harness::{Need, Test};
+use crate::support::{payloads, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            a_step_back_of_two_minutes_under_load_stops_nothing,
+            tokio = 2,
+            needs = FAKETIME
+        ),
+        trial!(
+            a_step_forward_of_an_hour_under_load_stops_nothing,
+            tokio = 2,
+            needs = FAKETIME
+        ),
+        trial!(
+            a_cluster_survives_one_hosts_clock_stepping_back,
+            tokio = 2,
+            needs = FAKETIME
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// libfaketime, which every test here needs.
+const FAKETIME: Need = Need {
+    tag: "faketime",
+    required_by: "REQUIRE_FAKETIME",
+    present: || installed_faketime().is_some(),
+};
+
+/// The library, if it is where it is said to be.
+fn installed_faketime() -> Option<PathBuf> {
+    faketime_library().filter(|library| library.exists())
+}
 
 /// Where Debian and others put the multithreaded libfaketime; `FAKETIME_LIBRARY` overrides.
 fn faketime_library() -> Option<PathBuf> {
@@ -28,21 +63,15 @@ fn faketime_library() -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// The library, or `None` after a loud notice (a failure when CI requires it).
-fn require_faketime(test: &str) -> Option<PathBuf> {
-    let found = faketime_library();
-    if found.is_none() {
-        let message = format!(
+/// The library: the tests run without it only when asked to (`REQUIRE_FAKETIME=1`, `--ignored`),
+/// and then fail here.
+fn require_faketime(test: &str) -> PathBuf {
+    installed_faketime().unwrap_or_else(|| {
+        panic!(
             "{test}: libfaketime not found (Debian: apt-get install faketime, or set \
-             FAKETIME_LIBRARY); the clock-step test did NOT run"
-        );
-        assert!(
-            std::env::var("REQUIRE_FAKETIME").as_deref() != Ok("1"),
-            "{message}, and REQUIRE_FAKETIME=1"
-        );
-        eprintln!("\n!!! {message}\n");
-    }
-    found
+             FAKETIME_LIBRARY), and this test needs it"
+        )
+    })
 }
 
 /// A fake wall clock for one process: an offset from the real time, changed by rewriting a file
@@ -126,9 +155,7 @@ async fn terminate(child: Child) -> (Option<i32>, String) {
 }
 
 async fn one_process_survives_a_step(name: &str, offset: &str, direction: &str) {
-    let Some(library) = require_faketime(name) else {
-        return;
-    };
+    let library = require_faketime(name);
     let mut env = TestEnv::new(name).await;
     let clock = FakeClock::new(library, &env.name);
     let port = support::free_port();
@@ -169,23 +196,18 @@ async fn one_process_survives_a_step(name: &str, offset: &str, direction: &str) 
     assert_eq!(env.pending().await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_back_of_two_minutes_under_load_stops_nothing() {
     one_process_survives_a_step("clock_back", "-120", "back").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_forward_of_an_hour_under_load_stops_nothing() {
     one_process_survives_a_step("clock_fwd", "+3600", "forward").await;
 }
 
 /// A two-process cluster where only process 1's wall clock steps back two minutes: it keeps pace
 /// with process 0 (which shares its epoch every tick), so neither waits on the other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_survives_one_hosts_clock_stepping_back() {
-    let Some(library) = require_faketime("clock_cluster") else {
-        return;
-    };
+    let library = require_faketime("clock_cluster");
     let mut env = TestEnv::new("clock_cluster").await;
     let clock = FakeClock::new(library, &env.name);
     let hosts = format!(

@@ -5,14 +5,26 @@
 //! part is left out; each quoted part must appear in a string literal of the sources, or be a
 //! retry line (`Operation::retry_message`, the one place those are worded).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use clap::Args;
 use processor::config::Config;
 use processor::operation::Operation;
+
+use crate::support::harness::Test;
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(every_quoted_log_line_is_printed_by_the_service),
+        trial!(the_configuration_table_lists_every_variable_and_only_those),
+        trial!(the_metrics_table_lists_every_metric_and_only_those),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 fn readme() -> String {
     std::fs::read_to_string("README.md").expect("README.md")
@@ -67,7 +79,6 @@ fn quoted_log_lines(readme: &str) -> Vec<String> {
     found
 }
 
-#[test]
 fn every_quoted_log_line_is_printed_by_the_service() {
     let mut corpus = String::new();
     for dir in ["src", "dataflow/src", "simulate/src"] {
@@ -112,7 +123,6 @@ fn table_names(readme: &str, heading: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
 fn the_configuration_table_lists_every_variable_and_only_those() {
     let command = Config::augment_args(clap::Command::new("processor"));
     let variables: BTreeSet<String> = command
@@ -134,7 +144,6 @@ fn the_configuration_table_lists_every_variable_and_only_those() {
     );
 }
 
-#[test]
 fn the_metrics_table_lists_every_metric_and_only_those() {
     let metrics = processor::metrics::Metrics::new().expect("metrics");
     let exported: BTreeSet<String> = metrics.names.iter().cloned().collect();

@@ -1,13 +1,27 @@
 //! Migrations against a real PostgreSQL and a real TimescaleDB: idempotent, and safe when
 //! replicas start together.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use processor::postgres::timescale::{HypertableConfig, Interval, Mode};
 use processor::postgres::Storage;
-use support::{Backend, TestEnv};
+
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{Backend, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(a_schema_named_in_the_url_is_created_when_missing, tokio = 2),
+        trial!(
+            replicas_migrating_at_once_apply_each_migration_once,
+            tokio = 2,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 const DEFAULTS: HypertableConfig = HypertableConfig {
     mode: Mode::Auto,
@@ -17,9 +31,7 @@ const DEFAULTS: HypertableConfig = HypertableConfig {
 };
 
 async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) {
-    let Some(env) = TestEnv::on(backend, "migrate").await else {
-        return;
-    };
+    let env = TestEnv::on(backend, "migrate").await;
     let settings = HypertableConfig {
         mode: if backend == Backend::Postgres && env.servers.postgres_has_timescaledb {
             Mode::Off
@@ -115,19 +127,8 @@ async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_migrating_at_once_apply_each_migration_once_on_postgres() {
-    replicas_migrating_at_once_apply_each_migration_once(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_migrating_at_once_apply_each_migration_once_on_timescaledb() {
-    replicas_migrating_at_once_apply_each_migration_once(Backend::Timescale).await;
-}
-
 /// `DATABASE_URL` selects a schema that does not exist yet: the service creates it (and says
 /// so) instead of retrying forever with "no schema has been selected to create in".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_named_in_the_url_is_created_when_missing() {
     let mut env = TestEnv::new("fresh_schema").await;
     let schema = format!("{}_fresh", env.schema);

@@ -3,13 +3,23 @@
 //! every row (the table gone) is not a row error: the service waits, says why, and lands
 //! everything once the schema is back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::time::Duration;
 
-use support::{payload, Backend, TestEnv};
+use crate::support;
+use crate::support::harness::Test;
+use crate::support::{payload, Backend, TestEnv};
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(a_missing_table_stalls_says_why_and_recovers, tokio = 2),
+        trial!(a_check_constraint_refuses_only_its_rows, tokio = 2, on_both),
+        trial!(a_trigger_that_raises_for_one_device, tokio = 2, on_both),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// A contract payload for `device` at `ts_ms` moving at `speed` km/h.
 fn at_speed(device: &str, ts_ms: i64, speed: u32) -> String {
@@ -40,9 +50,7 @@ async fn warm_up(env: &mut TestEnv) -> support::Running {
 }
 
 async fn a_check_constraint_refuses_only_its_rows(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "check_refuses").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "check_refuses").await;
     let running = warm_up(&mut env).await;
     env.db
         .batch_execute(
@@ -96,20 +104,8 @@ async fn a_check_constraint_refuses_only_its_rows(backend: Backend) {
     env.assert_table_kind().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_check_constraint_refuses_only_its_rows_on_postgres() {
-    a_check_constraint_refuses_only_its_rows(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_check_constraint_refuses_only_its_rows_on_timescaledb() {
-    a_check_constraint_refuses_only_its_rows(Backend::Timescale).await;
-}
-
 async fn a_trigger_that_raises_for_one_device(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "trigger_refuses").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "trigger_refuses").await;
     let running = warm_up(&mut env).await;
     env.db
         .batch_execute(
@@ -154,19 +150,8 @@ async fn a_trigger_that_raises_for_one_device(backend: Backend) {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_that_raises_for_one_device_on_postgres() {
-    a_trigger_that_raises_for_one_device(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_that_raises_for_one_device_on_timescaledb() {
-    a_trigger_that_raises_for_one_device(Backend::Timescale).await;
-}
-
 /// The table renamed away for a few seconds: every row would fail, so nothing is a row error.
 /// Nothing is dead-lettered, `/readyz` says why meanwhile, and everything lands after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_stalls_says_why_and_recovers() {
     let mut env = TestEnv::new("table_away").await;
     let running = warm_up(&mut env).await;

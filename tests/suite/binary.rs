@@ -1,15 +1,29 @@
 //! The real binary: configuration errors, SIGKILL and restart, SIGTERM under load.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{payloads, signal, wait_exit, Backend, TestEnv};
+use crate::support::harness::Test;
+use crate::support::{payloads, signal, wait_exit, Backend, TestEnv};
 
-#[test]
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(a_bad_variable_exits_2_naming_it_on_one_line),
+        trial!(connection_flags_work_after_the_subcommand, tokio = 2),
+        trial!(help_lists_every_variable),
+        trial!(sigterm_under_load_drains_and_exits_zero, tokio = 2),
+        trial!(
+            sigkill_mid_stream_then_restart_loses_and_duplicates_nothing,
+            tokio = 2,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 fn a_bad_variable_exits_2_naming_it_on_one_line() {
     for (variable, value) in [
         ("WORKERS", "lots"),
@@ -31,7 +45,6 @@ fn a_bad_variable_exits_2_naming_it_on_one_line() {
 
 /// Connection flags work after the subcommand as well as before it, and the subcommand's help
 /// shows them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_flags_work_after_the_subcommand() {
     let mut env = TestEnv::new("global_flags").await;
     let output = Command::new(env!("CARGO_BIN_EXE_processor"))
@@ -63,7 +76,6 @@ async fn connection_flags_work_after_the_subcommand() {
     }
 }
 
-#[test]
 fn help_lists_every_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_processor"))
         .arg("--help")
@@ -99,20 +111,8 @@ fn help_lists_every_variable() {
 
 /// SIGKILL mid-stream, restart with the same consumer name: every published position is one
 /// row, none twice, nothing pending. Also: the database password never reaches the log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing_on_postgres() {
-    sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing_on_timescaledb() {
-    sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(Backend::Timescale).await;
-}
-
 async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "sigkill").await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, "sigkill").await;
     let total = 30_000;
     let published = payloads("kill", 300, total);
     let (first, second) = published.split_at(total / 2);
@@ -168,7 +168,6 @@ async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(backend: B
 
 /// SIGTERM while entries are arriving: exit 0, and everything the group delivered is committed
 /// and acknowledged (nothing pending, a row for every delivered entry).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_exits_zero() {
     let mut env = TestEnv::new("sigterm").await;
     let child = env.spawn_binary("drainer", &[("WORKERS", "2"), ("READ_COUNT", "200")]);

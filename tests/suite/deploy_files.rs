@@ -1,11 +1,25 @@
 //! Every environment variable the compose file and the Kubernetes example set is one the binary
 //! accepts, with a value its configuration parser takes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
 use clap::Args;
 use processor::config::{Config, ConfigError};
 use serde_yaml::Value;
+
+use crate::support::harness::Test;
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(compose_sets_only_accepted_variables),
+        trial!(the_kubernetes_example_sets_only_accepted_variables),
+        trial!(an_unknown_variable_is_refused),
+        trial!(the_image_builds_a_stripped_binary),
+        trial!(the_dashboard_and_the_alerts_query_only_exported_metrics),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// Parses environment variables as the service reads them, without touching the process
 /// environment: each is turned into its flag (found through the real parser's definitions), so
@@ -53,9 +67,8 @@ fn scalar(value: &Value) -> String {
     }
 }
 
-#[test]
 fn compose_sets_only_accepted_variables() {
-    let text = include_str!("../compose.dev.yaml");
+    let text = include_str!("../../compose.dev.yaml");
     let compose: Value = serde_yaml::from_str(text).expect("compose YAML");
     let env = compose["services"]["processor"]["environment"]
         .as_mapping()
@@ -64,9 +77,8 @@ fn compose_sets_only_accepted_variables() {
     check("compose.dev.yaml", vars);
 }
 
-#[test]
 fn the_kubernetes_example_sets_only_accepted_variables() {
-    let text = include_str!("../deploy/kubernetes/deployment.yaml");
+    let text = include_str!("../../deploy/kubernetes/deployment.yaml");
     let deployment: Value = serde_yaml::from_str(text).expect("deployment YAML");
     let containers = deployment["spec"]["template"]["spec"]["containers"]
         .as_sequence()
@@ -89,7 +101,6 @@ fn the_kubernetes_example_sets_only_accepted_variables() {
     }
 }
 
-#[test]
 fn an_unknown_variable_is_refused() {
     let error =
         parse_vars(&[("WORKER".to_owned(), "2".to_owned())]).expect_err("WORKER is not a setting");
@@ -98,9 +109,8 @@ fn an_unknown_variable_is_refused() {
 
 /// The image ships a stripped binary: the build stage turns the release profile's line tables
 /// and symbols off (a developer's own release build keeps them for profiling).
-#[test]
 fn the_image_builds_a_stripped_binary() {
-    let dockerfile = include_str!("../Dockerfile");
+    let dockerfile = include_str!("../../Dockerfile");
     let build = dockerfile
         .split("FROM ")
         .find(|stage| stage.contains("AS build"))
@@ -111,7 +121,7 @@ fn the_image_builds_a_stripped_binary() {
     ] {
         assert!(build.contains(setting), "the build stage sets {setting}");
     }
-    let cargo_toml = include_str!("../Cargo.toml");
+    let cargo_toml = include_str!("../../Cargo.toml");
     assert!(
         cargo_toml.contains("debug = \"line-tables-only\""),
         "developers keep line tables in their own release builds"
@@ -141,7 +151,6 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 /// Every series the dashboard and the alert rules query is one the service exports: a renamed
 /// metric cannot leave an empty panel or an alert that never fires.
-#[test]
 fn the_dashboard_and_the_alerts_query_only_exported_metrics() {
     let metrics = processor::metrics::Metrics::new().expect("metrics");
     let exported: std::collections::BTreeSet<&str> =

@@ -1,0 +1,48 @@
+//! The processor binary as a child process: signals sent to it (with kill(1), since the
+//! workspace forbids `unsafe`), and waiting for its exit while collecting what it logged.
+
+use std::io::Read;
+use std::process::Child;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Sends the signal named `name` (`TERM`, `KILL`, `INT`) to a child process, with kill(1): the
+/// workspace forbids `unsafe`, and the tests have no need for it.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg("-s")
+        .arg(name)
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {}", child.id());
+}
+
+/// SIGTERM, as a container runtime sends it.
+pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Waits for the child to exit, returning its status and everything it wrote to stderr.
+pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = reader.join().unwrap_or_default();
+            panic!("the processor did not exit within {timeout:?}; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
