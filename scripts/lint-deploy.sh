@@ -32,8 +32,9 @@ else
 fi
 
 if command -v promtool >/dev/null 2>&1; then
-  step "promtool check rules / config"
+  step "promtool check rules, test rules, check config"
   promtool check rules deploy/prometheus/alerts.yml || failed=1
+  promtool test rules deploy/prometheus/alerts.test.yml || failed=1
   tmp=$(mktemp -d)
   cp deploy/prometheus/alerts.yml "$tmp/alerts.yml"
   sed "s|/etc/prometheus/alerts.yml|$tmp/alerts.yml|" deploy/prometheus/prometheus.yml >"$tmp/prometheus.yml"

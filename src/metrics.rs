@@ -31,6 +31,8 @@ pub struct Metrics {
     pub dead_letter_entries: IntGauge,
     /// Rows the database refused for their data, by SQLSTATE (their entries are dead-lettered).
     pub refused_rows: IntCounterVec,
+    /// Rows of epochs held because the database refuses every row (their entries stay pending).
+    pub refused_rows_held: IntGauge,
     /// Pending entries found deleted from the stream (trimmed), acknowledged away.
     pub deleted_pending: IntCounter,
     /// Failed Redis operations, by operation.
@@ -181,6 +183,10 @@ impl Metrics {
             dead_letter_entries: gauge(
                 "processor_dead_letter_entries",
                 "Entries in the dead-letter stream (XLEN), refreshed with lag and pending.",
+            )?,
+            refused_rows_held: gauge(
+                "processor_refused_rows_held",
+                "Rows of epochs held back because the database refuses every row for one reason (REFUSED_ROWS=auto): their entries stay pending and the write is retried until the database takes them.",
             )?,
             refused_rows: counter_vec(
                 "processor_refused_rows_total",

@@ -1,6 +1,7 @@
 //! Keeping credentials out of everything that is printed: connection strings go through
 //! [`redact_url`] before they are logged, and client errors (which can echo a URL) through
-//! [`redact_error`]. A leaf: it depends on nothing of the service.
+//! [`redact_error`]. And values kept out of what is grouped: [`mask_values`] turns a reason into
+//! its kind. A leaf: it depends on nothing of the service.
 
 /// A connection string with any password replaced by `***`, safe to log.
 ///
@@ -58,6 +59,58 @@ pub fn redact_error(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     redact_url(&message)
+}
+
+/// `text` with its values masked: quoted text becomes `"…"` and numbers standing on their own
+/// become `N` (digits inside a name, such as a constraint's, stay), so that reasons that differ
+/// only in their values compare equal.
+pub fn mask_values(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        let after_name = i > 0
+            && chars
+                .get(i - 1)
+                .is_some_and(|p| p.is_alphanumeric() || *p == '_');
+        if c == '"' {
+            // a quoted value, escapes included, up to its closing quote
+            i += 1;
+            while let Some(&inner) = chars.get(i) {
+                i += if inner == '\\' { 2 } else { 1 };
+                if inner == '"' {
+                    break;
+                }
+            }
+            out.push_str("\"…\"");
+        } else if c.is_ascii_digit() && !after_name {
+            // a number standing on its own: digits, a fraction, an exponent
+            while digit(i) {
+                i += 1;
+            }
+            if chars.get(i) == Some(&'.') && digit(i + 1) {
+                i += 1;
+                while digit(i) {
+                    i += 1;
+                }
+            }
+            if matches!(chars.get(i), Some('e' | 'E')) {
+                let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
+                if digit(i + 1 + sign) {
+                    i += 1 + sign;
+                    while digit(i) {
+                        i += 1;
+                    }
+                }
+            }
+            out.push('N');
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod pipeline;
 use crate::config_values::{millis, seconds};
 use crate::postgres::PostgresConfig;
 use crate::redis::RedisConfig;
-pub use pipeline::{ClusterConfig, PipelineConfig};
+pub use pipeline::{ClusterConfig, PipelineConfig, RefusedRows};
 
 pub use crate::config_values::ConfigError;
 

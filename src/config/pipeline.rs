@@ -41,6 +41,15 @@ pub struct PipelineConfig {
     #[arg(long, env = "DEVICE_LATEST", value_enum, default_value_t = Switch::Off)]
     pub device_latest: Switch,
 
+    /// What a row the database refuses for its data becomes: `auto` dead-letters a bad row
+    /// among good ones but holds the stream (entries pending, the write retried, `/readyz`
+    /// failing) when the database refuses every row for one reason; `dead-letter` dead-letters
+    /// every refused row, whatever the database does (the stream never stalls on the database,
+    /// but a broken trigger or a new `NOT NULL` column sends the whole stream to the dead-letter
+    /// stream).
+    #[arg(long, env = "REFUSED_ROWS", value_enum, default_value_t = RefusedRows::Auto)]
+    pub refused_rows: RefusedRows,
+
     /// A record whose fix time is further ahead of the wall clock than this, in seconds, is
     /// counted in `processor_future_timestamps_total` (and stored: it is the device's clock).
     #[arg(long = "future-margin-secs", env = "FUTURE_MARGIN_SECS", default_value = "300", value_parser = seconds(0, 31_536_000))]
@@ -49,6 +58,15 @@ pub struct PipelineConfig {
     /// Window of the active-devices gauge, in seconds.
     #[arg(long = "active-window-secs", env = "ACTIVE_WINDOW_SECS", default_value = "300", value_parser = seconds(1, 86_400))]
     pub active_window: Duration,
+}
+
+/// What a row the database refuses becomes (`REFUSED_ROWS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefusedRows {
+    /// Dead-lettered, unless the database refuses every row: then held until it takes them.
+    Auto,
+    /// Always dead-lettered.
+    DeadLetter,
 }
 
 impl PipelineConfig {

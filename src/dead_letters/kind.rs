@@ -3,6 +3,8 @@
 
 use dataflow::Field;
 
+use crate::redact::mask_values;
+
 /// The field a failure is about: a contract field (`latitude`, `payload`, ...) for an entry the
 /// codec refused, `database` for a row PostgreSQL refused, `deliveries` for an entry delivered
 /// too often, `other` for anything else.
@@ -32,60 +34,11 @@ pub fn kind_of(error: &str) -> String {
         if head.starts_with("postgres ") || field_of(error) != "other" {
             out.push_str(head);
         } else {
-            out.push_str(&mask(head));
+            out.push_str(&mask_values(head));
         }
         out.push_str(": ");
     }
-    out.push_str(&mask(rest));
-    out
-}
-
-fn mask(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        let after_name = i > 0
-            && chars
-                .get(i - 1)
-                .is_some_and(|p| p.is_alphanumeric() || *p == '_');
-        if c == '"' {
-            // a quoted value, escapes included, up to its closing quote
-            i += 1;
-            while let Some(&inner) = chars.get(i) {
-                i += if inner == '\\' { 2 } else { 1 };
-                if inner == '"' {
-                    break;
-                }
-            }
-            out.push_str("\"…\"");
-        } else if c.is_ascii_digit() && !after_name {
-            // a number standing on its own: digits, a fraction, an exponent
-            while digit(i) {
-                i += 1;
-            }
-            if chars.get(i) == Some(&'.') && digit(i + 1) {
-                i += 1;
-                while digit(i) {
-                    i += 1;
-                }
-            }
-            if matches!(chars.get(i), Some('e' | 'E')) {
-                let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
-                if digit(i + 1 + sign) {
-                    i += 1 + sign;
-                    while digit(i) {
-                        i += 1;
-                    }
-                }
-            }
-            out.push('N');
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
+    out.push_str(&mask_values(rest));
     out
 }
 

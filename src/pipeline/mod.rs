@@ -26,7 +26,7 @@ use tokio::runtime::Handle;
 
 pub use worker::WorkerReport;
 
-use crate::config::Config;
+use crate::config::{Config, RefusedRows};
 use crate::metrics::Metrics;
 use crate::postgres::{self, PostgresError};
 use crate::redact::redact_url;
@@ -79,6 +79,8 @@ pub(crate) struct Context {
     pub(crate) shutdown: Shutdown,
     /// What every retry reports to and stops by.
     pub(crate) reporting: Reporting,
+    /// The process's streak of rows the database refused (`REFUSED_ROWS=auto`).
+    pub(crate) refusals: Option<Arc<std::sync::Mutex<postgres::Streak>>>,
     pub(crate) runtime: Handle,
     pub(crate) redis_client: redis::Client,
     pub(crate) redis_commands: redis::aio::ConnectionManager,
@@ -233,6 +235,8 @@ pub async fn run(
         }
         .run(keeper_stopped),
     );
+    let refusals = (config.pipeline.refused_rows == RefusedRows::Auto)
+        .then(|| Arc::new(std::sync::Mutex::new(postgres::Streak::default())));
     let context = Arc::new(Context {
         config,
         consumer_name,
@@ -240,6 +244,7 @@ pub async fn run(
         status: Arc::clone(&status),
         shutdown: shutdown.clone(),
         reporting: reporting.clone(),
+        refusals,
         runtime: Handle::current(),
         redis_client,
         redis_commands,

@@ -16,7 +16,7 @@ use dataflow::{Batch, Epoch, Rows};
 use super::committer::EpochSink;
 use super::dead_letter_sink::DeadLetters;
 use crate::metrics::Metrics;
-use crate::postgres::{EpochWriter, PostgresError, TableChanges, WriteOutcome};
+use crate::postgres::{EpochWriter, IsolateError, PostgresError, TableChanges, WriteOutcome};
 use crate::redis::{Letter, REDRIVE_COUNT};
 use crate::retry::{Class, Failure, GaveUp, Retry, System};
 
@@ -136,17 +136,28 @@ impl RowSink {
         tracing::warn!(
             worker = self.worker,
             epoch,
-            rows = batch.len(),
+            rows = batch.positions().count(),
             error = %first,
             "the database refused rows of an epoch; writing the others and dead-lettering those"
         );
-        let (_, isolated) = self
+        // While the database refuses every row, the epoch is held: its rows are counted in
+        // processor_refused_rows_held until it lands (or the drain is abandoned).
+        let held_rows = i64::try_from(batch.positions().count()).unwrap_or(i64::MAX);
+        let held = &self.metrics.refused_rows_held;
+        let ((_, holding), isolated) = self
             .retry
-            .run_with(&mut self.writer, |writer| async move {
+            .run_with((&mut self.writer, false), |(writer, holding)| async move {
                 let isolated = writer.isolate(batch).await.map_err(Unisolated);
-                (writer, isolated)
+                let holds = matches!(&isolated, Err(Unisolated(IsolateError::Systematic(_))));
+                if holds && !holding {
+                    held.add(held_rows);
+                }
+                ((writer, holding || holds), isolated)
             })
             .await;
+        if holding {
+            held.sub(held_rows);
+        }
         // (never permanent: see Unisolated)
         let isolated = isolated.ok()?;
         for (table, error) in &isolated.derived_refused {
@@ -192,10 +203,11 @@ impl RowSink {
     }
 }
 
-/// A failure of isolating refused rows that is not about one row's data (a connection lost, a
-/// deferred constraint at commit): retried, never permanent, since the rows' own data errors were
-/// already handled one by one and retrying is the only way on.
-struct Unisolated(PostgresError);
+/// A failure of isolating refused rows that is not about one row's data: a connection lost, a
+/// deferred constraint at commit, or the database refusing every row. Retried, never permanent:
+/// the rows' own data errors were already handled one by one, and retrying is the only way on.
+/// A database refusing every row is stalled (an `ERROR`, `/readyz` failing) until it is fixed.
+struct Unisolated(IsolateError);
 
 impl std::fmt::Display for Unisolated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,17 +217,20 @@ impl std::fmt::Display for Unisolated {
 
 impl Failure for Unisolated {
     fn class(&self) -> Class {
-        match self.0.class() {
-            Class::Permanent => Class::Stalled,
-            class => class,
+        match &self.0 {
+            IsolateError::Postgres(error) => match error.class() {
+                Class::Permanent => Class::Stalled,
+                class => class,
+            },
+            IsolateError::Systematic(_) => Class::Stalled,
         }
     }
 
     fn system(&self) -> System {
-        self.0.system()
+        System::Postgres
     }
 
     fn command(&self) -> &'static str {
-        self.0.command()
+        "write"
     }
 }

@@ -185,6 +185,7 @@ fn build_dataflow(worker: &mut Worker, own: &Own, state: &State) -> (ProbeHandle
                 Outputs {
                     device_latest: config.pipeline.device_latest.is_on(),
                 },
+                ctx.refusals.clone(),
             ),
             worker: own.index,
             retry: own.retry(Operation::Write, Until::Abandon),

@@ -7,10 +7,13 @@
 //! when the database refuses rows for their data, [`EpochWriter::isolate`] finds them under
 //! savepoints, so that the rest of the epoch commits and the refused rows can be dead-lettered.
 
+use std::sync::{Arc, Mutex};
 use tokio_postgres::error::SqlState;
+
 use tokio_postgres::Client;
 
-use super::tables::positions::{first_of_each_key, PositionsWriter, Refusal};
+use super::refusals::{Refusal, Streak, Systematic};
+use super::tables::positions::{first_of_each_key, PositionsWriter};
 use super::tables::{
     derived_tables, Changes, DerivedTable, DerivedWriter, EpochRows, Outputs, TableChanges,
 };
@@ -59,6 +62,18 @@ pub struct Isolated<'a> {
     pub derived_refused: Vec<(&'static str, PostgresError)>,
 }
 
+/// Why [`EpochWriter::isolate`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolateError {
+    /// PostgreSQL failed otherwise than by refusing rows: retry the isolation.
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    /// The database refuses every row (see `refusals`): the epoch is held, retried until it
+    /// lands.
+    #[error(transparent)]
+    Systematic(Systematic),
+}
+
 /// A connection and each table's writer on it.
 struct Connection {
     client: Client,
@@ -71,16 +86,25 @@ struct Connection {
 pub struct EpochWriter {
     config: PostgresConfig,
     derived: Vec<Box<dyn DerivedTable>>,
+    /// The process's streak of refused rows (`REFUSED_ROWS=auto`); `None`: every refused row is
+    /// dead-lettered (`REFUSED_ROWS=dead-letter`).
+    streak: Option<Arc<Mutex<Streak>>>,
     conn: Option<Connection>,
 }
 
 impl EpochWriter {
-    /// A writer of `positions` and of the derived tables `outputs` turns on; it connects on
+    /// A writer of `positions` and of the derived tables `outputs` turns on, telling refusals
+    /// apart with `streak` (shared by the process's writers) when there is one; it connects on
     /// first use.
-    pub fn new(config: &PostgresConfig, outputs: Outputs) -> Self {
+    pub fn new(
+        config: &PostgresConfig,
+        outputs: Outputs,
+        streak: Option<Arc<Mutex<Streak>>>,
+    ) -> Self {
         EpochWriter {
             config: config.clone(),
             derived: derived_tables(outputs),
+            streak,
             conn: None,
         }
     }
@@ -152,19 +176,25 @@ impl EpochWriter {
     /// Writes every position of `batch` the database accepts and returns the ones it refuses
     /// for their data, then every derived table from the positions taken, in one transaction.
     /// A derived table that refuses its share is skipped (see [`Isolated::derived_refused`]).
-    /// Any other failure is returned as it is: the caller retries the whole isolation, which is
-    /// idempotent.
+    /// When the refusals make a systematic streak, nothing is committed and
+    /// [`IsolateError::Systematic`] says why. Any other failure is returned as it is: the caller
+    /// retries the whole isolation, which is idempotent.
     pub async fn isolate<'a>(
         &mut self,
         batch: &'a Batch<Rows>,
-    ) -> Result<Isolated<'a>, PostgresError> {
+    ) -> Result<Isolated<'a>, IsolateError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
         let chunk = self.batch_size();
         let (rows, total) = first_of_each_key(batch);
         let repeated = (total - rows.len()) as u64;
+        let streak = self.streak.clone();
         let conn = self.connection().await?;
         let mut tx = conn.client.transaction().await.map_err(|e| failed(&e))?;
-        let isolation = conn.positions.isolate(&mut tx, &rows, chunk).await?;
+        // (on any error, dropping `tx` rolls it back)
+        let isolation = conn
+            .positions
+            .isolate(&mut tx, &rows, chunk, streak.as_deref())
+            .await?;
         let written = taken(&rows, &isolation.refused);
         let epoch = EpochRows {
             batch,
@@ -189,7 +219,7 @@ impl EpochWriter {
                     savepoint.rollback().await.map_err(|e| failed(&e))?;
                     let error = failed(&error);
                     if !error.is_data_error() {
-                        return Err(error);
+                        return Err(error.into());
                     }
                     derived_refused.push((*table, error));
                 }

@@ -5,6 +5,8 @@
 //! - `epoch_writer.rs`: an epoch's transaction, which calls each table's writer in turn;
 //! - `tables/`: one file per output table (its columns, statements, share of isolating refused
 //!   rows); `columns.rs`, `timestamp.rs`: what their statements share;
+//! - `refusals.rs`: rows the database refuses, and the rule that tells bad rows from a
+//!   database that refuses every row;
 //! - `offsets.rs`: the stored resume point.
 
 mod columns;
@@ -13,16 +15,17 @@ mod connect;
 mod epoch_writer;
 mod migrate;
 mod offsets;
+mod refusals;
 mod tables;
 pub mod timescale;
 mod timestamp;
 
 pub use config::PostgresConfig;
 pub use connect::connect;
-pub use epoch_writer::{EpochWriter, Isolated, WriteOutcome, WritePath};
+pub use epoch_writer::{EpochWriter, IsolateError, Isolated, WriteOutcome, WritePath};
 pub use migrate::{migrate, MigrationReport};
 pub use offsets::{load_resume_point, store_resume_point};
-pub use tables::positions::Refusal;
+pub use refusals::{Refusal, Streak, Systematic, STREAK_DEVICES, STREAK_ROWS};
 pub use tables::{Changes, Outputs, TableChanges};
 pub use timescale::Storage;
 

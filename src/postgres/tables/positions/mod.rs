@@ -29,7 +29,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::super::columns::{insert_from_arrays, Column, FixArrays};
-use super::super::PostgresError;
+use super::super::refusals::{Refusal, Streak};
+use super::super::{IsolateError, PostgresError};
 use super::Changes;
 use crate::blocks::Blocks;
 use dataflow::{Batch, KeySet, LastFix, Position, Rows};
@@ -55,29 +56,6 @@ fn insert_statement() -> String {
         "{} ON CONFLICT (device_id, ts) DO NOTHING",
         insert_from_arrays("positions", &COLUMNS)
     )
-}
-
-/// A row the database refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Its index in the rows given to the isolation.
-    pub index: usize,
-    /// The SQLSTATE.
-    pub code: String,
-    /// The constraint the server named, if any.
-    pub constraint: Option<String>,
-    /// The server's message.
-    pub message: String,
-}
-
-impl Refusal {
-    /// The dead letter's `error`: `postgres <SQLSTATE> [<constraint>]: <message>`.
-    pub fn reason(&self) -> String {
-        match &self.constraint {
-            Some(constraint) => format!("postgres {} {constraint}: {}", self.code, self.message),
-            None => format!("postgres {}: {}", self.code, self.message),
-        }
-    }
 }
 
 /// What an isolation wrote and refused.
@@ -143,15 +121,27 @@ impl PositionsWriter {
     }
 
     /// Writes every row of `rows` the database accepts inside `tx`, each part under a savepoint,
-    /// and returns the ones it refuses for their data (see the module doc). Any other failure is
-    /// returned as it is: the caller retries the whole transaction, which is idempotent.
+    /// and returns the ones it refuses for their data (see the module doc), each refusal and
+    /// each row taken told to `streak` (when there is one): a streak that becomes systematic
+    /// (`super::super::refusals`) stops the isolation, and the caller rolls `tx` back. Any other
+    /// failure is returned as it is: the caller retries the whole transaction, which is
+    /// idempotent.
     pub(in crate::postgres) async fn isolate(
         &self,
         tx: &mut Transaction<'_>,
         rows: &[&Position],
         chunk: usize,
-    ) -> Result<Isolation, PostgresError> {
+        streak: Option<&std::sync::Mutex<Streak>>,
+    ) -> Result<Isolation, IsolateError> {
         let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
+        let taken = || {
+            if let Some(streak) = streak {
+                streak
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .taken();
+            }
+        };
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_unstable_by_key(|&i| rows[i].key());
         let mut parts: Vec<&[usize]> = order.chunks(chunk.max(1)).rev().collect();
@@ -166,24 +156,38 @@ impl PositionsWriter {
                     savepoint.commit().await.map_err(|e| failed(&e))?;
                     inserted += count;
                     written += part.len() as u64;
+                    taken();
                 }
                 Err(error) => {
                     savepoint.rollback().await.map_err(|e| failed(&e))?;
                     let error = failed(&error);
                     if !error.is_data_error() {
-                        return Err(error);
+                        return Err(error.into());
                     }
                     match part {
                         // the key exists: written by another writer meanwhile
                         [_] if error.code() == Some(SqlState::UNIQUE_VIOLATION.code()) => {
                             written += 1;
+                            taken();
                         }
-                        [index] => refused.push(Refusal {
-                            index: *index,
-                            code: error.code.clone().unwrap_or_default(),
-                            constraint: error.constraint.clone(),
-                            message: error.message.clone(),
-                        }),
+                        [index] => {
+                            let refusal = Refusal {
+                                index: *index,
+                                code: error.code.clone().unwrap_or_default(),
+                                constraint: error.constraint.clone(),
+                                message: error.message.clone(),
+                            };
+                            if let Some(streak) = streak {
+                                let systematic = streak
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .refused(&rows[*index].device_id, &refusal);
+                                if let Some(systematic) = systematic {
+                                    return Err(IsolateError::Systematic(systematic));
+                                }
+                            }
+                            refused.push(refusal);
+                        }
                         _ => {
                             let (first, second) = part.split_at(part.len() / 2);
                             parts.push(second);
