@@ -15,6 +15,7 @@ pub fn tests() -> Vec<Test> {
         trial!(an_unknown_variable_is_refused),
         trial!(the_image_builds_a_stripped_binary),
         trial!(the_dashboard_and_the_alerts_query_only_exported_metrics),
+        trial!(every_alert_fires_on_its_scenario_and_only_there),
     ]
     .into_iter()
     .flatten()
@@ -171,4 +172,43 @@ fn the_dashboard_and_the_alerts_query_only_exported_metrics() {
             "{file} queries unknown metrics: {unknown:?}"
         );
     }
+}
+
+/// `promtool test rules`: each alert of `deploy/prometheus/alerts.yml` has a unit test in
+/// `alerts.test.yml` that it fires on its scenario and stays silent on a healthy one, and they
+/// pass.
+fn every_alert_fires_on_its_scenario_and_only_there() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let rules: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("alerts.yml")).expect("alerts.yml"),
+    )
+    .expect("alerts.yml parses");
+    let tests = std::fs::read_to_string(root.join("alerts.test.yml")).expect("alerts.test.yml");
+    let alerts: Vec<String> = rules["groups"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|rule| rule["alert"].as_str().map(str::to_owned))
+        .collect();
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    for alert in &alerts {
+        let expected = format!("alertname: {alert}\n");
+        let cases = tests.matches(&expected).count();
+        assert!(
+            cases >= 2,
+            "{alert}: a case where it fires and one where it stays silent ({cases} found)"
+        );
+    }
+    let output = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(&root)
+        .output()
+        .expect("promtool must be installed (Debian package `prometheus`; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -37,6 +37,7 @@ mod observability;
 mod pipeline;
 mod readme;
 mod redis_ops;
+mod refusal_stall;
 mod refused_rows;
 mod stream_hygiene;
 mod timescale;
@@ -59,6 +60,7 @@ fn main() -> std::process::ExitCode {
             pipeline::tests(),
             readme::tests(),
             redis_ops::tests(),
+            refusal_stall::tests(),
             refused_rows::tests(),
             stream_hygiene::tests(),
             timescale::tests(),

@@ -1,10 +1,32 @@
 //! The processor binary as a child process: signals sent to it (with kill(1), since the
 //! workspace forbids `unsafe`), and waiting for its exit while collecting what it logged.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::process::Child;
 use std::process::Command;
+use std::sync::{LazyLock, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The threads that read each spawned binary's stderr, by process id, until [`wait_exit`] takes
+/// what they read.
+static LOGS: LazyLock<Mutex<HashMap<u32, JoinHandle<String>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Reads `child`'s stderr as it is written, for [`wait_exit`]. A pipe nobody reads fills up
+/// (64 KiB), and then the binary blocks in its next log line: a test that reads the log only at
+/// the end would see a service stalled by the test itself.
+pub fn drain_stderr(child: &mut Child) {
+    if let Some(mut stderr) = child.stderr.take() {
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        LOGS.lock().expect("logs").insert(child.id(), reader);
+    }
+}
 
 /// Sends the signal named `name` (`TERM`, `KILL`, `INT`) to a child process, with kill(1): the
 /// workspace forbids `unsafe`, and the tests have no need for it.
@@ -25,12 +47,12 @@ pub fn sigterm(child: &Child) {
 
 /// Waits for the child to exit, returning its status and everything it wrote to stderr.
 pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    drain_stderr(&mut child);
+    let reader = LOGS
+        .lock()
+        .expect("logs")
+        .remove(&child.id())
+        .expect("stderr is piped");
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

@@ -464,7 +464,9 @@ impl TestEnv {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        command.spawn().expect("start the processor binary")
+        let mut child = command.spawn().expect("start the processor binary");
+        super::child::drain_stderr(&mut child);
+        child
     }
 
     /// Waits until `check` holds, polling; panics with `what` after `timeout`.

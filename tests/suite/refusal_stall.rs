@@ -2,17 +2,44 @@
 //! among good ones are still dead-lettered; one bad entry on a quiet stream is dead-lettered at
 //! once. Through the binary, on PostgreSQL and TimescaleDB, each case fixed while it runs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test that cannot unwrap has failed
-
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::harness::{Test, TIMESCALEDB};
+use crate::support::{
     free_port, http_get, payload, payloads, samples, signal, wait_exit, Backend, TestEnv,
 };
+
+/// This module's tests, as the suite runs them (see `main.rs`).
+pub fn tests() -> Vec<Test> {
+    [
+        trial!(
+            a_trigger_refusing_every_row_holds_the_stream,
+            tokio = 2,
+            on_both
+        ),
+        trial!(a_not_null_column_added_holds_the_stream, tokio = 2),
+        trial!(
+            a_check_no_row_passes_holds_the_stream,
+            tokio = 2,
+            needs = TIMESCALEDB
+        ),
+        trial!(
+            two_percent_refused_under_load_are_dead_lettered,
+            tokio = 2,
+            on_both
+        ),
+        trial!(
+            one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once,
+            tokio = 2,
+            on_both
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// The binary, two workers, its HTTP server on a port the test knows.
 fn spawn(env: &TestEnv, extra: &[(&str, &str)]) -> (Child, SocketAddr) {
@@ -58,9 +85,7 @@ async fn every_row_refused(
     fix: &str,
     sqlstate: &str,
 ) {
-    let Some(mut env) = TestEnv::on(backend, test).await else {
-        return;
-    };
+    let mut env = TestEnv::on(backend, test).await;
     let (child, http) = spawn(&env, &[]);
     wait_readyz(http, 200, &[]).await; // migrated and joined: the table exists, and is empty
     env.db
@@ -124,22 +149,9 @@ const TRIGGER: &str = "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plp
      CREATE TRIGGER audit_down BEFORE INSERT ON positions
          FOR EACH ROW EXECUTE FUNCTION audit_down();";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_refusing_every_row_holds_the_stream_on_postgres() {
+async fn a_trigger_refusing_every_row_holds_the_stream(backend: Backend) {
     every_row_refused(
-        Backend::Postgres,
-        "held_trigger",
-        TRIGGER,
-        "DROP TRIGGER audit_down ON positions",
-        "P0001",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_refusing_every_row_holds_the_stream_on_timescaledb() {
-    every_row_refused(
-        Backend::Timescale,
+        backend,
         "held_trigger",
         TRIGGER,
         "DROP TRIGGER audit_down ON positions",
@@ -151,8 +163,8 @@ async fn a_trigger_refusing_every_row_holds_the_stream_on_timescaledb() {
 const NOT_NULL: &str = "ALTER TABLE positions ADD COLUMN note text NOT NULL";
 const NULL_AGAIN: &str = "ALTER TABLE positions ALTER COLUMN note DROP NOT NULL";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_not_null_column_added_holds_the_stream_on_postgres() {
+/// (on PostgreSQL: on TimescaleDB, see the next test)
+async fn a_not_null_column_added_holds_the_stream() {
     every_row_refused(
         Backend::Postgres,
         "held_not_null",
@@ -166,8 +178,7 @@ async fn a_not_null_column_added_holds_the_stream_on_postgres() {
 /// On TimescaleDB a `NOT NULL` column without a default cannot be added to `positions` at all
 /// (TimescaleDB refuses it for a hypertable with the columnstore on), so the same refusal of
 /// every row comes from a `CHECK` no row passes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_check_no_row_passes_holds_the_stream_on_timescaledb() {
+async fn a_check_no_row_passes_holds_the_stream() {
     every_row_refused(
         Backend::Timescale,
         "held_check",
@@ -181,10 +192,8 @@ async fn a_check_no_row_passes_holds_the_stream_on_timescaledb() {
 /// A `CHECK` that 2% of the rows fail, under load (6,000 entries over 300 devices, published in
 /// bursts while the service writes): exactly those are dead-lettered, the stream never stalls,
 /// and once the `CHECK` is dropped the next ones land.
-async fn two_percent_refused_under_load(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "two_percent").await else {
-        return;
-    };
+async fn two_percent_refused_under_load_are_dead_lettered(backend: Backend) {
+    let mut env = TestEnv::on(backend, "two_percent").await;
     let (child, http) = spawn(&env, &[]);
     wait_readyz(http, 200, &[]).await;
     env.db
@@ -231,23 +240,11 @@ async fn two_percent_refused_under_load(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_percent_refused_under_load_are_dead_lettered_on_postgres() {
-    two_percent_refused_under_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_percent_refused_under_load_are_dead_lettered_on_timescaledb() {
-    two_percent_refused_under_load(Backend::Timescale).await;
-}
-
 /// One bad entry on an otherwise idle stream is dead-lettered at once (no evidence is waited
 /// for), then the stream goes on; with `REFUSED_ROWS=dead-letter`, even a database refusing every
 /// row only dead-letters.
-async fn quiet_stream(backend: Backend) {
-    let Some(mut env) = TestEnv::on(backend, "quiet_bad").await else {
-        return;
-    };
+async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once(backend: Backend) {
+    let mut env = TestEnv::on(backend, "quiet_bad").await;
     let (child, http) = spawn(&env, &[]);
     wait_readyz(http, 200, &[]).await;
     env.db
@@ -288,14 +285,4 @@ async fn quiet_stream(backend: Backend) {
     assert_eq!(metric(http, "processor_refused_rows_held").await, 0.0);
     signal(&child, "TERM");
     assert!(wait_exit(child, Duration::from_secs(30)).0.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once_on_postgres() {
-    quiet_stream(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once_on_timescaledb() {
-    quiet_stream(Backend::Timescale).await;
 }
