@@ -170,6 +170,13 @@ impl EpochWriter {
         if let Some(positions) = tables.first_mut() {
             positions.changes.duplicates += repeated;
         }
+        if let (Some(streak), false) = (&self.streak, rows.is_empty()) {
+            // rows taken: whatever was refused before is no streak with what is refused next
+            streak
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .taken();
+        }
         Ok(WriteOutcome { tables, path })
     }
 

@@ -6,7 +6,8 @@
 //! added without a default, a `CHECK` nothing passes: that is the database refusing everything,
 //! and dead-lettering would empty the stream into the dead-letter stream. The two are told apart
 //! by a *streak*: the rows the process has found refused, in the order isolation finds them
-//! (epochs in turn, each one's rows in key order), since the last row it found taken.
+//! (epochs in turn, each one's rows in key order), since the last row it wrote (by isolation, or
+//! by any epoch written whole).
 //!
 //! # The rule
 //! A refusal is *systematic* when the streak reaches [`STREAK_ROWS`] rows of at least
