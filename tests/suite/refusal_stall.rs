@@ -261,12 +261,36 @@ async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once(backend: Backe
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(10));
+    // bad entries of many devices, in small bursts between good ones: each good row written
+    // ends the streak, so 12 bad rows of 12 devices are dead-lettered, none held
+    let mut good = 0;
+    for burst in 0..4 {
+        let bad: Vec<String> = (0..3)
+            .map(|d| {
+                payload(&format!("bursty-{burst}-{d}"), 1_790_000_000_000)
+                    .replace("\"speed\":42", "\"speed\":900")
+            })
+            .collect();
+        env.publish(&bad).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.publish(&[payload("good", 1_790_000_000_000 + burst * 1000)])
+            .await;
+        good += 1;
+        env.wait_landed(good, Duration::from_secs(30)).await;
+    }
+    env.wait_for(
+        Duration::from_secs(30),
+        "every bad entry's dead letter",
+        async |env: &mut TestEnv| env.dead_letters().await.len() == 13 && env.pending().await == 0,
+    )
+    .await;
+    assert_eq!(metric(http, "processor_refused_rows_held").await, 0.0);
     env.db
         .batch_execute("ALTER TABLE positions DROP CONSTRAINT not_fast")
         .await
         .expect("drop the constraint");
     env.publish(&[payload("quiet", 1_790_000_001_000)]).await;
-    env.wait_landed(1, Duration::from_secs(30)).await;
+    env.wait_landed(good + 1, Duration::from_secs(30)).await;
     wait_readyz(http, 200, &[]).await;
     signal(&child, "TERM");
     assert!(wait_exit(child, Duration::from_secs(30)).0.success());
@@ -279,7 +303,7 @@ async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once(backend: Backe
     env.wait_for(
         Duration::from_secs(30),
         "every row dead-lettered",
-        async |env: &mut TestEnv| env.dead_letters().await.len() == 201 && env.pending().await == 0,
+        async |env: &mut TestEnv| env.dead_letters().await.len() == 213 && env.pending().await == 0,
     )
     .await;
     assert_eq!(metric(http, "processor_refused_rows_held").await, 0.0);
