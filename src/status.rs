@@ -313,10 +313,11 @@ impl Status {
         checks.push(CheckReport {
             name: "operations",
             ok: failing.is_empty(),
-            state: if failing.is_empty() {
-                "ok".to_owned()
-            } else {
-                format!("failing: {}", failing.join("; "))
+            state: match (failing.is_empty(), joined) {
+                (true, true) => "ok".to_owned(),
+                // nothing has run yet that could fail: "ok" would claim more than is known
+                (true, false) => "none failing yet: starting".to_owned(),
+                (false, _) => format!("failing: {}", failing.join("; ")),
             },
         });
         let (ok, state) = match self.commit_frontier_age() {
@@ -333,10 +334,16 @@ impl Status {
             state,
         });
         let stuck = lock_ok(&self.backlog);
+        let (ok, state) = match (stuck, joined) {
+            (Some(stuck), _) => (false, stuck),
+            (None, true) => (true, "moving".to_owned()),
+            // no reader yet: whether the backlog moves is not known
+            (None, false) => (false, "not read yet: the group is not joined".to_owned()),
+        };
         checks.push(CheckReport {
             name: "backlog",
-            ok: stuck.is_none(),
-            state: stuck.unwrap_or_else(|| "moving".to_owned()),
+            ok,
+            state,
         });
         let draining = self.draining.load(Ordering::Relaxed);
         checks.push(CheckReport {
@@ -423,6 +430,33 @@ mod tests {
         assert!(commits(&status).ok);
         status.commit_frontier(None);
         assert!(commits(&status).ok, "closed and all committed");
+    }
+
+    #[test]
+    fn before_the_group_is_joined_nothing_claims_to_be_fine() {
+        let status = Status::new(Duration::from_secs(60));
+        let check = |status: &Status, name: &str| {
+            status
+                .readiness()
+                .checks
+                .into_iter()
+                .find(|c| c.name == name)
+                .expect("check")
+        };
+        assert_eq!(
+            check(&status, "operations").state,
+            "none failing yet: starting"
+        );
+        let backlog = check(&status, "backlog");
+        assert!(
+            !backlog.ok && backlog.state.contains("not joined"),
+            "{backlog:?}"
+        );
+        status.set_group_joined();
+        status.set_dataflow_running(true);
+        assert_eq!(check(&status, "operations").state, "ok");
+        let backlog = check(&status, "backlog");
+        assert!(backlog.ok && backlog.state == "moving", "{backlog:?}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::PostgresError;
 
 /// Connects and spawns the connection driver. When the server goes away the driver ends and the
 /// client's next statement fails with a closed-connection error, which writers answer by
-/// reconnecting (see `RowWriter`).
+/// reconnecting (see `EpochWriter`).
 ///
 /// Unless the connection string says otherwise, a connection attempt gives up after 5 s and a
 /// connection whose peer stops answering (a half-open TCP connection after a network failure)
@@ -41,6 +41,27 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     }
 }
 
+/// Where `config` connects: `host:port` for each host (a socket directory for a Unix socket),
+/// without user or password.
+fn address(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(path) => {
+                    format!("{}/.s.PGSQL.{port}", path.display())
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Connects with `tls` and drives the connection on a task of its own.
 async fn open<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, PostgresError>
 where
@@ -49,10 +70,11 @@ where
     T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    let (client, connection) = config
-        .connect(tls)
-        .await
-        .map_err(|e| PostgresError::query("connect", &e))?;
+    let (client, connection) = config.connect(tls).await.map_err(|e| {
+        let mut error = PostgresError::query("connect", &e);
+        error.message = format!("{} (connecting to {})", error.message, address(config));
+        error
+    })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(error = %crate::redact::redact_error(&error), "postgres connection ended");

@@ -44,5 +44,16 @@ pub async fn command_connection(client: &redis::Client) -> Result<ConnectionMana
     client
         .get_connection_manager_with_config(config)
         .await
-        .map_err(|e| RedisError::command("connect", &e))
+        .map_err(|e| {
+            let mut error = RedisError::command("connect", &e);
+            if let RedisError::Command { message, .. } = &mut error {
+                // the address, so that the line says where it tried (never credentials: the
+                // address holds none)
+                message.push_str(&format!(
+                    " (connecting to {})",
+                    client.get_connection_info().addr()
+                ));
+            }
+            error
+        })
 }

@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Test> {
             a_postgres_outage_under_load_loses_nothing_and_bounds_memory,
             tokio = 2
         ),
+        trial!(a_failed_connection_names_where_it_tried, tokio = 2),
     ]
     .into_iter()
     .flatten()
@@ -314,4 +315,32 @@ async fn a_postgres_outage_under_load_loses_nothing_and_bounds_memory() {
         "memory grew from {before} KiB to {peak} KiB during the outage"
     );
     kill9(&mut child);
+}
+
+/// A server that does not answer: the retry line names the address it tried (host and port),
+/// and never the password.
+async fn a_failed_connection_names_where_it_tried() {
+    let env = TestEnv::new("where").await;
+    let nobody = support::free_port();
+    let database = format!("postgres://postgres:s3cret@127.0.0.1:{nobody}/postgres");
+    let child = env.spawn_binary("where", &[("DATABASE_URL", database.as_str())]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    support::sigterm(&child);
+    let (_, log) = support::wait_exit(child, Duration::from_secs(30));
+    assert!(
+        log.contains(&format!("connecting to 127.0.0.1:{nobody}")),
+        "the PostgreSQL address is named:\n{log}"
+    );
+    assert!(!log.contains("s3cret"), "{log}");
+
+    let redis = format!("redis://:s3cret@127.0.0.1:{nobody}");
+    let child = env.spawn_binary("where", &[("REDIS_URL", redis.as_str())]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    support::sigterm(&child);
+    let (_, log) = support::wait_exit(child, Duration::from_secs(30));
+    assert!(
+        log.contains(&format!("connecting to 127.0.0.1:{nobody}")),
+        "the Redis address is named:\n{log}"
+    );
+    assert!(!log.contains("s3cret"), "{log}");
 }
