@@ -1,13 +1,16 @@
-//! TLS to Redis: a local redis-server on a TLS port with a CA made by the test (openssl CLI).
-//! A client that trusts the CA (`REDIS_CA_FILE`) gets through; one that does not is refused
-//! and the service is not ready.
+//! TLS to Redis and PostgreSQL, with a CA and certificates made by the test (openssl CLI): a local
+//! redis-server on a TLS port, and a TLS front before the local PostgreSQL. A client that trusts
+//! the CA gets through; one that does not is refused (and the service is not ready). Nothing
+//! depends on the certificates the machine's packages generated.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support;
 use crate::support::harness::Test;
+use crate::support::pg_tls::PgTls;
 use crate::support::{payloads, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
@@ -32,8 +35,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(status.success(), "openssl {args:?}");
 }
 
-/// A CA and a server certificate for 127.0.0.1, in `dir`.
-fn make_certificates(dir: &Path) {
+/// A CA and a server certificate for `names` (an X.509 subjectAltName list), in `dir`.
+fn make_certificates(dir: &Path, names: &str) {
     openssl(
         dir,
         &[
@@ -67,11 +70,8 @@ fn make_certificates(dir: &Path) {
             "server.csr",
         ],
     );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write extension file");
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={names}\n"))
+        .expect("write extension file");
     openssl(
         dir,
         &[
@@ -98,7 +98,7 @@ async fn rediss_with_a_private_ca() {
     processor::tls::install_provider();
     let dir = std::env::temp_dir().join(format!("processor-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    make_certificates(&dir);
+    make_certificates(&dir, "IP:127.0.0.1,DNS:localhost");
     let port = support::free_port();
     let mut server = Command::new("redis-server")
         .args([
@@ -196,57 +196,69 @@ async fn rediss_with_a_private_ca() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// PostgreSQL over TLS with `sslmode=require`, verified by rustls: the local server's
-/// certificate (Debian's snakeoil, issued to `localhost`) is accepted only with its CA file and
-/// only under the name it was issued for (what libpq calls verify-full).
+/// PostgreSQL over TLS with `sslmode=require`, verified by rustls: a TLS front with the test's
+/// own CA and a certificate issued to `localhost` (support::pg_tls, before the local server) is
+/// accepted only with that CA file and only under the name it was issued for (what libpq calls
+/// verify-full); a client that does not ask for TLS gets nowhere.
 async fn postgres_sslmode_require_verifies_the_server() {
     let env = TestEnv::new("pgtls").await;
-    let snakeoil = Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
-    let ssl_on: String = env
-        .db
-        .query_one("SHOW ssl", &[])
-        .await
-        .expect("SHOW ssl")
-        .get(0);
-    let local = env.servers.database_url.contains("@127.0.0.1:5432/");
-    if ssl_on != "on" || !snakeoil.exists() || !local {
-        eprintln!(
-            "skipped: needs the local PostgreSQL with ssl=on and Debian's snakeoil certificate"
-        );
-        return;
-    }
-    let url = |host: &str| {
+    let dir = std::env::temp_dir().join(format!("processor-pgtls-{}", std::process::id()));
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).expect("temp dirs");
+    make_certificates(&dir, "DNS:localhost");
+    make_certificates(&other, "DNS:localhost");
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().expect("address");
+    let upstream = env
+        .servers
+        .database_url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|host| host.parse().ok())
+        .unwrap_or(upstream);
+    let front = PgTls::start(upstream, &dir.join("server.crt"), &dir.join("server.key")).await;
+    let port = front.address.port();
+    let url = |host: &str, mode: &str| {
         format!(
-            "postgres://postgres@{host}:5432/postgres?sslmode=verify-full&options=-csearch_path%3D{}",
+            "postgres://postgres@{host}:{port}/postgres?sslmode={mode}&options=-csearch_path%3D{}",
             env.schema
         )
     };
-    let client = processor::postgres::connect(&url("localhost"), Some(snakeoil))
+    let ca = dir.join("ca.crt");
+    let client = processor::postgres::connect(&url("localhost", "verify-full"), Some(&ca))
         .await
         .expect("TLS connection with the server's CA");
-    let encrypted: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("a query over TLS")
+        .get(0);
+    assert_eq!(one, 1);
+    assert_eq!(
+        front.handshakes.load(Ordering::SeqCst),
+        1,
+        "it went over TLS"
+    );
+    assert!(
+        processor::postgres::connect(
+            &url("localhost", "verify-full"),
+            Some(&other.join("ca.crt"))
         )
         .await
-        .expect("pg_stat_ssl")
-        .get(0);
-    assert!(encrypted, "the connection is not encrypted");
-    let other = std::env::temp_dir().join(format!("processor-pgtls-{}", std::process::id()));
-    std::fs::create_dir_all(&other).expect("temp dir");
-    make_certificates(&other);
-    assert!(
-        processor::postgres::connect(&url("localhost"), Some(&other.join("ca.crt")))
-            .await
-            .is_err(),
+        .is_err(),
         "a certificate from another CA must be refused"
     );
-    let _ = std::fs::remove_dir_all(&other);
     assert!(
-        processor::postgres::connect(&url("127.0.0.1"), Some(snakeoil))
+        processor::postgres::connect(&url("127.0.0.1", "verify-full"), Some(&ca))
             .await
             .is_err(),
         "a certificate for another name must be refused"
     );
+    assert!(
+        processor::postgres::connect(&url("localhost", "disable"), None)
+            .await
+            .is_err(),
+        "without TLS the front lets nothing through"
+    );
+    assert_eq!(front.handshakes.load(Ordering::SeqCst), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,7 +15,8 @@
 //!
 //! One file per job: [`servers`] (finding them), [`env`] (a test's namespace and what it does
 //! there), [`child`] (the binary as a child process), [`http`] (the service's HTTP server),
-//! [`payloads`] (what is published), [`proxy`] (a cuttable TCP proxy) and [`harness`] (the runner
+//! [`payloads`] (what is published), [`proxy`] (a cuttable TCP proxy), [`pg_tls`] (a TLS front
+//! for PostgreSQL with the test's own certificate) and [`harness`] (the runner
 //! that registers the tests and decides which are ignored).
 
 #[macro_use]
@@ -24,6 +25,7 @@ pub mod child;
 pub mod env;
 pub mod http;
 pub mod payloads;
+pub mod pg_tls;
 pub mod proxy;
 pub mod servers;
 
