@@ -31,6 +31,9 @@ pub struct Metrics {
     pub dead_letter_entries: IntGauge,
     /// Rows the database refused for their data, by SQLSTATE (their entries are dead-lettered).
     pub refused_rows: IntCounterVec,
+    /// Consumers deleted from the group, by reason (`drain`: this process's own after a clean
+    /// drain; `swept`: idle with nothing pending).
+    pub consumers_deleted: IntCounterVec,
     /// Rows of epochs held because the database refuses every row (their entries stay pending).
     pub refused_rows_held: IntGauge,
     /// Pending entries found deleted from the stream (trimmed), acknowledged away.
@@ -183,6 +186,11 @@ impl Metrics {
             dead_letter_entries: gauge(
                 "processor_dead_letter_entries",
                 "Entries in the dead-letter stream (XLEN), refreshed with lag and pending.",
+            )?,
+            consumers_deleted: counter_vec(
+                "processor_consumers_deleted_total",
+                "Consumers deleted from the group, by reason: drain (this process's own, after a drain that left nothing pending) or swept (idle longer than CONSUMER_SWEEP_IDLE_SECS with nothing pending).",
+                "reason",
             )?,
             refused_rows_held: gauge(
                 "processor_refused_rows_held",

@@ -7,7 +7,7 @@
 //! first commit on, not one interval later.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
@@ -24,8 +24,12 @@ pub async fn run(config: Config, status: Arc<Status>, metrics: Arc<Metrics>, shu
     let interval = config.ops.monitor_interval;
     let mut redis: Option<ConnectionManager> = None;
     let mut postgres: Option<tokio_postgres::Client> = None;
+    let mut swept: Option<Instant> = None;
     loop {
         check_redis(&config, &mut redis, &status, &metrics).await;
+        if let Some(conn) = redis.as_mut() {
+            sweep_consumers(&config, conn, &metrics, &mut swept).await;
+        }
         check_postgres(&config, &mut postgres, &status).await;
         if let Some(age) = status.commit_frontier_age() {
             metrics.commit_frontier_age_seconds.set(age.as_secs_f64());
@@ -35,6 +39,51 @@ pub async fn run(config: Config, status: Arc<Status>, metrics: Arc<Metrics>, shu
             _ = status.group_joined_signal() => {}
             _ = shutdown.forced() => return,
         }
+    }
+}
+
+/// Deletes the group's consumers idle longer than `CONSUMER_SWEEP_IDLE_SECS` with nothing
+/// pending (see `redis::consumers`), at most once a minute (or once per that idle time, when it
+/// is shorter).
+async fn sweep_consumers(
+    config: &Config,
+    conn: &mut ConnectionManager,
+    metrics: &Metrics,
+    swept: &mut Option<Instant>,
+) {
+    let idle = config.redis.consumer_sweep_idle;
+    if swept.is_some_and(|at| at.elapsed() < idle.min(Duration::from_secs(60))) {
+        return;
+    }
+    *swept = Some(Instant::now());
+    let deleted = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        crate::redis::delete_idle_consumers(
+            conn,
+            &config.redis.stream_key,
+            &config.redis.consumer_group,
+            idle,
+            &[],
+        ),
+    )
+    .await;
+    match deleted {
+        Ok(Ok(deleted)) if !deleted.is_empty() => {
+            metrics
+                .consumers_deleted
+                .with_label_values(&["swept"])
+                .inc_by(deleted.len() as u64);
+            tracing::info!(
+                consumers = ?deleted,
+                idle_secs = idle.as_secs(),
+                "consumers idle with nothing pending deleted from the group"
+            );
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "consumer sweep failed; trying again later")
+        }
+        Err(_) => tracing::debug!("consumer sweep timed out; trying again later"),
     }
 }
 

@@ -92,6 +92,12 @@ pub struct RedisConfig {
     #[arg(long = "stream-trim-keep-secs", env = "STREAM_TRIM_KEEP_SECS", default_value = "3600", value_parser = seconds(0, 31_536_000))]
     pub stream_trim_keep: Duration,
 
+    /// A consumer of the group with nothing pending that has been idle this long, in seconds, is
+    /// deleted by whichever replica sees it (a replica that went away for good: a rolling
+    /// deploy's old pods); a live one merely idle is recreated by its next read.
+    #[arg(long = "consumer-sweep-idle-secs", env = "CONSUMER_SWEEP_IDLE_SECS", default_value = "86400", value_parser = seconds(1, 31_536_000))]
+    pub consumer_sweep_idle: Duration,
+
     /// An entry delivered this many times without being acknowledged goes to the dead-letter
     /// stream with reason `max deliveries exceeded`.
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

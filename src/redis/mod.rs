@@ -11,6 +11,7 @@ mod backlog;
 mod claim;
 mod config;
 pub mod connect;
+mod consumers;
 mod dead_letter;
 mod group;
 mod read_connection;
@@ -23,6 +24,7 @@ mod resume;
 pub use backlog::{backlog, Backlog, DELIVERIES_SCAN};
 pub use claim::PoisonSweep;
 pub use config::{RedisConfig, StreamTrim};
+pub use consumers::delete_idle_consumers;
 pub use dead_letter::{
     check_dead_letter_stream, dead_letter, Letter, METADATA_FIELDS, REDRIVEN_FROM, REDRIVE_COUNT,
 };

@@ -26,6 +26,7 @@ mod support;
 mod binary;
 mod clock_steps;
 mod cluster;
+mod consumers;
 mod dead_letters;
 mod deploy_files;
 mod device_latest;
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
             binary::tests(),
             clock_steps::tests(),
             cluster::tests(),
+            consumers::tests(),
             dead_letters::tests(),
             deploy_files::tests(),
             device_latest::tests(),
