@@ -70,6 +70,14 @@ async fn wait_readyz(http: SocketAddr, code: u16, words: &[&str]) -> String {
     }
 }
 
+/// A `CHECK` that a row at 900 km/h breaks (`payload`'s are at 42).
+async fn not_fast(env: &TestEnv) {
+    env.db
+        .batch_execute("ALTER TABLE positions ADD CONSTRAINT not_fast CHECK (speed < 500)")
+        .await
+        .expect("the constraint");
+}
+
 async fn metric(http: SocketAddr, name: &str) -> f64 {
     let (_, text) = http_get(http, "/metrics").await;
     samples(&text).get(name).copied().unwrap_or(0.0)
@@ -196,10 +204,7 @@ async fn two_percent_refused_under_load_are_dead_lettered(backend: Backend) {
     let mut env = TestEnv::on(backend, "two_percent").await;
     let (child, http) = spawn(&env, &[]);
     wait_readyz(http, 200, &[]).await;
-    env.db
-        .batch_execute("ALTER TABLE positions ADD CONSTRAINT not_fast CHECK (speed < 500)")
-        .await
-        .expect("the constraint");
+    not_fast(&env).await;
     let mut published = payloads("load", 300, 6000);
     for (i, payload) in published.iter_mut().enumerate() {
         if i % 50 == 17 {
@@ -247,10 +252,7 @@ async fn one_bad_entry_on_a_quiet_stream_is_dead_lettered_at_once(backend: Backe
     let mut env = TestEnv::on(backend, "quiet_bad").await;
     let (child, http) = spawn(&env, &[]);
     wait_readyz(http, 200, &[]).await;
-    env.db
-        .batch_execute("ALTER TABLE positions ADD CONSTRAINT not_fast CHECK (speed < 500)")
-        .await
-        .expect("the constraint");
+    not_fast(&env).await;
     let started = Instant::now();
     env.publish(&[payload("quiet", 1_790_000_000_000).replace("\"speed\":42", "\"speed\":900")])
         .await;

@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 use futures_util::SinkExt;
 use tokio_postgres::Transaction;
 
-use super::COLUMNS;
+use super::{columns, COLUMN_COUNT};
 use crate::blocks::Blocks;
 use crate::postgres::columns::column_list;
 use crate::postgres::timestamp::PG_EPOCH_OFFSET_MICROS;
@@ -21,7 +21,7 @@ use dataflow::Position;
 pub(super) fn copy_statement() -> String {
     format!(
         "COPY positions ({}) FROM STDIN (FORMAT binary)",
-        column_list(&COLUMNS)
+        column_list(&columns())
     )
 }
 
@@ -59,9 +59,9 @@ pub(super) async fn copy_rows(
     sink.as_mut().finish().await
 }
 
-/// Appends one row in PostgreSQL's binary COPY format, fields in [`COLUMNS`] order.
+/// Appends one row in PostgreSQL's binary COPY format, fields in [`columns`] order.
 fn encode_row(buf: &mut BytesMut, row: &Position) {
-    buf.put_i16(COLUMNS.len() as i16);
+    buf.put_i16(COLUMN_COUNT as i16);
     put_bytes(buf, row.device_id.as_bytes());
     buf.put_i32(8);
     buf.put_i64(row.ts_micros.saturating_sub(PG_EPOCH_OFFSET_MICROS));

@@ -28,7 +28,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
-use super::super::columns::{insert_from_arrays, Column, FixArrays};
+use super::super::columns::{insert_from_arrays, Column, FixArrays, FIX_COLUMNS};
 use super::super::refusals::{Refusal, Streak};
 use super::super::{IsolateError, PostgresError};
 use super::Changes;
@@ -36,25 +36,20 @@ use crate::blocks::Blocks;
 use dataflow::{Batch, KeySet, LastFix, Position, Rows};
 
 /// The table's written columns: a fix, then its attributes.
-pub(super) const COLUMNS: [Column; 11] = [
-    ("device_id", Type::TEXT),
-    ("ts", Type::TIMESTAMPTZ),
-    ("latitude", Type::FLOAT8),
-    ("longitude", Type::FLOAT8),
-    ("altitude", Type::FLOAT4),
-    ("angle", Type::FLOAT4),
-    ("speed", Type::FLOAT4),
-    ("satellites", Type::INT2),
-    ("priority", Type::INT2),
-    ("event_id", Type::INT4),
-    ("attributes", Type::JSONB),
-];
+pub(super) fn columns() -> Vec<Column> {
+    let mut columns = FIX_COLUMNS.to_vec();
+    columns.push(("attributes", Type::JSONB));
+    columns
+}
+
+/// How many: what every COPY row starts with.
+pub(super) const COLUMN_COUNT: usize = FIX_COLUMNS.len() + 1;
 
 /// `INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT (device_id, ts) DO NOTHING`.
 fn insert_statement() -> String {
     format!(
         "{} ON CONFLICT (device_id, ts) DO NOTHING",
-        insert_from_arrays("positions", &COLUMNS)
+        insert_from_arrays("positions", &columns())
     )
 }
 
@@ -247,12 +242,11 @@ pub(in crate::postgres) fn first_of_each_key(batch: &Batch<Rows>) -> (Vec<&Posit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::columns::FIX_COLUMNS;
 
     #[test]
     fn a_position_is_a_fix_and_its_attributes() {
-        assert_eq!(COLUMNS[..FIX_COLUMNS.len()], FIX_COLUMNS);
-        assert_eq!(COLUMNS[FIX_COLUMNS.len()..], [("attributes", Type::JSONB)]);
+        assert_eq!(columns().len(), COLUMN_COUNT);
+        assert_eq!(columns()[COLUMN_COUNT - 1], ("attributes", Type::JSONB));
         let insert = insert_statement();
         assert!(
             insert.contains("$11::text[]") && insert.contains("u.attributes::jsonb"),
@@ -284,20 +278,9 @@ mod tests {
     }
 
     fn test_position() -> Position {
-        Position {
-            source: dataflow::StreamId { ms: 1, seq: 0 },
-            device_id: String::new(),
-            ts_micros: 0,
-            latitude: 1.0,
-            longitude: 2.0,
-            altitude: None,
-            angle: None,
-            speed: None,
-            satellites: None,
-            priority: None,
-            event_id: None,
-            attributes: "{}".into(),
-            redrives: 0,
-        }
+        dataflow::codec::decode_payload(
+            br#"{"device_id":"x","timestamp":1,"latitude":1.0,"longitude":2.0}"#,
+        )
+        .expect("a contract payload")
     }
 }
