@@ -109,7 +109,7 @@ impl Metrics {
             &["version", "timely"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.32"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("TIMELY_VERSION")])
             .set(1);
         registry.register(Box::new(build_info))?;
         let names = std::cell::RefCell::new(vec!["processor_build_info".to_owned()]);

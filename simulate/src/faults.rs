@@ -5,8 +5,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::format::push_timestamp_iso;
-use crate::generator::DEFAULT_START_MS;
-use crate::record::{Attr, Record, Timestamp};
+use crate::record::{Attr, Record, Timestamp, DEFAULT_START_MS};
 
 /// Ways an invalid payload breaks the contract.
 #[derive(Debug, Clone, Copy)]

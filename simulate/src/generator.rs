@@ -14,11 +14,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::faults::{Fault, FAULTS};
 use crate::fleet::Fleet;
+use crate::record::DEFAULT_START_MS;
 use crate::SimulateArgs;
-
-/// The first position's time when [`SimulateArgs::start_ms`] is not set: 2026-01-01T00:00:00Z.
-/// (`run` sets it to the current time; a bare `Generator` stays reproducible.)
-pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
 
 /// How many recent valid payloads a duplicate is drawn from.
 const RECENT: usize = 128;

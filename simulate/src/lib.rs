@@ -30,8 +30,9 @@ mod progress;
 mod publish;
 mod record;
 
-pub use generator::{Generator, Payload, DEFAULT_START_MS};
+pub use generator::{Generator, Payload};
 pub use publish::run;
+pub use record::DEFAULT_START_MS;
 
 /// The shape of the records a simulated tracker sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

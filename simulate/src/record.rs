@@ -8,6 +8,11 @@ use std::fmt::Write as _;
 use crate::format::{push_base64, push_timestamp_iso};
 
 /// How the timestamp is written.
+/// The first position's time when `SimulateArgs::start_ms` is not set: 2026-01-01T00:00:00Z.
+/// (`run` sets it to the current time; a bare `Generator` stays reproducible.) Here, below both
+/// the generator and the faults, which both need it.
+pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
+
 #[derive(Debug, Clone)]
 pub(crate) enum Timestamp {
     /// `Date.toJSON()` text.

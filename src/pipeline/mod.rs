@@ -115,7 +115,7 @@ pub async fn run(
         group = %config.redis.consumer_group,
         consumer = %consumer_name,
         workers = config.cluster.workers(),
-        epoch_ms = config.pipeline.epoch.as_millis(),
+        epoch_ms = u64::try_from(config.pipeline.epoch.as_millis()).unwrap_or(u64::MAX),
         "starting"
     );
     let reporting = Reporting {

@@ -156,6 +156,11 @@ async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(backend: B
         log.contains("\"level\":\"INFO\""),
         "JSON log lines expected:\n{log}"
     );
+    // numbers are JSON numbers, not strings
+    assert!(
+        log.contains("\"epoch_ms\":20,") && log.contains("\"workers\":2,"),
+        "the start-up line's numbers:\n{log}"
+    );
     for text in [&first_log, &log] {
         assert!(!text.contains(secret), "the password was logged:\n{text}");
     }

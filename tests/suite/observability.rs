@@ -105,7 +105,19 @@ async fn metrics_count_what_was_published_and_pass_promtool() {
     let lag = format!("processor_consumer_lag{{group=\"{}\"}}", env.group);
     assert_eq!(s.get(&lag).copied(), Some(0.0), "lag gauge");
     assert!(s["process_resident_memory_bytes"] > 0.0);
-    assert!(text.contains("processor_build_info{"));
+    // the build's timely, as Cargo.lock resolved it
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+        .expect("Cargo.lock");
+    let timely = lock
+        .split("[[package]]")
+        .find(|package| package.contains("\nname = \"timely\"\n"))
+        .and_then(|package| package.split("version = \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("timely in Cargo.lock");
+    assert!(
+        text.contains(&format!("timely=\"{timely}\"")),
+        "processor_build_info names timely {timely}"
+    );
 
     // promtool's own linter finds nothing to complain about
     let file = std::env::temp_dir().join(format!("{}.prom", env.name));
