@@ -28,7 +28,7 @@ pub(super) fn parse_id(text: &str, operation: &'static str) -> Result<StreamId, 
 }
 
 fn pairs(values: Vec<Value>) -> Option<Vec<(Bytes, Bytes)>> {
-    if values.len() % 2 != 0 {
+    if !values.len().is_multiple_of(2) {
         return None;
     }
     let mut out = Vec::with_capacity(values.len() / 2);

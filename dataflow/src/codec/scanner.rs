@@ -355,7 +355,7 @@ impl Frames {
 
     fn pop(&mut self) {
         self.depth = self.depth.saturating_sub(1);
-        if self.depth % 64 == 0 && self.depth > 0 {
+        if self.depth.is_multiple_of(64) && self.depth > 0 {
             self.word = self.spilled.pop().unwrap_or_default();
         }
     }
