@@ -1,5 +1,6 @@
-//! The README stays true: every log line it quotes is one the service prints, its configuration
-//! table lists exactly the service's variables, and its metrics table exactly its metrics.
+//! The user docs stay true: every log line the README or `docs/*.md` quotes is one the service
+//! prints, the configuration table (`docs/configuration.md`) lists exactly the service's
+//! variables, and the metrics table (`docs/operating.md`) exactly its metrics.
 //!
 //! Log lines are quoted as ``log `message` `` (several: ``log `a` / `b` ``), with `...` where a
 //! part is left out; each quoted part must appear in a string literal of the sources, or be a
@@ -26,8 +27,24 @@ pub fn tests() -> Vec<Test> {
     .collect()
 }
 
-fn readme() -> String {
-    std::fs::read_to_string("README.md").expect("README.md")
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+/// README.md and every `docs/*.md`, concatenated: where log lines are quoted.
+fn user_docs() -> String {
+    let mut text = read("README.md");
+    let mut docs: Vec<_> = std::fs::read_dir("docs")
+        .expect("docs/")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    docs.sort();
+    for path in docs {
+        text.push('\n');
+        text.push_str(&read(path.to_str().expect("path")));
+    }
+    text
 }
 
 /// Every `.rs` file under `dir`, concatenated, with Rust's string line continuations (a `\` at
@@ -90,8 +107,8 @@ fn every_quoted_log_line_is_printed_by_the_service() {
             corpus.push('\n');
         }
     }
-    let quoted = quoted_log_lines(&readme());
-    assert!(quoted.len() >= 8, "the README quotes log lines: {quoted:?}");
+    let quoted = quoted_log_lines(&user_docs());
+    assert!(quoted.len() >= 8, "the docs quote log lines: {quoted:?}");
     let missing: Vec<&String> = quoted
         .iter()
         .filter(|line| {
@@ -103,16 +120,16 @@ fn every_quoted_log_line_is_printed_by_the_service() {
         .collect();
     assert!(
         missing.is_empty(),
-        "the README quotes log lines nothing prints: {missing:?}"
+        "the docs quote log lines nothing prints: {missing:?}"
     );
 }
 
-/// The `| `NAME` |` rows of the README's table that follows `heading`.
-fn table_names(readme: &str, heading: &str) -> BTreeSet<String> {
-    let start = readme
+/// The `| `NAME` |` rows of the table that follows `heading` in `doc`, up to the next `## `.
+fn table_names(doc: &str, heading: &str) -> BTreeSet<String> {
+    let start = doc
         .find(heading)
-        .unwrap_or_else(|| panic!("README has {heading}"));
-    readme[start..]
+        .unwrap_or_else(|| panic!("the doc has {heading}"));
+    doc[start..]
         .lines()
         .skip(1)
         .take_while(|line| !line.starts_with("## "))
@@ -131,23 +148,23 @@ fn the_configuration_table_lists_every_variable_and_only_those() {
         .map(|env| env.to_string_lossy().into_owned())
         .collect();
     assert!(variables.len() > 30, "{variables:?}");
-    let documented = table_names(&readme(), "## Configuration\n");
+    let documented = table_names(&read("docs/configuration.md"), "# Configuration\n");
     let undocumented: Vec<_> = variables.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&variables).collect();
     assert!(
         undocumented.is_empty(),
-        "variables missing from the README: {undocumented:?}"
+        "variables missing from docs/configuration.md: {undocumented:?}"
     );
     assert!(
         unknown.is_empty(),
-        "the README documents variables that do not exist: {unknown:?}"
+        "docs/configuration.md documents variables that do not exist: {unknown:?}"
     );
 }
 
 fn the_metrics_table_lists_every_metric_and_only_those() {
     let metrics = processor::metrics::Metrics::new().expect("metrics");
     let exported: BTreeSet<String> = metrics.names.iter().cloned().collect();
-    let documented: BTreeSet<String> = table_names(&readme(), "| metric |")
+    let documented: BTreeSet<String> = table_names(&read("docs/operating.md"), "| metric |")
         .into_iter()
         .filter(|name| name.starts_with("processor_"))
         .collect();
@@ -155,10 +172,10 @@ fn the_metrics_table_lists_every_metric_and_only_those() {
     let unknown: Vec<_> = documented.difference(&exported).collect();
     assert!(
         undocumented.is_empty(),
-        "metrics missing from the README: {undocumented:?}"
+        "metrics missing from docs/operating.md: {undocumented:?}"
     );
     assert!(
         unknown.is_empty(),
-        "the README documents metrics that do not exist: {unknown:?}"
+        "docs/operating.md documents metrics that do not exist: {unknown:?}"
     );
 }
