@@ -129,7 +129,7 @@ fn dead_letters(config: &Config, command: cli::DeadLetterCommand) -> ExitCode {
                         let shown =
                             dl::show(&mut conn, &dead, &select.selection(), count, &mut out)
                                 .await?;
-                        eprintln!("processor dead-letters: {shown} shown");
+                        eprintln!("processor dead-letters: {shown} shown from {dead}");
                         return Ok(());
                     }
                     DeadLetterCommand::Redrive {

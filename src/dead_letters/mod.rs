@@ -222,8 +222,10 @@ pub struct RedriveOptions {
 /// What a redrive did.
 #[derive(Debug, Default, Serialize)]
 pub struct RedriveReport {
-    /// Entries put back on the stream (or that would be, on a dry run).
+    /// Entries put back on the stream (none on a dry run).
     pub moved: u64,
+    /// On a dry run, the entries a redrive would put back.
+    pub would_move: u64,
     /// Selected letters found gone when their turn came (moved or purged meanwhile).
     pub skipped: u64,
     /// Whether nothing was moved.
@@ -303,7 +305,11 @@ pub async fn redrive_selected(
                 report.skipped += 1;
                 continue;
             };
-            report.moved += 1;
+            if options.dry_run {
+                report.would_move += 1;
+            } else {
+                report.moved += 1;
+            }
             let line = serde_json::json!({
                 "dead_letter_id": id.to_string(),
                 "stream_id": if options.dry_run { serde_json::Value::Null } else { new_id.to_string().into() },
@@ -330,8 +336,10 @@ pub async fn redrive_selected(
 /// What a purge did.
 #[derive(Debug, Default, Serialize)]
 pub struct PurgeReport {
-    /// Dead letters removed (or that would be, on a dry run).
+    /// Dead letters removed (none on a dry run).
     pub removed: u64,
+    /// On a dry run, the dead letters a purge would remove.
+    pub would_remove: u64,
     /// Dead letters from before this id were the ones concerned.
     pub before: String,
     /// Whether nothing was removed.
@@ -369,8 +377,10 @@ pub async fn purge(
     } else {
         trim_before(conn, dead, minid).await?
     };
+    let (removed, would_remove) = if dry_run { (0, removed) } else { (removed, 0) };
     Ok(PurgeReport {
         removed,
+        would_remove,
         before: minid.to_string(),
         dry_run,
     })

@@ -153,7 +153,10 @@ pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Stora
     }
     if !state.preloaded {
         if settings.mode == Mode::Auto {
-            tracing::warn!(
+            // INFO, not WARN: with TIMESCALEDB=auto a plain table is a supported outcome (and a
+            // fresh package install leaves the files unloaded); the line says how to get the
+            // hypertable for whoever wants it. TIMESCALEDB=require makes it an error below.
+            tracing::info!(
                 remedy = NOT_PRELOADED_REMEDY,
                 "timescaledb is installed but not preloaded; positions stays a plain table"
             );

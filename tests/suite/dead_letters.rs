@@ -97,8 +97,12 @@ async fn entries_failed_for_a_reason_since_fixed_are_sent_back_and_land_once() {
     assert_eq!(stats["by_field"]["database"], 5, "{stats}");
     assert_eq!(stats["by_field"]["deliveries"], 1, "{stats}");
     assert!(stats["oldest_failed_at"].is_string(), "{stats}");
-    let (code, shown, _) = dead_letters(&env, &["show", "--field", "database", "--count", "2"]);
+    let (code, shown, said) = dead_letters(&env, &["show", "--field", "database", "--count", "2"]);
     assert_eq!(code, Some(0));
+    assert!(
+        said.contains(&format!("2 shown from {}", env.dead_letter)),
+        "show names the stream it read: {said}"
+    );
     let lines: Vec<serde_json::Value> = shown
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
@@ -243,7 +247,9 @@ async fn a_purge_leaves_newer_entries_alone() {
     let (code, dry, _) = dead_letters(&env, &["purge", "--older-than", "1d", "--dry-run"]);
     assert_eq!(code, Some(0));
     assert!(
-        dry.contains("\"removed\":5") && dry.contains("\"dry_run\":true"),
+        dry.contains("\"removed\":0")
+            && dry.contains("\"would_remove\":5")
+            && dry.contains("\"dry_run\":true"),
         "{dry}"
     );
     let left: usize = env.redis.xlen(&env.dead_letter).await.expect("XLEN");
@@ -277,7 +283,9 @@ async fn a_dry_run_moves_nothing_and_a_limit_moves_the_oldest() {
         .lines()
         .all(|line| line.contains("\"stream_id\":null")));
     assert!(
-        report.contains("\"moved\":10") && report.contains("\"dry_run\":true"),
+        report.contains("\"moved\":0")
+            && report.contains("\"would_move\":10")
+            && report.contains("\"dry_run\":true"),
         "{report}"
     );
     let left: usize = env.redis.xlen(&env.dead_letter).await.expect("XLEN");
