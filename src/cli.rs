@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use processor::config::{one_line, Config, ConfigError};
+use processor::dead_letters::command::DeadLetterCommand;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -45,76 +46,6 @@ enum Command {
     /// purge old ones.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
-}
-
-/// `processor dead-letters ...`.
-#[derive(Debug, Subcommand)]
-pub enum DeadLetterCommand {
-    /// Counts by the failure's field and by kind of reason, and the oldest and newest failure,
-    /// as JSON.
-    Stats(SelectArgs),
-    /// Prints dead letters as JSON lines: id, reason, fields.
-    Show {
-        #[command(flatten)]
-        select: SelectArgs,
-        /// At most this many.
-        #[arg(long)]
-        count: Option<usize>,
-    },
-    /// Puts dead letters back on STREAM_KEY with their original fields (plus `redrive_count` and
-    /// `redriven_from`), removing each from the dead-letter stream in the same step.
-    Redrive {
-        #[command(flatten)]
-        select: SelectArgs,
-        /// Move at most this many.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// At most this many per second (0: no limit).
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// Print what would move, move nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Removes dead letters older than `--older-than` (XTRIM MINID).
-    Purge {
-        /// Age, e.g. `30d`, `12h`.
-        #[arg(long)]
-        older_than: processor::config_values::Interval,
-        /// Print how many would go, remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-/// Which dead letters a command acts on.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SelectArgs {
-    /// Only those whose reason contains this text (case-insensitive).
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Only those whose failure is about this field: a contract field (`latitude`, `payload`,
-    /// ...), `database` (refused by PostgreSQL) or `deliveries` (delivered too often).
-    #[arg(long)]
-    pub field: Option<String>,
-    /// Only those dead-lettered less than this long ago (`30m`, `12h`, `7d`).
-    #[arg(long)]
-    pub newer_than: Option<processor::config_values::Interval>,
-    /// Only those dead-lettered more than this long ago.
-    #[arg(long)]
-    pub older_than: Option<processor::config_values::Interval>,
-}
-
-impl SelectArgs {
-    /// The selection the library takes.
-    pub fn selection(&self) -> processor::dead_letters::Selection {
-        processor::dead_letters::Selection {
-            reason: self.reason.clone(),
-            field: self.field.clone(),
-            newer_than: self.newer_than.map(|span| span.as_duration()),
-            older_than: self.older_than.map(|span| span.as_duration()),
-        }
-    }
 }
 
 /// What the command line asked for.

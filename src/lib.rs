@@ -10,7 +10,8 @@
 //!   (epochs, backpressure, commits, acknowledgements, the drain);
 //! - `monitor`: background checks of Redis and PostgreSQL, lag and pending;
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, and the `healthcheck` probe;
-//! - [`dead_letters`]: `processor dead-letters`: inspect, send back and purge dead letters;
+//! - [`dead_letters`]: `processor dead-letters`: inspect, send back and purge dead letters (the
+//!   subcommands and their running, `dead_letters::command`, so `main` only dispatches);
 //! - [`config`]: the composition of every module's settings, and the one-line errors;
 //! - [`redis`]: the consumer group, reads, claims, acknowledgements, dead letters;
 //! - [`postgres`]: connection, migrations, TimescaleDB, the epoch writer;

@@ -31,7 +31,15 @@ fn main() -> ExitCode {
             };
         }
         Ok(Parsed::Simulate { config, args }) => return simulate(&config, &args),
-        Ok(Parsed::DeadLetters { config, command }) => return dead_letters(&config, command),
+        Ok(Parsed::DeadLetters { config, command }) => {
+            return match processor::dead_letters::command::run(&config.redis, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("processor dead-letters: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Parsed::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -100,85 +108,6 @@ fn last_resort(limit: std::time::Duration) {
         );
         std::process::exit(1);
     });
-}
-
-/// `processor dead-letters ...`: JSON on stdout, errors on stderr (exit 1).
-fn dead_letters(config: &Config, command: cli::DeadLetterCommand) -> ExitCode {
-    use cli::DeadLetterCommand;
-    use processor::dead_letters as dl;
-    let dead = config.redis.dead_letter_stream();
-    let done = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let client = processor::redis::connect::client(
-                    &config.redis.url,
-                    config.redis.ca_file.as_deref(),
-                )?;
-                let mut conn = processor::redis::connect::command_connection(&client).await?;
-                let stdout = std::io::stdout();
-                let mut out = stdout.lock();
-                let summary = match command {
-                    DeadLetterCommand::Stats(select) => {
-                        let stats = dl::stats(&mut conn, &dead, &select.selection()).await?;
-                        serde_json::to_string_pretty(&stats)?
-                    }
-                    DeadLetterCommand::Show { select, count } => {
-                        let shown =
-                            dl::show(&mut conn, &dead, &select.selection(), count, &mut out)
-                                .await?;
-                        eprintln!("processor dead-letters: {shown} shown from {dead}");
-                        return Ok(());
-                    }
-                    DeadLetterCommand::Redrive {
-                        select,
-                        limit,
-                        rate,
-                        dry_run,
-                    } => {
-                        let options = dl::RedriveOptions {
-                            limit,
-                            rate,
-                            dry_run,
-                        };
-                        let report = dl::redrive_selected(
-                            &mut conn,
-                            &dead,
-                            &config.redis.stream_key,
-                            &select.selection(),
-                            &options,
-                            &mut out,
-                        )
-                        .await?;
-                        eprintln!(
-                            "processor dead-letters: {}",
-                            serde_json::to_string(&report)?
-                        );
-                        return Ok(());
-                    }
-                    DeadLetterCommand::Purge {
-                        older_than,
-                        dry_run,
-                    } => {
-                        let report =
-                            dl::purge(&mut conn, &dead, older_than.as_duration(), dry_run).await?;
-                        serde_json::to_string(&report)?
-                    }
-                };
-                use std::io::Write as _;
-                writeln!(out, "{summary}")?;
-                Ok::<(), anyhow::Error>(())
-            })
-        });
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("processor dead-letters: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

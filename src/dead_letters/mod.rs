@@ -16,6 +16,7 @@
 //! are considered, so an entry that fails again during the run (and is dead-lettered again, with
 //! its `redrive_count`, for the operator to see) is not sent around in a loop.
 
+pub mod command;
 mod kind;
 
 use std::io::Write;
