@@ -22,24 +22,6 @@ pub fn tests() -> Vec<Test> {
     .collect()
 }
 
-/// The group's consumers: (name, pending).
-async fn consumers(env: &mut TestEnv) -> Vec<(String, i64)> {
-    let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&env.stream)
-        .arg(&env.group)
-        .query_async(&mut env.redis)
-        .await
-        .expect("XINFO CONSUMERS");
-    let mut found: Vec<(String, i64)> = reply
-        .consumers
-        .into_iter()
-        .map(|c| (c.name, c.pending as i64))
-        .collect();
-    found.sort();
-    found
-}
-
 /// Three processes with other names (a Deployment's pods), started and drained in turn.
 async fn replicas_drained_in_turn_leave_no_consumers() {
     let mut env = TestEnv::new("pods").await;
@@ -56,7 +38,7 @@ async fn replicas_drained_in_turn_leave_no_consumers() {
             log.contains("consumers of this process deleted from the group after a clean drain"),
             "{log}"
         );
-        assert_eq!(consumers(&mut env).await, vec![], "after {pod}");
+        assert_eq!(env.consumers().await, vec![], "after {pod}");
     }
 }
 
@@ -75,7 +57,7 @@ async fn a_killed_replicas_consumers_stay_until_claimed_from() {
     .await;
     signal(&doomed, "KILL");
     let _ = wait_exit(doomed, Duration::from_secs(10));
-    let left = consumers(&mut env).await;
+    let left = env.consumers().await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].0, "doomed-0");
     let heir = env.spawn_binary(
@@ -88,7 +70,7 @@ async fn a_killed_replicas_consumers_stay_until_claimed_from() {
     let (status, log) = wait_exit(heir, Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{log}");
     // the heir's own consumer went with its drain; the dead one's stays, emptied, until the sweep
-    assert_eq!(consumers(&mut env).await, vec![("doomed-0".to_owned(), 0)]);
+    assert_eq!(env.consumers().await, vec![("doomed-0".to_owned(), 0)]);
 }
 
 /// A consumer idle past `CONSUMER_SWEEP_IDLE_SECS` with nothing pending is deleted by a running
@@ -130,10 +112,15 @@ async fn idle_consumers_with_nothing_pending_are_swept() {
     env.wait_for(
         Duration::from_secs(30),
         "the ghost swept",
-        async |env: &mut TestEnv| !consumers(env).await.iter().any(|(name, _)| name == "ghost"),
+        async |env: &mut TestEnv| {
+            !env.consumers()
+                .await
+                .iter()
+                .any(|(name, _)| name == "ghost")
+        },
     )
     .await;
-    let left = consumers(&mut env).await;
+    let left = env.consumers().await;
     assert!(left.contains(&("holder".to_owned(), 1)), "{left:?}");
     // the live replica's own consumer may be swept too (an empty blocking read is no activity to
     // Redis 7.0): harmless, its next read creates it again, and what comes next lands
@@ -141,9 +128,7 @@ async fn idle_consumers_with_nothing_pending_are_swept() {
     env.publish(&payloads("after", 1, 1)).await;
     env.wait_landed_rows(1, Duration::from_secs(30)).await;
     assert!(
-        consumers(&mut env)
-            .await
-            .contains(&("holder".to_owned(), 1)),
+        env.consumers().await.contains(&("holder".to_owned(), 1)),
         "a consumer holding an entry is never swept"
     );
     signal(&replica, "TERM");

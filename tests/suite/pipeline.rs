@@ -219,23 +219,12 @@ async fn an_impossible_drain_is_abandoned_without_acknowledging() {
     let running = env.start(env.config(&["--workers", "1"]));
     env.wait_landed(51, Duration::from_secs(30)).await;
     running.stop().await;
-    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&env.stream)
-        .arg(&env.group)
-        .query_async(&mut env.redis)
-        .await
-        .expect("XINFO CONSUMERS");
-    let names: Vec<&str> = consumers
-        .consumers
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let consumers = env.consumers().await;
     // the retired worker's consumer went when its entries were adopted (the drain deletes only
     // this process's own consumers, `-c-0`, which it did: nothing was left pending)
     assert_eq!(
-        names,
-        Vec::<String>::new(),
+        consumers,
+        vec![],
         "the retired consumer is gone, and the drained one too"
     );
 }

@@ -363,6 +363,24 @@ impl TestEnv {
         }
     }
 
+    /// The group's consumers, by name: (name, entries pending in it).
+    pub async fn consumers(&mut self) -> Vec<(String, i64)> {
+        let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .query_async(&mut self.redis)
+            .await
+            .expect("XINFO CONSUMERS");
+        let mut found: Vec<(String, i64)> = reply
+            .consumers
+            .into_iter()
+            .map(|consumer| (consumer.name, consumer.pending as i64))
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Creates consumer group `group` on the stream, starting after `start` (`0`: everything).
     pub async fn create_group(&mut self, group: &str, start: &str) {
         let _: () = redis::cmd("XGROUP")
