@@ -15,7 +15,6 @@ pub struct PostgresConfig {
         id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
-        global = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub url: String,
@@ -25,8 +24,7 @@ pub struct PostgresConfig {
     #[arg(
         id = "database_ca_file",
         long = "database-ca-file",
-        env = "DATABASE_CA_FILE",
-        global = true
+        env = "DATABASE_CA_FILE"
     )]
     pub ca_file: Option<PathBuf>,
 

@@ -107,6 +107,15 @@ fn help_lists_every_variable() {
             "--help does not mention {variable}"
         );
     }
+    // a subcommand's help lists what it uses: the load generator talks to Redis only
+    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args(["simulate", "--help"])
+        .output()
+        .expect("run simulate --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("REDIS_URL"), "{help}");
+    assert!(!help.contains("DATABASE_URL"), "{help}");
 }
 
 /// SIGKILL mid-stream, restart with the same consumer name: every published position is one
