@@ -237,18 +237,6 @@ pub async fn run(
     );
     let refusals = (config.pipeline.refused_rows == RefusedRows::Auto)
         .then(|| Arc::new(std::sync::Mutex::new(postgres::Streak::default())));
-    // for after the drain, when the context is gone with the workers
-    let own_consumers: Vec<String> = config
-        .cluster
-        .worker_indices()
-        .map(|index| format!("{consumer_name}-{index}"))
-        .collect();
-    let consumers_deleted = metrics.consumers_deleted.clone();
-    let (mut commands, stream, group) = (
-        redis_commands.clone(),
-        config.redis.stream_key.clone(),
-        config.redis.consumer_group.clone(),
-    );
     let context = Arc::new(Context {
         config,
         consumer_name,
@@ -276,8 +264,9 @@ pub async fn run(
         })
     };
     status.set_dataflow_running(true);
+    let workers = Arc::clone(&context);
     let joined = tokio::task::spawn_blocking(move || {
-        let guards = timely::execute(timely_config, move |worker| worker::run(worker, &context))
+        let guards = timely::execute(timely_config, move |worker| worker::run(worker, &workers))
             .map_err(RunError::Dataflow)?;
         guards
             .join()
@@ -294,35 +283,49 @@ pub async fn run(
     let mut reports = joined.map_err(|e| RunError::Dataflow(e.to_string()))??;
     reports.sort_by_key(|report| report.index);
     if reports.iter().any(|report| !report.drained) {
-        // (its consumers stay: another replica claims what is pending in them)
         return Err(RunError::DrainTimeout(shutdown_timeout));
     }
-    // Nothing is pending in this process's consumers: they go, or every deploy that renames the
-    // process would leave them in the group for good (see `redis::consumers`).
-    match redis_io::delete_idle_consumers(
-        &mut commands,
-        &stream,
-        &group,
+    delete_own_consumers(&context, &reports).await;
+    tracing::info!("stopped: everything read was committed and acknowledged");
+    Ok(RunReport { workers: reports })
+}
+
+/// After a clean drain nothing is pending in this process's consumers (one per worker): they go,
+/// or every deploy that renames the process would leave them in the group for good (see
+/// `redis::consumers`). A drain that was not clean never gets here: its consumers stay, for
+/// another replica to claim from.
+async fn delete_own_consumers(ctx: &Context, reports: &[WorkerReport]) {
+    let own: Vec<String> = reports
+        .iter()
+        .map(|report| report.consumer.clone())
+        .collect();
+    let redis = &ctx.config.redis;
+    let mut conn = ctx.redis_commands.clone();
+    let deleted = redis_io::delete_idle_consumers(
+        &mut conn,
+        &redis.stream_key,
+        &redis.consumer_group,
         Duration::ZERO,
-        &own_consumers,
+        &own,
     )
-    .await
-    {
+    .await;
+    match deleted {
+        Ok(deleted) if deleted.is_empty() => {}
         Ok(deleted) => {
-            if !deleted.is_empty() {
-                consumers_deleted
-                    .with_label_values(&["drain"])
-                    .inc_by(deleted.len() as u64);
-                tracing::info!(consumers = ?deleted, "consumers of this process deleted from the group after a clean drain");
-            }
+            ctx.metrics
+                .consumers_deleted
+                .with_label_values(&["drain"])
+                .inc_by(deleted.len() as u64);
+            tracing::info!(
+                consumers = ?deleted,
+                "consumers of this process deleted from the group after a clean drain"
+            );
         }
         Err(error) => tracing::warn!(
             error = %error,
             "could not delete this process's consumers after the drain; the sweep of another replica will"
         ),
     }
-    tracing::info!("stopped: everything read was committed and acknowledged");
-    Ok(RunReport { workers: reports })
 }
 
 /// The start-up line that says what `positions` is.
