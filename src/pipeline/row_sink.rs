@@ -16,7 +16,9 @@ use dataflow::{Batch, Epoch, Rows};
 use super::committer::EpochSink;
 use super::dead_letter_sink::DeadLetters;
 use crate::metrics::Metrics;
-use crate::postgres::{EpochWriter, IsolateError, PostgresError, TableChanges, WriteOutcome};
+use crate::postgres::{
+    EpochWriter, IsolateError, PostgresError, TableChanges, WriteOutcome, DEVICE_LATEST, POSITIONS,
+};
 use crate::redis::{Letter, REDRIVE_COUNT};
 use crate::retry::{Class, Failure, GaveUp, Retry, System};
 
@@ -109,12 +111,12 @@ impl RowSink {
             }
             // the per-table counters that came first, kept for the dashboards that use them
             match *table {
-                "positions" => {
+                POSITIONS => {
                     self.metrics.positions_written.inc_by(changes.inserted);
                     self.metrics.duplicates.inc_by(changes.duplicates);
                     duplicates = changes.duplicates;
                 }
-                "device_latest" => self
+                DEVICE_LATEST => self
                     .metrics
                     .device_latest_rows
                     .inc_by(changes.inserted + changes.updated),

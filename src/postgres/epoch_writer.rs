@@ -16,6 +16,7 @@ use super::refusals::{Refusal, Streak, Systematic};
 use super::tables::positions::{first_of_each_key, PositionsWriter};
 use super::tables::{
     derived_tables, Changes, DerivedTable, DerivedWriter, EpochRows, Outputs, TableChanges,
+    POSITIONS,
 };
 use super::{connect, PostgresConfig, PostgresError};
 use dataflow::{Batch, Position, Rows};
@@ -208,7 +209,7 @@ impl EpochWriter {
             written: Some(&written),
         };
         let mut tables = vec![TableChanges {
-            table: "positions",
+            table: POSITIONS,
             changes: Changes {
                 duplicates: isolation.changes.duplicates + repeated,
                 ..isolation.changes
@@ -266,7 +267,7 @@ impl Connection {
         };
         let mut tables = Vec::with_capacity(1 + self.derived.len());
         tables.push(TableChanges {
-            table: "positions",
+            table: POSITIONS,
             changes: positions,
         });
         for (table, writer) in &self.derived {

@@ -26,7 +26,7 @@ pub use epoch_writer::{EpochWriter, IsolateError, Isolated, WriteOutcome, WriteP
 pub use migrate::{migrate, MigrationReport};
 pub use offsets::{load_resume_point, store_resume_point};
 pub use refusals::{Refusal, Streak, Systematic, STREAK_DEVICES, STREAK_ROWS};
-pub use tables::{Changes, Outputs, TableChanges};
+pub use tables::{Changes, Outputs, TableChanges, DEVICE_LATEST, POSITIONS};
 pub use timescale::Storage;
 
 use crate::retry::{Class, Failure, System};

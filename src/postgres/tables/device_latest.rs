@@ -38,7 +38,7 @@ pub(in crate::postgres) struct DeviceLatest;
 
 impl DerivedTable for DeviceLatest {
     fn table(&self) -> &'static str {
-        "device_latest"
+        super::DEVICE_LATEST
     }
 
     fn prepare<'a>(

@@ -18,6 +18,12 @@ use tokio_postgres::{Client, Transaction};
 
 use dataflow::{Batch, Position, Rows};
 
+/// The table every record goes to, as outcomes and metrics name it.
+pub const POSITIONS: &str = "positions";
+
+/// The table of each device's newest fix, as outcomes and metrics name it.
+pub const DEVICE_LATEST: &str = "device_latest";
+
 /// A boxed future, so that the derived tables can sit in one list.
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
