@@ -129,17 +129,6 @@ impl Retry {
         }
     }
 
-    /// The same policy for another operation.
-    pub fn for_operation(&self, operation: Operation) -> Self {
-        Retry {
-            policy: Policy {
-                operation,
-                ..self.policy
-            },
-            reporting: self.reporting.clone(),
-        }
-    }
-
     /// Sleeps for `delay`; `false` when shutdown reached this operation's stage meanwhile.
     async fn pause(&self, delay: Duration) -> bool {
         if self.stopped() {

@@ -135,16 +135,17 @@ impl RowSink {
         batch: &Batch<Rows>,
         first: &PostgresError,
     ) -> Option<WriteOutcome> {
+        let rows = batch.positions().count();
         tracing::warn!(
             worker = self.worker,
             epoch,
-            rows = batch.positions().count(),
+            rows,
             error = %first,
             "the database refused rows of an epoch; writing the others and dead-lettering those"
         );
         // While the database refuses every row, the epoch is held: its rows are counted in
         // processor_refused_rows_held until it lands (or the drain is abandoned).
-        let held_rows = i64::try_from(batch.positions().count()).unwrap_or(i64::MAX);
+        let held_rows = i64::try_from(rows).unwrap_or(i64::MAX);
         let held = &self.metrics.refused_rows_held;
         let ((_, holding), isolated) = self
             .retry

@@ -25,7 +25,7 @@ pub use connect::connect;
 pub use epoch_writer::{EpochWriter, IsolateError, Isolated, WriteOutcome, WritePath};
 pub use migrate::{migrate, MigrationReport};
 pub use offsets::{load_resume_point, store_resume_point};
-pub use refusals::{Refusal, Streak, Systematic, STREAK_DEVICES, STREAK_ROWS};
+pub use refusals::{Refusal, Streak, Systematic};
 pub use tables::{Changes, Outputs, TableChanges, DEVICE_LATEST, POSITIONS};
 pub use timescale::Storage;
 
