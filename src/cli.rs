@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, Subcommand};
-use processor::config::{one_line, Config, ConfigError};
-use processor::dead_letters::command::DeadLetterCommand;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use processor::config::{one_line, Config, ConfigError, HttpAddr};
+use processor::dead_letters::command::{DeadLetterCommand, Target};
+use processor::redis::{RedisLink, StreamKey};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -22,8 +23,35 @@ use processor::dead_letters::command::DeadLetterCommand;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The service's settings (only without a subcommand: each subcommand declares the few it
+    /// uses, so its help lists those alone).
     #[command(flatten)]
     config: Config,
+}
+
+/// The parser: the derived one, with the service's flags refused beside a subcommand (each
+/// subcommand has its own), and the dead-letter target's flags accepted after `show`, `redrive`
+/// and the others as well as after `dead-letters`. Without `service_env`, the service's flags
+/// do not read the environment: a subcommand is parsed that way, so a service variable it does
+/// not use (a bad `WORKERS`, say) cannot stop it.
+fn command(service_env: bool) -> clap::Command {
+    let command = Cli::command()
+        .args_conflicts_with_subcommands(true)
+        .mut_subcommand("dead-letters", |dead_letters| {
+            dead_letters.mut_args(|arg| arg.global(true))
+        });
+    if service_env {
+        command
+    } else {
+        command.mut_args(|arg| arg.env(None))
+    }
+}
+
+/// Parses the command line with [`command`].
+fn parse(service_env: bool) -> Result<Cli, clap::Error> {
+    command(service_env)
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
 }
 
 /// What to do instead of running the service.
@@ -38,14 +66,33 @@ enum Command {
         /// How long to wait for the answer, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// The instance's address (its port is probed).
+        #[command(flatten)]
+        http: HttpAddr,
     },
     /// Publish realistic positions to the stream (REDIS_URL, STREAM_KEY): a load generator.
     /// Prints a JSON summary on stdout when done.
-    Simulate(simulate::SimulateArgs),
+    Simulate {
+        /// The server.
+        #[command(flatten)]
+        link: RedisLink,
+        /// The stream.
+        #[command(flatten)]
+        stream: StreamKey,
+        /// What to publish.
+        #[command(flatten)]
+        args: simulate::SimulateArgs,
+    },
     /// Inspect the dead-letter stream (DEAD_LETTER_STREAM), send entries back to STREAM_KEY, or
     /// purge old ones.
-    #[command(subcommand)]
-    DeadLetters(DeadLetterCommand),
+    DeadLetters {
+        /// Which streams.
+        #[command(flatten)]
+        target: Target,
+        /// What to do.
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
 }
 
 /// What the command line asked for.
@@ -55,15 +102,17 @@ pub enum Parsed {
     Run(Box<Config>),
     /// Publish generated positions (the load generator).
     Simulate {
-        /// Where to publish (its Redis settings).
-        config: Box<Config>,
+        /// The server.
+        link: RedisLink,
+        /// The stream to publish to.
+        stream: StreamKey,
         /// What to publish.
         args: simulate::SimulateArgs,
     },
     /// Inspect, redrive or purge the dead-letter stream.
     DeadLetters {
-        /// Where (its Redis settings).
-        config: Box<Config>,
+        /// Which streams.
+        target: Target,
         /// What to do.
         command: DeadLetterCommand,
     },
@@ -80,48 +129,44 @@ pub enum Parsed {
 
 /// Parses the process's arguments and environment, then validates what the command needs.
 pub fn parse_from_env() -> Result<Parsed, ConfigError> {
-    match Cli::try_parse() {
-        Ok(Cli {
-            command: Some(Command::Healthcheck { url, timeout_ms }),
-            config,
+    // a subcommand's own errors come before the service's environment is read, so parsing again
+    // with it reports the same error for a subcommand, and the service's for the service
+    let parsed = match parse(false) {
+        Ok(cli) if cli.command.is_some() => Ok(cli),
+        _ => parse(true),
+    };
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(error) => {
+            return match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Parsed::Info(error.render().to_string()))
+                }
+                _ => Err(one_line(&error, &command(true))),
+            }
+        }
+    };
+    match cli.command {
+        Some(Command::Healthcheck {
+            url,
+            timeout_ms,
+            http,
         }) => Ok(Parsed::Healthcheck {
-            url: url.unwrap_or_else(|| {
-                format!("http://127.0.0.1:{}/readyz", config.ops.http_addr.port())
-            }),
+            url: url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", http.addr.port())),
             timeout: Duration::from_millis(timeout_ms),
         }),
-        Ok(Cli {
-            command: Some(Command::Simulate(args)),
-            config,
-        }) => {
-            config.redis.validate()?;
-            Ok(Parsed::Simulate {
-                config: Box::new(config),
-                args,
-            })
+        Some(Command::Simulate { link, stream, args }) => {
+            link.validate()?;
+            stream.validate()?;
+            Ok(Parsed::Simulate { link, stream, args })
         }
-        Ok(Cli {
-            command: Some(Command::DeadLetters(command)),
-            config,
-        }) => {
-            config.redis.validate()?;
-            Ok(Parsed::DeadLetters {
-                config: Box::new(config),
-                command,
-            })
+        Some(Command::DeadLetters { target, command }) => {
+            target.validate()?;
+            Ok(Parsed::DeadLetters { target, command })
         }
-        Ok(Cli {
-            command: None,
-            config,
-        }) => {
-            config.validate()?;
-            Ok(Parsed::Run(Box::new(config)))
+        None => {
+            cli.config.validate()?;
+            Ok(Parsed::Run(Box::new(cli.config)))
         }
-        Err(error) => match error.kind() {
-            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                Ok(Parsed::Info(error.render().to_string()))
-            }
-            _ => Err(one_line(&error, &Cli::command())),
-        },
     }
 }

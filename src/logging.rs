@@ -22,16 +22,11 @@ pub enum LogFormat {
 #[derive(Clone, Debug, clap::Args)]
 pub struct LogConfig {
     /// Log line format: `auto` (text on a terminal, JSON otherwise), `json` or `text`.
-    #[arg(long = "log-format", env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Auto)]
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub format: LogFormat,
 
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info,processor=debug`).
-    #[arg(
-        long = "log-filter",
-        env = "RUST_LOG",
-        global = true,
-        default_value = "info"
-    )]
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
     pub filter: String,
 }
 

@@ -1,6 +1,7 @@
 //! The `processor` binary: parse the command line, set up logging, serve until a signal.
 
 mod cli;
+mod simulate_command;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,9 +31,11 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Parsed::Simulate { config, args }) => return simulate(&config, &args),
-        Ok(Parsed::DeadLetters { config, command }) => {
-            return match processor::dead_letters::command::run(&config.redis, command) {
+        Ok(Parsed::Simulate { link, stream, args }) => {
+            return simulate_command::run(&link, &stream, &args)
+        }
+        Ok(Parsed::DeadLetters { target, command }) => {
+            return match processor::dead_letters::command::run(&target, command) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("processor dead-letters: {error}");
@@ -55,39 +58,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "processor failed");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `processor simulate`: publish, then print the summary as JSON on stdout.
-fn simulate(config: &Config, args: &simulate::SimulateArgs) -> ExitCode {
-    let published = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| {
-            let client = processor::redis::connect::client(
-                &config.redis.url,
-                config.redis.ca_file.as_deref(),
-            )?;
-            let server = processor::redact::redact_url(&config.redis.url);
-            runtime
-                .block_on(simulate::run(
-                    client,
-                    &server,
-                    &config.redis.stream_key,
-                    args,
-                ))
-                .map_err(anyhow::Error::from)
-        });
-    match published.and_then(|report| Ok(serde_json::to_string(&report)?)) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("processor simulate: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -118,9 +88,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-        let listener = tokio::net::TcpListener::bind(config.ops.http_addr)
+        let listener = tokio::net::TcpListener::bind(config.ops.http.addr)
             .await
-            .with_context(|| format!("listening on HTTP_ADDR {}", config.ops.http_addr))?;
+            .with_context(|| format!("listening on HTTP_ADDR {}", config.ops.http.addr))?;
         let shutdown = Shutdown::new();
         let on_signal = shutdown.clone();
         let drain_limit = config.pipeline.shutdown_timeout + LAST_RESORT;

@@ -60,7 +60,7 @@ async fn sweep_consumers(
         CHECK_TIMEOUT,
         crate::redis::delete_idle_consumers(
             conn,
-            &config.redis.stream_key,
+            &config.redis.stream.key,
             &config.redis.consumer_group,
             idle,
             &[],
@@ -95,8 +95,7 @@ async fn check_redis(
 ) {
     if conn.is_none() {
         let opened = async {
-            let client =
-                crate::redis::connect::client(&config.redis.url, config.redis.ca_file.as_deref())?;
+            let client = config.redis.link.client()?;
             crate::redis::connect::command_connection(&client).await
         };
         match tokio::time::timeout(CHECK_TIMEOUT, opened).await {
@@ -132,7 +131,7 @@ async fn check_redis(
         CHECK_TIMEOUT,
         crate::redis::backlog(
             conn,
-            &config.redis.stream_key,
+            &config.redis.stream.key,
             &config.redis.consumer_group,
             config.ops.stall,
         ),

@@ -49,12 +49,26 @@ pub struct Config {
     pub log: LogConfig,
 }
 
+/// The HTTP server's address (also what `healthcheck` probes by default).
+#[derive(Clone, Debug, Args)]
+pub struct HttpAddr {
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        id = "http_addr",
+        long = "http-addr",
+        env = "HTTP_ADDR",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub addr: SocketAddr,
+}
+
 /// The HTTP server and the background checks behind it.
 #[derive(Clone, Debug, Args)]
 pub struct OpsConfig {
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9090", global = true)]
-    pub http_addr: SocketAddr,
+    /// Where the HTTP server listens.
+    #[command(flatten)]
+    pub http: HttpAddr,
 
     /// /readyz reports not ready when the commit frontier has not advanced for this long, in
     /// seconds.
@@ -186,7 +200,7 @@ mod tests {
         assert_eq!(config.redis.read_block, Duration::from_secs(1));
         assert_eq!(
             config.redis.dead_letter_stream(),
-            format!("{}:dead", config.redis.stream_key)
+            format!("{}:dead", config.redis.stream.key)
         );
     }
 

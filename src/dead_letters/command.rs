@@ -6,7 +6,31 @@ use std::io::Write as _;
 
 use clap::Subcommand;
 
-use crate::redis::{RedisConfig, RedisError};
+use crate::config_values::ConfigError;
+use crate::redis::{DeadLetterKey, RedisError, RedisLink, StreamKey};
+
+/// Which dead-letter stream the commands act on, and where a redrive sends entries.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Target {
+    /// The server.
+    #[command(flatten)]
+    pub link: RedisLink,
+    /// The positions' stream (a redrive's destination).
+    #[command(flatten)]
+    pub stream: StreamKey,
+    /// The dead-letter stream.
+    #[command(flatten)]
+    pub dead_letters: DeadLetterKey,
+}
+
+impl Target {
+    /// Checks what the argument parser cannot, as the service does for the same settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.link.validate()?;
+        self.stream.validate()?;
+        self.dead_letters.validate(&self.stream)
+    }
+}
 
 /// `processor dead-letters ...`.
 #[derive(Debug, Subcommand)]
@@ -99,15 +123,15 @@ pub enum CommandError {
     Json(#[from] serde_json::Error),
 }
 
-/// Runs `command` against the dead-letter stream that `redis` names.
-pub fn run(redis: &RedisConfig, command: DeadLetterCommand) -> Result<(), CommandError> {
-    let dead = redis.dead_letter_stream();
+/// Runs `command` against the dead-letter stream that `target` names.
+pub fn run(target: &Target, command: DeadLetterCommand) -> Result<(), CommandError> {
+    let dead = target.dead_letters.resolve(&target.stream);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CommandError::Runtime)?;
     runtime.block_on(async {
-        let client = crate::redis::connect::client(&redis.url, redis.ca_file.as_deref())?;
+        let client = target.link.client()?;
         let mut conn = crate::redis::connect::command_connection(&client).await?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
@@ -135,7 +159,7 @@ pub fn run(redis: &RedisConfig, command: DeadLetterCommand) -> Result<(), Comman
                 let report = super::redrive_selected(
                     &mut conn,
                     &dead,
-                    &redis.stream_key,
+                    &target.stream.key,
                     &select.selection(),
                     &options,
                     &mut out,

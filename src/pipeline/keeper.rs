@@ -78,7 +78,7 @@ impl Keeper {
                     postgres::connect(&pg.url, pg.ca_file.as_deref()).await?
                 }
             };
-            postgres::store_resume_point(&client, &redis.stream_key, &redis.consumer_group, point)
+            postgres::store_resume_point(&client, &redis.stream.key, &redis.consumer_group, point)
                 .await?;
             self.postgres = Some(client);
             Ok::<(), postgres::PostgresError>(())
@@ -113,7 +113,7 @@ impl Keeper {
         let keep_from = StreamId::new(crate::clock::unix_ms().saturating_sub(keep), 0);
         let trimmed = tokio::time::timeout(
             INTERVAL,
-            redis_io::trim_acknowledged(&mut self.redis, &self.config.redis.stream_key, keep_from),
+            redis_io::trim_acknowledged(&mut self.redis, &self.config.redis.stream.key, keep_from),
         )
         .await;
         match trimmed {

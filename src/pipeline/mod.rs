@@ -109,9 +109,9 @@ pub async fn run(
     let consumer_name = config.redis.consumer_name();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        redis_url = %redact_url(&config.redis.url),
+        redis_url = %redact_url(&config.redis.link.url),
         database_url = %redact_url(&config.postgres.url),
-        stream = %config.redis.stream_key,
+        stream = %config.redis.stream.key,
         group = %config.redis.consumer_group,
         consumer = %consumer_name,
         workers = config.cluster.workers(),
@@ -144,7 +144,7 @@ pub async fn run(
             let report = postgres::migrate(&mut client, &config.postgres.timescale()).await?;
             let point = postgres::load_resume_point(
                 &client,
-                &config.redis.stream_key,
+                &config.redis.stream.key,
                 &config.redis.consumer_group,
             )
             .await?;
@@ -161,8 +161,7 @@ pub async fn run(
 
     // Redis: the group exists, and retired workers' pending entries have heirs, before any
     // worker reads.
-    let redis_client =
-        redis_io::connect::client(&config.redis.url, config.redis.ca_file.as_deref())?;
+    let redis_client = config.redis.link.client()?;
     let dead_letter_stream = config.redis.dead_letter_stream();
     let joined = startup(Operation::JoinGroup)
         .run(|| async {
@@ -170,7 +169,7 @@ pub async fn run(
             redis_io::check_dead_letter_stream(&mut conn, &dead_letter_stream).await?;
             let created = redis_io::ensure_group_resuming(
                 &mut conn,
-                &config.redis.stream_key,
+                &config.redis.stream.key,
                 &config.redis.consumer_group,
                 stored_point,
                 &config.redis.group_start_id,
@@ -178,7 +177,7 @@ pub async fn run(
             .await?;
             let adopted = redis_io::adopt_retired_workers(
                 &mut conn,
-                &config.redis.stream_key,
+                &config.redis.stream.key,
                 &config.redis.consumer_group,
                 &consumer_name,
                 config.cluster.worker_indices(),
@@ -303,7 +302,7 @@ async fn delete_own_consumers(ctx: &Context, reports: &[WorkerReport]) {
     let mut conn = ctx.redis_commands.clone();
     let deleted = redis_io::delete_idle_consumers(
         &mut conn,
-        &redis.stream_key,
+        &redis.stream.key,
         &redis.consumer_group,
         Duration::ZERO,
         &own,

@@ -131,7 +131,7 @@ impl<'a> Own<'a> {
         let config = &self.ctx.config;
         DeadLetters {
             conn: self.ctx.redis_commands.clone(),
-            stream: config.redis.stream_key.clone(),
+            stream: config.redis.stream.key.clone(),
             group: config.redis.consumer_group.clone(),
             dead_letter_stream: config.redis.dead_letter_stream(),
             consumer: self.consumer.clone(),
@@ -218,7 +218,7 @@ fn spawn_acker(own: &Own) -> (mpsc::UnboundedSender<AckRequest>, JoinHandle<bool
         requests,
         Acker {
             conn: ctx.redis_commands.clone(),
-            stream: ctx.config.redis.stream_key.clone(),
+            stream: ctx.config.redis.stream.key.clone(),
             group: ctx.config.redis.consumer_group.clone(),
             metrics: Arc::clone(&ctx.metrics),
             retry: own.retry(Operation::Ack, Until::Abandon),

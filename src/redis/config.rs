@@ -14,15 +14,15 @@ pub enum StreamTrim {
     Acked,
 }
 
-/// Redis, the stream and the consumer group.
+/// Where Redis is: every command that talks to Redis takes these.
 #[derive(Clone, Debug, clap::Args)]
-pub struct RedisConfig {
+pub struct RedisLink {
     /// Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
     #[arg(
         id = "redis_url",
         long = "redis-url",
         env = "REDIS_URL",
-        global = true,
+        value_name = "URL",
         default_value = "redis://127.0.0.1:6379"
     )]
     pub url: String,
@@ -33,21 +33,113 @@ pub struct RedisConfig {
         id = "redis_ca_file",
         long = "redis-ca-file",
         env = "REDIS_CA_FILE",
-        global = true
+        value_name = "FILE"
     )]
     pub ca_file: Option<PathBuf>,
+}
 
+impl RedisLink {
+    /// The URL parses, is not `#insecure`, and the CA file holds certificates.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        redis::Client::open(self.url.as_str()).map_err(|e| {
+            ConfigError::new(
+                "REDIS_URL",
+                format!("not a Redis URL ({})", crate::redact::redact_error(&e)),
+            )
+        })?;
+        if self.url.contains("#insecure") {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "#insecure (TLS without verifying the server) is not supported; trust a private CA with REDIS_CA_FILE instead",
+            ));
+        }
+        if let Some(path) = &self.ca_file {
+            crate::tls::read_ca_file(path)
+                .map_err(|e| ConfigError::new("REDIS_CA_FILE", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The client for this server (see [`super::connect::client`]).
+    pub fn client(&self) -> Result<redis::Client, super::RedisError> {
+        super::connect::client(&self.url, self.ca_file.as_deref())
+    }
+}
+
+/// The stream the ingestion service appends positions to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StreamKey {
     /// The stream the ingestion service appends positions to.
-    #[arg(long, env = "STREAM_KEY", default_value = "telemetry:t", global = true)]
-    pub stream_key: String,
+    #[arg(
+        id = "stream_key",
+        long = "stream-key",
+        env = "STREAM_KEY",
+        value_name = "KEY",
+        default_value = "telemetry:t"
+    )]
+    pub key: String,
+}
+
+impl StreamKey {
+    /// The key is a usable name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_name("STREAM_KEY", &self.key)
+    }
+}
+
+/// The stream refused entries are moved to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DeadLetterKey {
+    /// Stream that refused entries are moved to. Default: `<STREAM_KEY>:dead`.
+    #[arg(
+        id = "dead_letter_stream",
+        long = "dead-letter-stream",
+        env = "DEAD_LETTER_STREAM",
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+}
+
+impl DeadLetterKey {
+    /// The key for the positions on `stream`.
+    pub fn resolve(&self, stream: &StreamKey) -> String {
+        self.key
+            .clone()
+            .unwrap_or_else(|| format!("{}:dead", stream.key))
+    }
+
+    /// A usable name that differs from `stream`'s.
+    pub fn validate(&self, stream: &StreamKey) -> Result<(), ConfigError> {
+        if let Some(key) = &self.key {
+            check_name("DEAD_LETTER_STREAM", key)?;
+        }
+        if self.resolve(stream) == stream.key {
+            return Err(ConfigError::new(
+                "DEAD_LETTER_STREAM",
+                "must differ from STREAM_KEY",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Redis, the stream and the consumer group.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RedisConfig {
+    /// The server.
+    #[command(flatten)]
+    pub link: RedisLink,
+
+    /// The stream.
+    #[command(flatten)]
+    pub stream: StreamKey,
+
+    /// The dead-letter stream.
+    #[command(flatten)]
+    pub dead_letters: DeadLetterKey,
 
     /// Consumer group shared by every replica.
-    #[arg(
-        long,
-        env = "CONSUMER_GROUP",
-        default_value = "processor",
-        global = true
-    )]
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "processor")]
     pub consumer_group: String,
 
     /// This replica's consumer name; worker N reads as `<CONSUMER_NAME>-<N>`. Must be stable
@@ -58,10 +150,6 @@ pub struct RedisConfig {
     /// Where a newly created group starts reading (`0`: the whole backlog; `$`: only new entries).
     #[arg(long, env = "GROUP_START_ID", default_value = "0")]
     pub group_start_id: String,
-
-    /// Stream that refused entries are moved to. Default: `<STREAM_KEY>:dead`.
-    #[arg(long = "dead-letter-stream", env = "DEAD_LETTER_STREAM", global = true)]
-    pub dead_letter_stream: Option<String>,
 
     /// Entries per XREADGROUP call.
     #[arg(long, env = "READ_COUNT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -108,30 +196,13 @@ impl RedisConfig {
     /// Checks what the argument parser cannot: the URL parses, names are usable, the CA file
     /// holds certificates, the group's start id is a stream id.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        redis::Client::open(self.url.as_str()).map_err(|e| {
-            ConfigError::new(
-                "REDIS_URL",
-                format!("not a Redis URL ({})", crate::redact::redact_error(&e)),
-            )
-        })?;
-        if self.url.contains("#insecure") {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "#insecure (TLS without verifying the server) is not supported; trust a private CA with REDIS_CA_FILE instead",
-            ));
-        }
-        if let Some(path) = &self.ca_file {
-            crate::tls::read_ca_file(path)
-                .map_err(|e| ConfigError::new("REDIS_CA_FILE", e.to_string()))?;
-        }
-        check_name("STREAM_KEY", &self.stream_key)?;
+        self.link.validate()?;
+        self.stream.validate()?;
+        self.dead_letters.validate(&self.stream)?;
         check_name("CONSUMER_GROUP", &self.consumer_group)?;
         check_name("GROUP_START_ID", &self.group_start_id)?;
         if let Some(name) = &self.consumer_name {
             check_name("CONSUMER_NAME", name)?;
-        }
-        if let Some(stream) = &self.dead_letter_stream {
-            check_name("DEAD_LETTER_STREAM", stream)?;
         }
         if !valid_start_id(&self.group_start_id) {
             return Err(ConfigError::new(
@@ -142,20 +213,12 @@ impl RedisConfig {
                 ),
             ));
         }
-        if self.dead_letter_stream() == self.stream_key {
-            return Err(ConfigError::new(
-                "DEAD_LETTER_STREAM",
-                "must differ from STREAM_KEY",
-            ));
-        }
         Ok(())
     }
 
     /// The dead-letter stream key.
     pub fn dead_letter_stream(&self) -> String {
-        self.dead_letter_stream
-            .clone()
-            .unwrap_or_else(|| format!("{}:dead", self.stream_key))
+        self.dead_letters.resolve(&self.stream)
     }
 
     /// This replica's consumer name (the host name unless set).

@@ -23,7 +23,7 @@ mod resume;
 
 pub use backlog::{backlog, Backlog, DELIVERIES_SCAN};
 pub use claim::PoisonSweep;
-pub use config::{RedisConfig, StreamTrim};
+pub use config::{DeadLetterKey, RedisConfig, RedisLink, StreamKey, StreamTrim};
 pub use consumers::delete_idle_consumers;
 pub use dead_letter::{
     check_dead_letter_stream, dead_letter, Letter, METADATA_FIELDS, REDRIVEN_FROM, REDRIVE_COUNT,

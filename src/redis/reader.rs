@@ -75,10 +75,10 @@ impl StreamReader {
     ) -> Self {
         StreamReader {
             client,
-            ca_file: config.ca_file.clone(),
+            ca_file: config.link.ca_file.clone(),
             read: None,
             commands,
-            stream: config.stream_key.clone(),
+            stream: config.stream.key.clone(),
             group: config.consumer_group.clone(),
             consumer,
             start_id: config.group_start_id.clone(),

@@ -43,12 +43,13 @@ fn a_bad_variable_exits_2_naming_it_on_one_line() {
     }
 }
 
-/// Connection flags work after the subcommand as well as before it, and the subcommand's help
-/// shows them.
+/// Connection flags work after the subcommand (and after a dead-letters subcommand's own
+/// subcommand), and a service variable the subcommand does not use cannot stop it.
 async fn connection_flags_work_after_the_subcommand() {
     let mut env = TestEnv::new("global_flags").await;
     let output = Command::new(env!("CARGO_BIN_EXE_processor"))
         .env_clear()
+        .env("WORKERS", "lots")
         .args(["simulate", "--count", "7", "--redis-url"])
         .arg(&env.servers.redis_url)
         .arg("--stream-key")
@@ -66,14 +67,25 @@ async fn connection_flags_work_after_the_subcommand() {
         .await
         .expect("XLEN");
     assert_eq!(length, 7);
-    let help = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .args(["simulate", "--help"])
+    let dead_letters = format!("{}:graveyard", env.stream);
+    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .env_clear()
+        .env("WORKERS", "lots")
+        .args(["dead-letters", "show", "--redis-url"])
+        .arg(&env.servers.redis_url)
+        .arg("--dead-letter-stream")
+        .arg(&dead_letters)
         .output()
-        .expect("simulate --help");
-    let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--redis-url", "--stream-key", "REDIS_URL", "STREAM_KEY"] {
-        assert!(help.contains(flag), "simulate --help does not show {flag}");
-    }
+        .expect("run dead-letters show");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&dead_letters), "{stderr}");
+    // beside a subcommand, the service's flags are refused rather than silently unused
+    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args(["--workers", "2", "simulate", "--count", "1"])
+        .output()
+        .expect("run simulate after a service flag");
+    assert_eq!(output.status.code(), Some(2));
 }
 
 fn help_lists_every_variable() {
@@ -107,15 +119,40 @@ fn help_lists_every_variable() {
             "--help does not mention {variable}"
         );
     }
-    // a subcommand's help lists what it uses: the load generator talks to Redis only
-    let output = Command::new(env!("CARGO_BIN_EXE_processor"))
-        .args(["simulate", "--help"])
-        .output()
-        .expect("run simulate --help");
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("REDIS_URL"), "{help}");
-    assert!(!help.contains("DATABASE_URL"), "{help}");
+    // a subcommand's help lists what it uses, and nothing of the service's
+    for (args, uses, not) in [
+        (
+            &["simulate", "--help"][..],
+            &["REDIS_URL", "REDIS_CA_FILE", "STREAM_KEY"][..],
+            &["DATABASE_URL", "HTTP_ADDR", "DEAD_LETTER_STREAM", "WORKERS"][..],
+        ),
+        (
+            &["dead-letters", "show", "--help"],
+            &["REDIS_URL", "STREAM_KEY", "DEAD_LETTER_STREAM"],
+            &["DATABASE_URL", "HTTP_ADDR", "CONSUMER_GROUP", "WORKERS"],
+        ),
+        (
+            &["healthcheck", "--help"],
+            &["HTTP_ADDR"],
+            &["DATABASE_URL", "REDIS_URL", "WORKERS"],
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args(args)
+            .output()
+            .expect("run a subcommand's --help");
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for variable in uses {
+            assert!(help.contains(variable), "{args:?} lacks {variable}: {help}");
+        }
+        for variable in not {
+            assert!(
+                !help.contains(variable),
+                "{args:?} shows {variable}: {help}"
+            );
+        }
+    }
 }
 
 /// SIGKILL mid-stream, restart with the same consumer name: every published position is one

@@ -152,7 +152,7 @@ async fn a_redis_restart_without_persistence_is_survived() {
     };
     let mut env = TestEnv::new("redis_restart").await;
     let mut config = env.config(&[]);
-    config.redis.url = redis_url.clone();
+    config.redis.link.url = redis_url.clone();
     let running = env.start(config);
     let publish =
         async |conn: &mut redis::aio::MultiplexedConnection, stream: &str, items: &[String]| {

@@ -151,7 +151,7 @@ async fn rediss_with_a_private_ca() {
     let mut env = TestEnv::new("tls").await;
     // without the private CA the certificate is unknown: Redis is reported failing
     let mut untrusting = env.config(&["--monitor-interval-ms", "200"]);
-    untrusting.redis.url = url.clone();
+    untrusting.redis.link.url = url.clone();
     let refused = env.start(untrusting);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -172,8 +172,8 @@ async fn rediss_with_a_private_ca() {
 
     // with it, everything flows over TLS
     let mut trusting = env.config(&[]);
-    trusting.redis.url = url.clone();
-    trusting.redis.ca_file = Some(dir.join("ca.crt"));
+    trusting.redis.link.url = url.clone();
+    trusting.redis.link.ca_file = Some(dir.join("ca.crt"));
     let running = env.start(trusting);
     let mut pipe = redis::pipe();
     for item in payloads("tls", 10, 100) {
