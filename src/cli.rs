@@ -11,6 +11,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use processor::config::{one_line, Config, ConfigError, HttpAddr};
 use processor::dead_letters::command::{DeadLetterCommand, Target};
+use processor::logging::LogConfig;
+use processor::postgres::{DatabaseLink, TimescaleArgs};
 use processor::redis::{RedisLink, StreamKey};
 
 /// The command line.
@@ -70,6 +72,20 @@ enum Command {
         #[command(flatten)]
         http: HttpAddr,
     },
+    /// Apply the schema's migrations and the TimescaleDB settings of positions, then exit (0, or
+    /// 2 with one line). The one step that needs DDL rights: run it as the schema's owner before
+    /// the service (whose role then needs only DML rights, with MIGRATE=off or auto).
+    Migrate {
+        /// The database.
+        #[command(flatten)]
+        link: DatabaseLink,
+        /// What positions should be.
+        #[command(flatten)]
+        hypertable: TimescaleArgs,
+        /// Log format and filter (the steps taken are logged on standard error).
+        #[command(flatten)]
+        log: LogConfig,
+    },
     /// Publish realistic positions to the stream (REDIS_URL, STREAM_KEY): a load generator.
     /// Prints a JSON summary on stdout when done.
     Simulate {
@@ -100,6 +116,15 @@ enum Command {
 pub enum Parsed {
     /// Run the service.
     Run(Box<Config>),
+    /// Apply the migrations and the TimescaleDB settings.
+    Migrate {
+        /// The database.
+        link: DatabaseLink,
+        /// What positions should be.
+        hypertable: TimescaleArgs,
+        /// Logging.
+        log: LogConfig,
+    },
     /// Publish generated positions (the load generator).
     Simulate {
         /// The server.
@@ -155,6 +180,20 @@ pub fn parse_from_env() -> Result<Parsed, ConfigError> {
             url: url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", http.addr.port())),
             timeout: Duration::from_millis(timeout_ms),
         }),
+        Some(Command::Migrate {
+            link,
+            hypertable,
+            log,
+        }) => {
+            link.validate()?;
+            log.validate()
+                .map_err(|reason| ConfigError::new("RUST_LOG", reason))?;
+            Ok(Parsed::Migrate {
+                link,
+                hypertable,
+                log,
+            })
+        }
         Some(Command::Simulate { link, stream, args }) => {
             link.validate()?;
             stream.validate()?;

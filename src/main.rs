@@ -1,6 +1,7 @@
 //! The `processor` binary: parse the command line, set up logging, serve until a signal.
 
 mod cli;
+mod migrate_command;
 mod simulate_command;
 
 use std::process::ExitCode;
@@ -30,6 +31,14 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             };
+        }
+        Ok(Parsed::Migrate {
+            link,
+            hypertable,
+            log,
+        }) => {
+            processor::logging::init(&log);
+            return migrate_command::run(&link, &hypertable);
         }
         Ok(Parsed::Simulate { link, stream, args }) => {
             return simulate_command::run(&link, &stream, &args)

@@ -215,12 +215,7 @@ async fn check_postgres(
 ) {
     if client.as_ref().is_none_or(|c| c.is_closed()) {
         *client = None;
-        match tokio::time::timeout(
-            CHECK_TIMEOUT,
-            crate::postgres::connect(&config.postgres.url, config.postgres.ca_file.as_deref()),
-        )
-        .await
-        {
+        match tokio::time::timeout(CHECK_TIMEOUT, config.postgres.link.connect()).await {
             Ok(Ok(opened)) => *client = Some(opened),
             Ok(Err(error)) => return status.postgres_checked(Err(error.to_string())),
             Err(_) => return status.postgres_checked(Err("connect timed out".to_owned())),

@@ -103,6 +103,13 @@ impl Config {
         Ok(parsed.config)
     }
 
+    /// The derived output tables that are on.
+    pub fn outputs(&self) -> crate::postgres::Outputs {
+        crate::postgres::Outputs {
+            device_latest: self.pipeline.device_latest.is_on(),
+        }
+    }
+
     /// Checks what the argument parser cannot, group by group, then across groups.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.redis.validate()?;

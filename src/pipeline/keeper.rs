@@ -75,7 +75,7 @@ impl Keeper {
                 Some(client) => client,
                 None => {
                     let pg = &self.config.postgres;
-                    postgres::connect(&pg.url, pg.ca_file.as_deref()).await?
+                    pg.link.connect().await?
                 }
             };
             postgres::store_resume_point(&client, &redis.stream.key, &redis.consumer_group, point)

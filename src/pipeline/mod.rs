@@ -110,7 +110,7 @@ pub async fn run(
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         redis_url = %redact_url(&config.redis.link.url),
-        database_url = %redact_url(&config.postgres.url),
+        database_url = %redact_url(&config.postgres.link.url),
         stream = %config.redis.stream.key,
         group = %config.redis.consumer_group,
         consumer = %consumer_name,
@@ -139,9 +139,8 @@ pub async fn run(
     // PostgreSQL: schema first, so no row is read before there is a table to write it to.
     let migrated = startup(Operation::Migrate)
         .run(|| async {
-            let mut client =
-                postgres::connect(&config.postgres.url, config.postgres.ca_file.as_deref()).await?;
-            let report = postgres::migrate(&mut client, &config.postgres.timescale()).await?;
+            let mut client = config.postgres.link.connect().await?;
+            let report = postgres::prepare(&mut client, &config.postgres, config.outputs()).await?;
             let point = postgres::load_resume_point(
                 &client,
                 &config.redis.stream.key,
@@ -337,7 +336,7 @@ fn log_storage(config: &Config, migrated: &postgres::MigrationReport) {
         } => tracing::info!(
             applied = ?migrated.applied,
             timescaledb = %version,
-            chunk_interval = %config.postgres.chunk_interval,
+            chunk_interval = %config.postgres.hypertable.chunk_interval,
             compress_after = %postgres::timescale::Optional(*compress_after),
             retention = %postgres::timescale::Optional(*retention),
             "schema ready: positions is a TimescaleDB hypertable"

@@ -27,7 +27,7 @@ use super::inflight::InFlight;
 use super::row_sink::RowSink;
 use super::source::{read_loop, ClaimSettings, Source};
 use super::Context;
-use crate::postgres::{EpochWriter, Outputs};
+use crate::postgres::EpochWriter;
 use crate::redis::StreamReader;
 use crate::retry::{Operation, Policy, Retry, Until};
 
@@ -180,13 +180,7 @@ fn build_dataflow(worker: &mut Worker, own: &Own, state: &State) -> (ProbeHandle
             .share_ticks(move |epoch| clock.catch_up(epoch));
         let input = scope.input_from(&mut entries);
         let rows = RowSink {
-            writer: EpochWriter::new(
-                &config.postgres,
-                Outputs {
-                    device_latest: config.pipeline.device_latest.is_on(),
-                },
-                ctx.refusals.clone(),
-            ),
+            writer: EpochWriter::new(&config.postgres, config.outputs(), ctx.refusals.clone()),
             worker: own.index,
             retry: own.retry(Operation::Write, Until::Abandon),
             refused: own.dead_letters(),

@@ -18,7 +18,7 @@ use super::tables::{
     derived_tables, Changes, DerivedTable, DerivedWriter, EpochRows, Outputs, TableChanges,
     POSITIONS,
 };
-use super::{connect, PostgresConfig, PostgresError};
+use super::{PostgresConfig, PostgresError};
 use dataflow::{Batch, Position, Rows};
 
 /// What one epoch write did, table by table (`positions` first), and how.
@@ -122,7 +122,7 @@ impl EpochWriter {
             Some(conn) if !conn.client.is_closed() => conn,
             _ => {
                 let failed = |e: &tokio_postgres::Error| PostgresError::query("write", e);
-                let client = connect(&self.config.url, self.config.ca_file.as_deref()).await?;
+                let client = self.config.link.connect().await?;
                 let positions = PositionsWriter::prepare(&client)
                     .await
                     .map_err(|e| failed(&e))?;

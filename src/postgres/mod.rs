@@ -7,7 +7,8 @@
 //!   rows); `columns.rs`, `timestamp.rs`: what their statements share;
 //! - `refusals.rs`: rows the database refuses, and the rule that tells bad rows from a
 //!   database that refuses every row;
-//! - `offsets.rs`: the stored resume point.
+//! - `offsets.rs`: the stored resume point;
+//! - `privileges.rs`: the rights the service's role needs on its tables, checked at start-up.
 
 mod columns;
 mod config;
@@ -15,15 +16,16 @@ mod connect;
 mod epoch_writer;
 mod migrate;
 mod offsets;
+pub mod privileges;
 mod refusals;
 mod tables;
 pub mod timescale;
 mod timestamp;
 
-pub use config::PostgresConfig;
+pub use config::{DatabaseLink, Migrate, PostgresConfig, TimescaleArgs};
 pub use connect::connect;
 pub use epoch_writer::{EpochWriter, IsolateError, Isolated, WriteOutcome, WritePath};
-pub use migrate::{migrate, MigrationReport};
+pub use migrate::{migrate, prepare, MigrationReport, MIGRATE_REMEDY};
 pub use offsets::{load_resume_point, store_resume_point};
 pub use refusals::{Refusal, Streak, Systematic};
 pub use tables::{Changes, Outputs, TableChanges, DEVICE_LATEST, POSITIONS};
@@ -67,6 +69,30 @@ impl PostgresError {
             message: message.into(),
             code: None,
             constraint: None,
+        }
+    }
+
+    /// Something only an operator can fix (a right not granted, a migration not applied),
+    /// found by the service itself: `code` is the SQLSTATE the server would give for it, so it
+    /// is classified, counted and shown as the server's own would be.
+    pub(crate) fn needs_operator(
+        operation: &'static str,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        PostgresError {
+            operation,
+            message: message.into(),
+            code: Some(code.to_owned()),
+            constraint: None,
+        }
+    }
+
+    /// The same failure, its message followed by what fixes it.
+    pub(crate) fn with_remedy(self, remedy: &str) -> Self {
+        PostgresError {
+            message: format!("{}: {remedy}", self.message),
+            ..self
         }
     }
 

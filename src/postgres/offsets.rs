@@ -8,7 +8,14 @@
 use dataflow::StreamId;
 use tokio_postgres::Client;
 
+use super::privileges::Grant;
 use super::PostgresError;
+
+/// The load reads, the forward-only upsert inserts and updates.
+pub const GRANT: Grant = Grant {
+    table: "stream_offsets",
+    privileges: &["SELECT", "INSERT", "UPDATE"],
+};
 
 /// The stored resume point of `group` on `stream`, if any.
 pub async fn load_resume_point(

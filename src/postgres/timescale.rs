@@ -81,6 +81,9 @@ pub enum PlainReason {
     NotInstalled,
     /// Installed, but not in `shared_preload_libraries`.
     NotPreloaded,
+    /// Loadable, but `processor migrate` has not made `positions` a hypertable yet
+    /// (`MIGRATE=off`).
+    NotMigrated,
 }
 
 impl fmt::Display for PlainReason {
@@ -90,6 +93,9 @@ impl fmt::Display for PlainReason {
             PlainReason::NotInstalled => "the server has no timescaledb extension",
             PlainReason::NotPreloaded => {
                 "timescaledb is installed but not in shared_preload_libraries"
+            }
+            PlainReason::NotMigrated => {
+                "MIGRATE=off and processor migrate has not made positions a hypertable yet"
             }
         })
     }
@@ -104,6 +110,8 @@ processor: positions is converted to a hypertable, its rows migrated";
 struct ServerState {
     available: bool,
     preloaded: bool,
+    /// `CREATE EXTENSION` has run in this database.
+    created: bool,
 }
 
 fn failed(error: &tokio_postgres::Error) -> PostgresError {
@@ -116,7 +124,8 @@ async fn server_state(client: &Client) -> Result<ServerState, PostgresError> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
-                    current_setting('timescaledb.max_background_workers', true) IS NOT NULL",
+                    current_setting('timescaledb.max_background_workers', true) IS NOT NULL,
+                    EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
             &[],
         )
         .await
@@ -124,12 +133,27 @@ async fn server_state(client: &Client) -> Result<ServerState, PostgresError> {
     Ok(ServerState {
         available: row.get(0),
         preloaded: row.get(1),
+        created: row.get(2),
     })
 }
 
-/// Makes `positions` what `settings` ask for, as far as the server allows. Runs under the
-/// migration lock, after the migrations.
-pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Storage, PostgresError> {
+/// Whether [`setup`] changes what differs, or only says what it would change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// Change it (`processor migrate`, and the service under `MIGRATE=auto`).
+    Changes,
+    /// Change nothing: one WARN per difference (the service under `MIGRATE=off`).
+    Nothing,
+}
+
+/// Makes `positions` what `settings` ask for, as far as the server allows: reads each setting
+/// first and runs DDL only for what differs (so with nothing to change, a role without DDL
+/// rights passes). Runs under the migration lock, after the migrations.
+pub async fn setup(
+    client: &Client,
+    settings: &HypertableConfig,
+    apply: Apply,
+) -> Result<Storage, PostgresError> {
     let plain = |reason| Ok(Storage::Plain(reason));
     if settings.mode == Mode::Off {
         return plain(PlainReason::Disabled);
@@ -163,10 +187,19 @@ pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Stora
         }
         return refuse(PlainReason::NotPreloaded, NOT_PRELOADED_REMEDY);
     }
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public")
-        .await
-        .map_err(|e| failed(&e))?;
+    if !state.created {
+        if apply == Apply::Nothing {
+            tracing::warn!(
+                "timescaledb is loadable but not created in this database; MIGRATE=off leaves \
+                 positions a plain table: run processor migrate to make it a hypertable"
+            );
+            return Ok(Storage::Plain(PlainReason::NotMigrated));
+        }
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public")
+            .await
+            .map_err(|e| failed(&e))?;
+    }
     let row = client
         .query_one(
             "SELECT quote_ident(n.nspname), e.extversion,
@@ -185,13 +218,16 @@ pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Stora
         .map_err(|e| failed(&e))?;
     let hypertable = Hypertable {
         client,
+        apply,
         api: row.get(0),
         table: format!("{}.positions", row.get::<_, String>(3)),
         schema: row.get(4),
     };
     let version: String = row.get(1);
     let license: String = row.get(2);
-    hypertable.ensure(settings.chunk_interval).await?;
+    if !hypertable.ensure(settings.chunk_interval).await? {
+        return Ok(Storage::Plain(PlainReason::NotMigrated));
+    }
     let community = license != "apache";
     if !community && (settings.compress_after.is_some() || settings.retention.is_some()) {
         tracing::warn!(
@@ -220,6 +256,8 @@ pub async fn setup(client: &Client, settings: &HypertableConfig) -> Result<Stora
 /// `positions` on a server with the extension created.
 struct Hypertable<'a> {
     client: &'a Client,
+    /// Whether differences are changed or only reported.
+    apply: Apply,
     /// The extension's schema, quoted: its functions are called qualified (the service's own
     /// schema comes first on its search path, and need not hold them).
     api: String,
@@ -239,12 +277,28 @@ impl Hypertable<'_> {
         Ok(row.map(|row| row.get(0)))
     }
 
-    async fn execute(&self, sql: &str) -> Result<(), PostgresError> {
-        self.client.batch_execute(sql).await.map_err(|e| failed(&e))
+    /// Runs `sql`, which does `what` (logged at INFO); under [`Apply::Nothing`], only says
+    /// (WARN) that it differs. `true` when it ran.
+    async fn execute(&self, what: &str, sql: &str) -> Result<bool, PostgresError> {
+        if self.apply == Apply::Nothing {
+            tracing::warn!(
+                change = what,
+                "a TimescaleDB setting of positions differs from the configuration; MIGRATE=off \
+                 leaves it: run processor migrate to apply it"
+            );
+            return Ok(false);
+        }
+        tracing::info!("{what}");
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(true)
     }
 
-    /// A hypertable on `ts` with chunks of `interval` from now on.
-    async fn ensure(&self, interval: Interval) -> Result<(), PostgresError> {
+    /// A hypertable on `ts` with chunks of `interval` from now on; `false` when it is not a
+    /// hypertable (and [`Apply::Nothing`] left it so).
+    async fn ensure(&self, interval: Interval) -> Result<bool, PostgresError> {
         // `time_interval = wanted` compares intervals as values ('1 day' = '24 hours').
         let same = self
             .query_opt_bool(&format!(
@@ -256,8 +310,9 @@ impl Hypertable<'_> {
             .await?;
         match same {
             None => {
-                tracing::info!(chunk_interval = %interval, "making positions a hypertable (existing rows are moved into chunks)");
-                self.execute(&format!(
+                self.execute(
+                    &format!("making positions a hypertable with chunks of {interval} (existing rows are moved into chunks)"),
+                    &format!(
                     "SELECT {api}.create_hypertable('{table}', {api}.by_range('ts', {interval}), \
                      migrate_data => true, if_not_exists => true)",
                     api = self.api,
@@ -267,16 +322,18 @@ impl Hypertable<'_> {
                 .await
             }
             Some(false) => {
-                tracing::info!(chunk_interval = %interval, "chunk interval changed; it applies to chunks created from now on");
-                self.execute(&format!(
+                self.execute(
+                    &format!("chunk interval set to {interval}; it applies to chunks created from now on"),
+                    &format!(
                     "SELECT {api}.set_chunk_time_interval('{table}', {interval})",
                     api = self.api,
                     table = self.table.replace('\'', "''"),
                     interval = sql(interval)
                 ))
                 .await
+                .map(|_| true)
             }
-            Some(true) => Ok(()),
+            Some(true) => Ok(true),
         }
     }
 
@@ -299,37 +356,48 @@ impl Hypertable<'_> {
                 )
                 .await?;
             if configured != Some(true) {
-                tracing::info!(
-                    "enabling compression of positions, segmented by device_id, ordered by ts DESC"
-                );
-                self.execute(&format!(
-                    "ALTER TABLE {} SET (timescaledb.enable_columnstore = true, \
+                self.execute(
+                    "enabling compression of positions, segmented by device_id, ordered by ts DESC",
+                    &format!(
+                        "ALTER TABLE {} SET (timescaledb.enable_columnstore = true, \
                      timescaledb.segmentby = 'device_id', timescaledb.orderby = 'ts DESC')",
-                    self.table
-                ))
+                        self.table
+                    ),
+                )
                 .await?;
             }
         }
         let policy = self
             .policy("policy_compression", "compress_after", after)
             .await?;
-        if matches!(policy, Change::Remove | Change::Replace) {
-            self.execute(&format!(
-                "CALL {}.remove_columnstore_policy('{table}', if_exists => true)",
-                self.api
-            ))
+        if policy == Change::Remove {
+            self.execute(
+                "compression policy removed (TIMESCALEDB_COMPRESS_AFTER=off); compressed chunks stay compressed",
+                &format!(
+                    "CALL {}.remove_columnstore_policy('{table}', if_exists => true)",
+                    self.api
+                ),
+            )
             .await?;
         }
         if let (Some(after), Change::Add | Change::Replace) = (after, policy) {
-            tracing::info!(compress_after = %after, "compression policy set");
-            self.execute(&format!(
-                "CALL {}.add_columnstore_policy('{table}', after => {})",
-                self.api,
-                sql(after)
-            ))
+            let remove = if policy == Change::Replace {
+                format!(
+                    "CALL {}.remove_columnstore_policy('{table}', if_exists => true); ",
+                    self.api
+                )
+            } else {
+                String::new()
+            };
+            self.execute(
+                &format!("compression policy set: chunks older than {after} are compressed"),
+                &format!(
+                    "{remove}CALL {}.add_columnstore_policy('{table}', after => {})",
+                    self.api,
+                    sql(after)
+                ),
+            )
             .await?;
-        } else if policy == Change::Remove {
-            tracing::info!("compression policy removed (TIMESCALEDB_COMPRESS_AFTER=off); compressed chunks stay compressed");
         }
         Ok(after)
     }
@@ -338,25 +406,31 @@ impl Hypertable<'_> {
     async fn retention(&self, after: Option<Interval>) -> Result<Option<Interval>, PostgresError> {
         let table = self.table.replace('\'', "''");
         let policy = self.policy("policy_retention", "drop_after", after).await?;
-        if matches!(policy, Change::Remove | Change::Replace) {
-            self.execute(&format!(
-                "SELECT {}.remove_retention_policy('{table}', if_exists => true)",
-                self.api
-            ))
+        let remove = format!(
+            "SELECT {}.remove_retention_policy('{table}', if_exists => true)",
+            self.api
+        );
+        if policy == Change::Remove {
+            self.execute(
+                "retention policy removed (TIMESCALEDB_RETENTION=off): chunks are kept",
+                &remove,
+            )
             .await?;
-            if policy == Change::Remove {
-                tracing::info!(
-                    "retention policy removed (TIMESCALEDB_RETENTION=off): chunks are kept"
-                );
-            }
         }
         if let (Some(after), Change::Add | Change::Replace) = (after, policy) {
-            tracing::info!(drop_after = %after, "retention policy set: older chunks are dropped");
-            self.execute(&format!(
-                "SELECT {}.add_retention_policy('{table}', drop_after => {})",
-                self.api,
-                sql(after)
-            ))
+            let remove = if policy == Change::Replace {
+                format!("{remove}; ")
+            } else {
+                String::new()
+            };
+            self.execute(
+                &format!("retention policy set: chunks older than {after} are dropped"),
+                &format!(
+                    "{remove}SELECT {}.add_retention_policy('{table}', drop_after => {})",
+                    self.api,
+                    sql(after)
+                ),
+            )
             .await?;
         }
         Ok(after)

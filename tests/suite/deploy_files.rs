@@ -81,10 +81,24 @@ fn compose_sets_only_accepted_variables() {
 fn the_kubernetes_example_sets_only_accepted_variables() {
     let text = include_str!("../../deploy/kubernetes/deployment.yaml");
     let deployment: Value = serde_yaml::from_str(text).expect("deployment YAML");
-    let containers = deployment["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
-        .expect("containers");
-    for container in containers {
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_sequence().expect("containers");
+    // the schema is migrated by an init container running `processor migrate` with a secret of
+    // its own, so the service's role needs no DDL rights
+    let init = pod["initContainers"].as_sequence().expect("initContainers");
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0]["args"][0], Value::from("migrate"));
+    let secret = |container: &Value| {
+        container["env"]
+            .as_sequence()
+            .expect("env list")
+            .iter()
+            .find(|var| var["name"] == "DATABASE_URL")
+            .map(|var| scalar(&var["valueFrom"]["secretKeyRef"]["name"]))
+            .expect("DATABASE_URL from a secret")
+    };
+    assert_ne!(secret(&init[0]), secret(&containers[0]));
+    for container in containers.iter().chain(init) {
         let vars = container["env"]
             .as_sequence()
             .expect("env list")

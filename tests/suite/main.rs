@@ -36,6 +36,7 @@ mod migrations;
 mod module_graph;
 mod observability;
 mod pipeline;
+mod privileges;
 mod readme;
 mod redis_ops;
 mod refusal_stall;
@@ -59,6 +60,7 @@ fn main() -> std::process::ExitCode {
             migrations::tests(),
             module_graph::tests(),
             observability::tests(),
+            privileges::tests(),
             pipeline::tests(),
             readme::tests(),
             redis_ops::tests(),

@@ -133,7 +133,7 @@ async fn a_schema_named_in_the_url_is_created_when_missing() {
     let mut env = TestEnv::new("fresh_schema").await;
     let schema = format!("{}_fresh", env.schema);
     let mut config = env.config(&[]);
-    config.postgres.url = env.database_url.replace(&env.schema, &schema);
+    config.postgres.link.url = env.database_url.replace(&env.schema, &schema);
     env.publish(&support::payloads("fresh", 3, 30)).await;
     let running = env.start(config);
     let count = format!("SELECT count(*) FROM {schema}.positions");

@@ -159,7 +159,7 @@ async fn readyz_follows_the_database_and_the_drain() {
         .replacen(&upstream.to_string(), &proxy.address.to_string(), 1)
         .replacen("localhost", "127.0.0.1", 1);
     let mut config = env.config(&["--monitor-interval-ms", "200", "--stall-secs", "30"]);
-    config.postgres.url = through_proxy;
+    config.postgres.link.url = through_proxy;
     let running = env.start(config);
 
     wait_status(&running, "/readyz", 200, Duration::from_secs(30)).await;

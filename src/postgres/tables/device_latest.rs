@@ -12,6 +12,7 @@
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::super::columns::{insert_from_arrays, FixArrays, FIX_COLUMNS};
+use super::super::privileges::Grant;
 use super::{BoxFuture, Changes, DerivedTable, DerivedWriter, EpochRows};
 use dataflow::{newest_per_device, LatestFix};
 
@@ -39,6 +40,14 @@ pub(in crate::postgres) struct DeviceLatest;
 impl DerivedTable for DeviceLatest {
     fn table(&self) -> &'static str {
         super::DEVICE_LATEST
+    }
+
+    /// The upsert inserts, updates, and reads `ts` in its condition.
+    fn grant(&self) -> Grant {
+        Grant {
+            table: super::DEVICE_LATEST,
+            privileges: &["SELECT", "INSERT", "UPDATE"],
+        }
     }
 
     fn prepare<'a>(

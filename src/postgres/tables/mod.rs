@@ -18,6 +18,8 @@ use tokio_postgres::{Client, Transaction};
 
 use dataflow::{Batch, Position, Rows};
 
+use super::privileges::Grant;
+
 /// The table every record goes to, as outcomes and metrics name it.
 pub const POSITIONS: &str = "positions";
 
@@ -75,6 +77,9 @@ pub(super) trait DerivedTable: Send + Sync {
     /// The table's name, for logs and metrics.
     fn table(&self) -> &'static str;
 
+    /// The privileges its statements need (checked at start-up).
+    fn grant(&self) -> Grant;
+
     /// Prepares the table's statements on a new connection: its writer there.
     fn prepare<'a>(
         &'a self,
@@ -98,6 +103,14 @@ pub(super) trait DerivedWriter: Send + Sync {
 pub struct Outputs {
     /// `device_latest` (`DEVICE_LATEST`).
     pub device_latest: bool,
+}
+
+/// The privileges the service's writes need on the output tables that are on: `positions`'s
+/// and each derived table's.
+pub fn grants(outputs: Outputs) -> Vec<Grant> {
+    std::iter::once(positions::GRANT)
+        .chain(derived_tables(outputs).iter().map(|table| table.grant()))
+        .collect()
 }
 
 /// The derived tables that are on, in the order they are written: the one registration of each.

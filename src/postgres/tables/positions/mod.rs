@@ -29,6 +29,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::super::columns::{insert_from_arrays, Column, FixArrays, FIX_COLUMNS};
+use super::super::privileges::Grant;
 use super::super::refusals::{Refusal, Streak};
 use super::super::{IsolateError, PostgresError};
 use super::Changes;
@@ -36,6 +37,12 @@ use crate::blocks::Blocks;
 use dataflow::{Batch, KeySet, LastFix, Position, Rows};
 
 /// The table's written columns: a fix, then its attributes.
+/// COPY and `INSERT ... ON CONFLICT DO NOTHING`: inserting is all they do.
+pub(in crate::postgres) const GRANT: Grant = Grant {
+    table: super::POSITIONS,
+    privileges: &["INSERT"],
+};
+
 pub(super) fn columns() -> Vec<Column> {
     let mut columns = FIX_COLUMNS.to_vec();
     columns.push(("attributes", Type::JSONB));
