@@ -55,6 +55,7 @@ pub mod operators;
 mod position;
 mod rows;
 mod state;
+pub mod trips;
 
 pub use active::ActiveDevices;
 pub use batch::Batch;

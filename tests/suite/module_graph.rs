@@ -16,6 +16,7 @@ pub fn tests() -> Vec<Test> {
     [
         trial!(the_service_library_has_no_circle),
         trial!(the_dataflow_crate_has_no_circle),
+        trial!(the_ingest_core_never_imports_the_domain),
         trial!(a_circle_is_found),
         trial!(grouped_imports_name_each_module),
         trial!(the_suite_uses_no_libtest_attribute),
@@ -263,6 +264,40 @@ fn the_dataflow_crate_has_no_circle() {
         "dataflow/src/operators/",
         &siblings(&root.join("operators")),
     );
+}
+
+/// The domain (trips) sits beside the ingest core, never under it: no module of the `dataflow`
+/// crate but `trips` names it, and `trips` names nothing of the core; in the service, only the
+/// trips' own table seam and command may (a domain change cannot break ingest).
+fn the_ingest_core_never_imports_the_domain() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dataflow = top_level(&root.join("dataflow").join("src"), &["lib"]);
+    assert!(dataflow.contains_key("trips"), "{dataflow:?}");
+    for (module, deps) in &dataflow {
+        assert!(
+            module == "trips" || !deps.contains("trips"),
+            "dataflow/src/{module} imports the domain (trips)"
+        );
+    }
+    assert!(
+        dataflow.get("trips").is_some_and(BTreeSet::is_empty),
+        "trips must not import the ingest core: {:?}",
+        dataflow.get("trips")
+    );
+    let src = root.join("src");
+    for file in rust_files(&src) {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let allowed = relative.starts_with("postgres/tables/trips")
+            || relative.starts_with("trips")
+            || relative == Path::new("postgres/tables/trips.rs");
+        if !allowed {
+            assert!(
+                !code(&file).contains("trips::"),
+                "src/{} imports the domain (trips); only its table seam and command may",
+                relative.display()
+            );
+        }
+    }
 }
 
 fn a_circle_is_found() {

@@ -1,0 +1,97 @@
+//! Folding a device's fixes, in time order, into runs.
+
+use super::{haversine_m, Fix, Point, Run, TripRules};
+
+/// The fixes after the current run's last moving fix, not moving, that the run takes in if a
+/// moving fix follows within the stop time.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tail {
+    /// How many.
+    fixes: u32,
+    /// The legs from the run's end through them.
+    distance_m: f64,
+    /// The newest of them.
+    last: Option<Point>,
+}
+
+/// Runs from fixes pushed in increasing time order; the last run stays extendable until
+/// [`RunFold::finish`].
+#[derive(Debug)]
+pub struct RunFold {
+    rules: TripRules,
+    current: Option<(Run, Tail)>,
+    done: Vec<Run>,
+}
+
+impl RunFold {
+    /// A fold with no run yet.
+    pub fn new(rules: TripRules) -> Self {
+        RunFold {
+            rules,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// A fold that continues `run` (a stored trip's row is its state at its end): push only the
+    /// fixes after `run.end`.
+    pub fn resuming(rules: TripRules, run: Run) -> Self {
+        RunFold {
+            rules,
+            current: Some((run, Tail::default())),
+            done: Vec::new(),
+        }
+    }
+
+    /// Takes the next fix; each must be later than the one before (one row per device and
+    /// time).
+    pub fn push(&mut self, fix: &Fix) {
+        let moving = self.rules.is_moving(fix.speed);
+        let Some((run, tail)) = &mut self.current else {
+            if moving {
+                self.current = Some((start(fix), Tail::default()));
+            }
+            return;
+        };
+        debug_assert!(fix.ts_micros > tail.last.unwrap_or(run.end).ts_micros);
+        let within = fix.ts_micros - run.end.ts_micros <= self.rules.stop_micros;
+        if !within {
+            // the run cannot be extended any more: it is complete
+            self.done.push(*run);
+            self.current = moving.then(|| (start(fix), Tail::default()));
+            return;
+        }
+        let from = tail.last.unwrap_or(run.end);
+        let leg = haversine_m(from.latitude, from.longitude, fix.latitude, fix.longitude);
+        if moving {
+            run.distance_m += tail.distance_m + leg;
+            run.fixes += tail.fixes + 1;
+            run.max_speed = run.max_speed.max(fix.speed.unwrap_or(0.0));
+            run.end = Point::from(fix);
+            *tail = Tail::default();
+        } else {
+            tail.fixes += 1;
+            tail.distance_m += leg;
+            tail.last = Some(Point::from(fix));
+        }
+    }
+
+    /// Every run, in time order; the last one is as far as the pushed fixes take it.
+    pub fn finish(mut self) -> Vec<Run> {
+        if let Some((run, _)) = self.current.take() {
+            self.done.push(run);
+        }
+        self.done
+    }
+}
+
+fn start(fix: &Fix) -> Run {
+    let point = Point::from(fix);
+    Run {
+        start: point,
+        end: point,
+        distance_m: 0.0,
+        max_speed: fix.speed.unwrap_or(0.0),
+        fixes: 1,
+    }
+}
