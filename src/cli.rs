@@ -14,6 +14,7 @@ use processor::dead_letters::command::{DeadLetterCommand, Target};
 use processor::logging::LogConfig;
 use processor::postgres::{DatabaseLink, TimescaleArgs};
 use processor::redis::{RedisLink, StreamKey};
+use processor::trips::command::TripsCommand;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -99,6 +100,10 @@ enum Command {
         #[command(flatten)]
         args: simulate::SimulateArgs,
     },
+    /// Trips: `rebuild` recomputes them from positions (after changing a TRIP_* setting, or for
+    /// history written before TRIPS=on).
+    #[command(subcommand)]
+    Trips(TripsCommand),
     /// Inspect the dead-letter stream (DEAD_LETTER_STREAM), send entries back to STREAM_KEY, or
     /// purge old ones.
     DeadLetters {
@@ -134,6 +139,8 @@ pub enum Parsed {
         /// What to publish.
         args: simulate::SimulateArgs,
     },
+    /// Rebuild trips.
+    Trips(TripsCommand),
     /// Inspect, redrive or purge the dead-letter stream.
     DeadLetters {
         /// Which streams.
@@ -198,6 +205,11 @@ pub fn parse_from_env() -> Result<Parsed, ConfigError> {
             link.validate()?;
             stream.validate()?;
             Ok(Parsed::Simulate { link, stream, args })
+        }
+        Some(Command::Trips(command)) => {
+            let TripsCommand::Rebuild(args) = &command;
+            args.validate()?;
+            Ok(Parsed::Trips(command))
         }
         Some(Command::DeadLetters { target, command }) => {
             target.validate()?;

@@ -13,6 +13,8 @@
 //! - [`dead_letters`]: `processor dead-letters`: inspect, send back and purge dead letters (the
 //!   subcommands and their running, `dead_letters::command`, so `main` only dispatches);
 //! - [`config`]: the composition of every module's settings, and the one-line errors;
+//! - [`trips`]: the domain's settings (its rules are `dataflow::trips`, its table
+//!   `postgres/tables/trips.rs`; the ingest core never imports it);
 //! - [`redis`]: the consumer group, reads, claims, acknowledgements, dead letters;
 //! - [`postgres`]: connection, migrations, TimescaleDB, the epoch writer;
 //! - [`retry`]: the one retry policy (backoff, classification, the log line, the metric);
@@ -48,6 +50,7 @@ mod service;
 pub mod shutdown;
 pub mod status;
 pub mod tls;
+pub mod trips;
 
 pub use config::Config;
 pub use pipeline::{RunError, RunReport};

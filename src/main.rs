@@ -43,6 +43,15 @@ fn main() -> ExitCode {
         Ok(Parsed::Simulate { link, stream, args }) => {
             return simulate_command::run(&link, &stream, &args)
         }
+        Ok(Parsed::Trips(command)) => {
+            return match processor::trips::command::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("processor trips: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Parsed::DeadLetters { target, command }) => {
             return match processor::dead_letters::command::run(&target, command) {
                 Ok(()) => ExitCode::SUCCESS,

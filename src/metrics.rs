@@ -60,6 +60,8 @@ pub struct Metrics {
     pub future_timestamps: IntCounter,
     /// `device_latest` rows inserted or moved forward.
     pub device_latest_rows: IntCounter,
+    /// Trips already closed that a late record changed.
+    pub trips_late_changes: IntCounter,
     /// Rows of each output table changed by committed epochs, by table and kind of change.
     pub table_rows: IntCounterVec,
     /// Epochs read but not yet acknowledged, over all workers.
@@ -258,9 +260,13 @@ impl Metrics {
                 "processor_device_latest_rows_total",
                 "device_latest rows inserted or moved forward (a device's newest fix of an epoch that is newer than the stored one).",
             )?,
+            trips_late_changes: counter(
+                "processor_trips_late_changes_total",
+                "Trips already closed that a late fix changed (updated, split, merged or deleted): history rewritten by data that arrived late.",
+            )?,
             table_rows: counter_vec2(
                 "processor_table_rows_total",
-                "Rows of each output table changed by committed epochs, by table (positions, device_latest) and change (inserted, updated, deleted, duplicate: a key that was there already).",
+                "Rows of each output table changed by committed epochs, by table (positions, device_latest, trips) and change (inserted, updated, deleted, duplicate: a key that was there already).",
                 &["table", "change"],
             )?,
             epochs_in_flight: gauge(

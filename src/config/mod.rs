@@ -47,6 +47,9 @@ pub struct Config {
     /// Log format and filter.
     #[command(flatten)]
     pub log: LogConfig,
+    /// Trips (the domain's output) and their rules.
+    #[command(flatten)]
+    pub trips: crate::trips::TripsConfig,
 }
 
 /// The HTTP server's address (also what `healthcheck` probes by default).
@@ -107,6 +110,7 @@ impl Config {
     pub fn outputs(&self) -> crate::postgres::Outputs {
         crate::postgres::Outputs {
             device_latest: self.pipeline.device_latest.is_on(),
+            trips: self.trips.rules(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Config {
         self.redis.validate()?;
         self.postgres.validate()?;
         self.cluster.validate()?;
+        self.trips.validate()?;
         self.log
             .validate()
             .map_err(|reason| ConfigError::new("RUST_LOG", reason))?;

@@ -18,6 +18,7 @@ use super::dead_letter_sink::DeadLetters;
 use crate::metrics::Metrics;
 use crate::postgres::{
     EpochWriter, IsolateError, PostgresError, TableChanges, WriteOutcome, DEVICE_LATEST, POSITIONS,
+    TRIPS,
 };
 use crate::redis::{Letter, REDRIVE_COUNT};
 use crate::retry::{Class, Failure, GaveUp, Retry, System};
@@ -120,6 +121,7 @@ impl RowSink {
                     .metrics
                     .device_latest_rows
                     .inc_by(changes.inserted + changes.updated),
+                TRIPS => self.metrics.trips_late_changes.inc_by(changes.late),
                 _ => {}
             }
         }

@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         "0004_stream_offsets",
         include_str!("../../migrations/0004_stream_offsets.sql"),
     ),
+    (
+        5,
+        "0005_trips",
+        include_str!("../../migrations/0005_trips.sql"),
+    ),
 ];
 
 /// What `migrate` found and did.

@@ -28,7 +28,10 @@ pub use epoch_writer::{EpochWriter, IsolateError, Isolated, WriteOutcome, WriteP
 pub use migrate::{migrate, prepare, MigrationReport, MIGRATE_REMEDY};
 pub use offsets::{load_resume_point, store_resume_point};
 pub use refusals::{Refusal, Streak, Systematic};
-pub use tables::{Changes, Outputs, TableChanges, DEVICE_LATEST, POSITIONS};
+pub use tables::{
+    devices_with_positions, rebuild_device, Changes, Outputs, Rebuilt, TableChanges, DEVICE_LATEST,
+    POSITIONS, TRIPS,
+};
 pub use timescale::Storage;
 
 use crate::retry::{Class, Failure, System};

@@ -2,7 +2,7 @@
 //! path), for the idempotent write path's arrays; the COPY path writes the same value itself.
 
 use bytes::BytesMut;
-use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 /// Microseconds between 1970-01-01 (Unix) and 2000-01-01 (PostgreSQL's epoch).
 pub(super) const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -31,4 +31,23 @@ impl ToSql for Timestamp {
     }
 
     to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Timestamp {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into().map_err(|_| "a timestamptz is 8 bytes")?;
+        let micros = i64::from_be_bytes(bytes);
+        Ok(Timestamp(
+            micros
+                .checked_add(PG_EPOCH_OFFSET_MICROS)
+                .ok_or("timestamp out of range")?,
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
 }

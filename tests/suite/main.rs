@@ -44,6 +44,7 @@ mod refused_rows;
 mod stream_hygiene;
 mod timescale;
 mod tls;
+mod trips;
 
 fn main() -> std::process::ExitCode {
     support::harness::run(
@@ -69,6 +70,7 @@ fn main() -> std::process::ExitCode {
             stream_hygiene::tests(),
             timescale::tests(),
             tls::tests(),
+            trips::tests(),
         ]
         .into_iter()
         .flatten()

@@ -22,10 +22,12 @@
 mod distance;
 mod fold;
 pub mod reference;
+pub mod region;
 mod rules;
 
 pub use distance::{haversine_m, EARTH_RADIUS_M};
 pub use fold::RunFold;
+pub use region::{region, Region, Start};
 pub use rules::TripRules;
 
 /// One fix of a device, as the trip rules see it (a row of `positions`).

@@ -199,3 +199,124 @@ proptest! {
         assert_runs_equal(&runs, &all)?;
     }
 }
+
+/// A device's store as the database keeps it: fixes (the first of each time wins), every run,
+/// the trips.
+#[derive(Default)]
+struct Store {
+    fixes: std::collections::BTreeMap<i64, Fix>,
+    runs: Vec<Run>,
+    trips: Vec<Trip>,
+}
+
+impl Store {
+    /// One commit: insert the batch's fixes, then recompute the region they can change, exactly
+    /// as the trips table's writer does with its queries.
+    fn commit(&mut self, rules: &TripRules, batch: &[Fix]) {
+        for fix in batch {
+            self.fixes.entry(fix.ts_micros).or_insert(*fix);
+        }
+        let Some(a) = batch.iter().map(|fix| fix.ts_micros).min() else {
+            return;
+        };
+        let b = batch.iter().map(|fix| fix.ts_micros).max().unwrap_or(a);
+        let left = self
+            .runs
+            .iter()
+            .filter(|run| run.start.ts_micros < a)
+            .max_by_key(|run| run.start.ts_micros)
+            .copied();
+        let probe = region::right_probe_end(rules, b);
+        let right_end = self
+            .runs
+            .iter()
+            .filter(|run| (a..=probe).contains(&run.start.ts_micros))
+            .map(|run| run.end.ts_micros)
+            .max();
+        let region = region(rules, a, b, left, right_end);
+        let fixes: Vec<Fix> = self
+            .fixes
+            .range(region.read_from()..=region.end_micros)
+            .map(|(_, fix)| *fix)
+            .collect();
+        let runs = region.runs(rules, &fixes);
+        let replaced = region.replaces_from()..=region.end_micros;
+        self.runs
+            .retain(|run| !replaced.contains(&run.start.ts_micros));
+        self.runs.extend(&runs);
+        self.runs.sort_by_key(|run| run.start.ts_micros);
+        let newest = self.fixes.keys().next_back().copied().unwrap_or(i64::MIN);
+        self.trips
+            .retain(|trip| !replaced.contains(&trip.run.start.ts_micros));
+        self.trips
+            .extend(runs.iter().filter_map(|run| run.trip(rules, newest)));
+        // the device's newest fix closes an open trip before the region
+        for trip in &mut self.trips {
+            trip.open = trip.open && newest - trip.run.end.ts_micros < rules.stop_micros;
+        }
+        self.trips.sort_by_key(|trip| trip.run.start.ts_micros);
+    }
+}
+
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+fn assert_trips_equal(got: &[Trip], want: &[Trip]) -> Result<(), TestCaseError> {
+    let open = |trips: &[Trip]| trips.iter().map(|trip| trip.open).collect::<Vec<_>>();
+    prop_assert_eq!(open(got), open(want));
+    let runs = |trips: &[Trip]| trips.iter().map(|trip| trip.run).collect::<Vec<_>>();
+    assert_runs_equal(&runs(got), &runs(want))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Fixes arriving in any order, in batches of any size, resent with other content: after
+    /// every commit, the stored trips are the rules applied to the stored fixes.
+    #[test]
+    fn regions_keep_the_trips_exact_in_any_arrival_order(
+        fixes in device_fixes(),
+        seed in any::<u64>(),
+        order in 0u8..4,
+        batch in 1usize..12,
+    ) {
+        let rules = TripRules::default();
+        let mut arrivals = fixes.clone();
+        match order {
+            0 => {}
+            1 => arrivals.reverse(),
+            2 => shuffle(&mut arrivals, seed),
+            // in order, but every fifth fix held back and sent last (hours late)
+            _ => {
+                let (late, on_time): (Vec<_>, Vec<_>) =
+                    arrivals.iter().enumerate().partition(|(i, _)| i % 5 == 0);
+                arrivals = on_time.into_iter().chain(late).map(|(_, fix)| *fix).collect();
+            }
+        }
+        // resends of some fixes with other content: the first stored row wins
+        let resent: Vec<Fix> = fixes
+            .iter()
+            .step_by(7)
+            .map(|fix| Fix { latitude: fix.latitude + 1.0, speed: Some(99.0), ..*fix })
+            .collect();
+        let mut store = Store::default();
+        let mut firsts = std::collections::BTreeMap::new();
+        let all: Vec<Fix> = arrivals.iter().chain(&resent).copied().collect();
+        for part in all.chunks(batch) {
+            store.commit(&rules, part);
+            for fix in part {
+                firsts.entry(fix.ts_micros).or_insert(*fix);
+            }
+            let stored: Vec<Fix> = firsts.values().copied().collect();
+            assert_trips_equal(&store.trips, &reference::trips(&stored, &rules))?;
+            assert_runs_equal(&store.runs, &reference::runs(&stored, &rules))?;
+        }
+    }
+}

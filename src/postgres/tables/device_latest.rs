@@ -43,11 +43,11 @@ impl DerivedTable for DeviceLatest {
     }
 
     /// The upsert inserts, updates, and reads `ts` in its condition.
-    fn grant(&self) -> Grant {
-        Grant {
+    fn grants(&self) -> Vec<Grant> {
+        vec![Grant {
             table: super::DEVICE_LATEST,
             privileges: &["SELECT", "INSERT", "UPDATE"],
-        }
+        }]
     }
 
     fn prepare<'a>(

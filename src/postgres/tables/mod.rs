@@ -10,6 +10,9 @@
 
 mod device_latest;
 pub(super) mod positions;
+mod trips;
+
+pub use trips::{devices_with_positions, rebuild_device, Rebuilt};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +29,9 @@ pub const POSITIONS: &str = "positions";
 /// The table of each device's newest fix, as outcomes and metrics name it.
 pub const DEVICE_LATEST: &str = "device_latest";
 
+/// The trips derived from the positions, as outcomes and metrics name it.
+pub const TRIPS: &str = "trips";
+
 /// A boxed future, so that the derived tables can sit in one list.
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -40,6 +46,9 @@ pub struct Changes {
     pub deleted: u64,
     /// Rows not written because their key was there already.
     pub duplicates: u64,
+    /// Of the updated and deleted rows, those a late record changed after they were final
+    /// (trips: a trip already closed).
+    pub late: u64,
 }
 
 impl Changes {
@@ -78,7 +87,7 @@ pub(super) trait DerivedTable: Send + Sync {
     fn table(&self) -> &'static str;
 
     /// The privileges its statements need (checked at start-up).
-    fn grant(&self) -> Grant;
+    fn grants(&self) -> Vec<Grant>;
 
     /// Prepares the table's statements on a new connection: its writer there.
     fn prepare<'a>(
@@ -103,13 +112,19 @@ pub(super) trait DerivedWriter: Send + Sync {
 pub struct Outputs {
     /// `device_latest` (`DEVICE_LATEST`).
     pub device_latest: bool,
+    /// `trips` by these rules (`TRIPS`), or none.
+    pub trips: Option<dataflow::trips::TripRules>,
 }
 
 /// The privileges the service's writes need on the output tables that are on: `positions`'s
 /// and each derived table's.
 pub fn grants(outputs: Outputs) -> Vec<Grant> {
     std::iter::once(positions::GRANT)
-        .chain(derived_tables(outputs).iter().map(|table| table.grant()))
+        .chain(
+            derived_tables(outputs)
+                .iter()
+                .flat_map(|table| table.grants()),
+        )
         .collect()
 }
 
@@ -118,6 +133,9 @@ pub(super) fn derived_tables(outputs: Outputs) -> Vec<Box<dyn DerivedTable>> {
     let mut tables: Vec<Box<dyn DerivedTable>> = Vec::new();
     if outputs.device_latest {
         tables.push(Box::new(device_latest::DeviceLatest));
+    }
+    if let Some(rules) = outputs.trips {
+        tables.push(Box::new(trips::Trips { rules }));
     }
     tables
 }
