@@ -118,9 +118,10 @@ def service_env(stream, schema, port, workers, name="bench", extra=None):
     return env
 
 
-def simulate(stream, count=None, duration=None, rate=0, devices=10000, seed=1, profile="fmb"):
+def simulate(stream, count=None, duration=None, rate=0, devices=10000, seed=1, profile="fmb",
+             order="in-order"):
     args = [SIMULATOR, "simulate", "--profile", profile, "--devices", str(devices), "--rate", str(rate),
-            "--seed", str(seed)]
+            "--seed", str(seed), "--order", order]
     args += ["--count", str(count)] if count else ["--duration", str(duration)]
     env = dict(os.environ, REDIS_URL=REDIS_URL, STREAM_KEY=stream)
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
@@ -275,7 +276,7 @@ def measure(args, run, variant):
     stream, schema = fresh("load")
     try:
         published = simulate(stream, count=args.count, devices=args.devices, seed=run + 1,
-                             profile=args.profile)
+                             profile=args.profile, order=args.order)
         want = published["valid_distinct"]
         psql("CHECKPOINT")
         started = time.time()
@@ -421,6 +422,8 @@ def main():
                         help="WORKERS for the processor (default: unset, the service's default)")
     parser.add_argument("--profile", choices=["fmb", "mixed"], default="fmb",
                         help="the simulator's record profile")
+    parser.add_argument("--order", choices=["in-order", "newest-first", "late"], default="in-order",
+                        help="the arrival order of the preloaded positions (simulate --order)")
     parser.add_argument("--processor", default=BIN, help="the processor binary to measure")
     parser.add_argument("--simulator", default=BIN, help="the binary whose `simulate` publishes")
     parser.add_argument("--replicas", type=int, default=1,

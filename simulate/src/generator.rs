@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use crate::faults::{Fault, FAULTS};
 use crate::fleet::Fleet;
 use crate::record::DEFAULT_START_MS;
-use crate::SimulateArgs;
+use crate::{Order, SimulateArgs, LATE_BY, NEWEST_FIRST_WINDOW};
 
 /// How many recent valid payloads a duplicate is drawn from.
 const RECENT: usize = 128;
@@ -60,6 +60,15 @@ pub struct Generator {
     invalid: f64,
     fleet: Fleet,
     recent: VecDeque<String>,
+    order: Order,
+    /// Fixes of one device per window/delay unit: the fleet size.
+    devices: u64,
+    /// `newest-first`: the current window, emitted from its end.
+    window: Vec<Payload>,
+    /// `late`: held-back payloads with the count after which each is released.
+    held: VecDeque<(u64, Payload)>,
+    /// Payloads handed out so far.
+    produced: u64,
 }
 
 impl Generator {
@@ -79,11 +88,49 @@ impl Generator {
                 args.start_ms.unwrap_or(DEFAULT_START_MS),
             ),
             recent: VecDeque::with_capacity(RECENT),
+            order: args.order,
+            devices: u64::from(args.devices.max(1)),
+            window: Vec::new(),
+            held: VecDeque::new(),
+            produced: 0,
         }
     }
 
-    /// The next payload in publish order.
+    /// The next payload in publish order (`--order`).
     pub fn next_payload(&mut self) -> Payload {
+        self.produced += 1;
+        match self.order {
+            Order::InOrder => self.generate(),
+            Order::NewestFirst => {
+                if self.window.is_empty() {
+                    let size = self.devices * NEWEST_FIRST_WINDOW;
+                    self.window = (0..size).map(|_| self.generate()).collect();
+                }
+                self.window.pop().unwrap_or_else(|| self.generate())
+            }
+            Order::Late => {
+                if self
+                    .held
+                    .front()
+                    .is_some_and(|(at, _)| *at <= self.produced)
+                {
+                    if let Some((_, payload)) = self.held.pop_front() {
+                        return payload;
+                    }
+                }
+                let payload = self.generate();
+                if self.produced % 10 == 0 && matches!(payload, Payload::Valid(_)) {
+                    self.held
+                        .push_back((self.produced + self.devices * LATE_BY, payload));
+                    return self.generate();
+                }
+                payload
+            }
+        }
+    }
+
+    /// The next payload the fleet gives, in time order.
+    fn generate(&mut self) -> Payload {
         let draw: f64 = self.rng.random();
         if draw < self.duplicates && !self.recent.is_empty() {
             let index = self.rng.random_range(0..self.recent.len());
@@ -139,12 +186,67 @@ mod tests {
             invalid,
             pipeline: 500,
             start_ms: Some(1_796_033_730_123),
+            order: crate::Order::InOrder,
         }
     }
 
     fn take(args: &SimulateArgs, n: usize) -> Vec<Payload> {
         let mut generator = Generator::new(args);
         (0..n).map(|_| generator.next_payload()).collect()
+    }
+
+    /// Each device's fix times in arrival order.
+    fn arrivals(args: &SimulateArgs, n: usize) -> HashMap<String, Vec<i64>> {
+        let mut by_device: HashMap<String, Vec<i64>> = HashMap::new();
+        for payload in take(args, n) {
+            let position = decode_payload(payload.as_str().as_bytes()).expect("valid");
+            by_device
+                .entry(position.device_id)
+                .or_default()
+                .push(position.ts_micros);
+        }
+        by_device
+    }
+
+    #[test]
+    fn orders_reorder_each_devices_fixes() {
+        let base = args(5, 10, 0.0, 0.0);
+        let in_order = arrivals(&base, 3_000);
+        assert!(in_order
+            .values()
+            .all(|ts| ts.windows(2).all(|w| w[0] < w[1])));
+        let newest_first = arrivals(
+            &SimulateArgs {
+                order: crate::Order::NewestFirst,
+                ..base.clone()
+            },
+            3_000,
+        );
+        for ts in newest_first.values() {
+            // each window of 30 arrives newest first, windows in time order
+            for window in ts.chunks(30) {
+                assert!(window.windows(2).all(|w| w[0] > w[1]), "{window:?}");
+            }
+            assert!(ts[30] > ts[0]);
+        }
+        let late = arrivals(
+            &SimulateArgs {
+                order: crate::Order::Late,
+                ..base.clone()
+            },
+            3_000,
+        );
+        for ts in late.values() {
+            let back = ts.windows(2).filter(|w| w[1] < w[0]).count();
+            assert!(back >= 10, "{back} late fixes in {ts:?}");
+            // a late fix is about a minute behind the newest
+            let newest_before = |i: usize| ts[..i].iter().copied().max().unwrap_or(i64::MIN);
+            let lag = (1..ts.len())
+                .map(|i| newest_before(i) - ts[i])
+                .max()
+                .unwrap_or(0);
+            assert!(lag >= 50_000_000, "{lag} µs");
+        }
     }
 
     #[test]

@@ -94,7 +94,31 @@ pub struct SimulateArgs {
     /// Start time of the first position, epoch milliseconds (default: now).
     #[arg(long)]
     pub start_ms: Option<i64>,
+
+    /// Arrival order: `in-order` (each device's fixes oldest first), `newest-first` (backlogs
+    /// sent newest first, as a Teltonika device in that mode does: windows of 30 fixes per
+    /// device, reversed), `late` (every tenth position held back and sent 60 fixes per device
+    /// later).
+    #[arg(long, value_enum, default_value_t = Order::InOrder)]
+    pub order: Order,
 }
+
+/// The order positions arrive in (`--order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// Each device's fixes oldest first.
+    InOrder,
+    /// Backlogs newest first: windows of [`NEWEST_FIRST_WINDOW`] fixes per device, reversed.
+    NewestFirst,
+    /// Every tenth position held back by [`LATE_BY`] fixes per device.
+    Late,
+}
+
+/// Fixes per device in one newest-first window.
+pub const NEWEST_FIRST_WINDOW: u64 = 30;
+
+/// How many fixes per device a late position is held back by.
+pub const LATE_BY: u64 = 60;
 
 /// The largest `--pipeline` accepted (a round trip's payloads are held in memory).
 const MAX_PIPELINE: u64 = 100_000;

@@ -350,6 +350,7 @@ mod redis_tests {
             invalid: 0.1,
             pipeline: 300,
             start_ms: Some(1_796_033_730_123),
+            order: crate::Order::InOrder,
         }
     }
 

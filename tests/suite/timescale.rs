@@ -214,7 +214,7 @@ fn sample(running: &support::Running, path: &str) -> u64 {
 /// Compresses every chunk of `positions` and checks that at least `expected` are compressed.
 /// (The compression policy may compress some at the same moment, in the background: a chunk it
 /// got to first is as good.)
-async fn compress_all(env: &TestEnv, expected: i64) {
+pub(crate) async fn compress_all(env: &TestEnv, expected: i64) {
     env.db
         .batch_execute(
             "DO $$ DECLARE c regclass; BEGIN

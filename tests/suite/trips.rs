@@ -9,7 +9,7 @@ use dataflow::trips::{reference, Fix, TripRules};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::support::harness::Test;
+use crate::support::harness::{Test, TIMESCALEDB};
 use crate::support::{signal, wait_exit, Backend, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
@@ -26,8 +26,14 @@ pub fn tests() -> Vec<Test> {
             on_both
         ),
         trial!(refused_rows_and_resends_change_no_trip, tokio = 2),
+        trial!(replicas_and_a_cluster_keep_trips_exact, tokio = 4, on_both),
         trial!(sigkill_and_restart_keep_trips_exact, tokio = 2),
         trial!(trips_off_writes_no_trip, tokio = 2),
+        trial!(
+            fixes_weeks_late_into_compressed_chunks_and_retention,
+            tokio = 2,
+            needs = TIMESCALEDB
+        ),
         trial!(
             rebuild_covers_history_rule_changes_and_a_running_service,
             tokio = 2
@@ -641,4 +647,104 @@ async fn rebuild_covers_history_rule_changes_and_a_running_service() {
     running.stop().await;
     let found = differences(&mut env, &TripRules::default()).await;
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Two independent replicas in one consumer group (which do not partition by device: both commit
+/// rows of the same devices, at the same moments), then a timely cluster of two processes with
+/// two workers each: trips equal the rules.
+async fn replicas_and_a_cluster_keep_trips_exact(backend: Backend) {
+    let mut env = TestEnv::on(backend, "trip_replicas").await;
+    let rules = TripRules::default();
+    let first_half = fleet(&mut rand::rngs::StdRng::seed_from_u64(11), 20, 300);
+    let second_half = fleet(&mut rand::rngs::StdRng::seed_from_u64(12), 20, 300);
+    // replicas: small reads, so each replica's epochs hold a few fixes of many devices
+    let replica = |name: &str| {
+        let mut config = env.config(&["--trips", "on", "--read-count", "20", "--workers", "2"]);
+        config.redis.consumer_name = Some(format!("{}-{name}", env.name));
+        config
+    };
+    let a = env.start(replica("a"));
+    let b = env.start(replica("b"));
+    env.publish(&first_half).await;
+    let landed = distinct(&first_half);
+    env.wait_landed(landed, Duration::from_secs(90)).await;
+    let (_, _) = tokio::join!(a.stop(), b.stop());
+    let found = differences(&mut env, &rules).await;
+    assert!(found.is_empty(), "replicas: {}", found.join("\n"));
+
+    // a cluster of two processes, on the same tables
+    let hosts = format!(
+        "127.0.0.1:{},127.0.0.1:{}",
+        crate::support::free_port(),
+        crate::support::free_port()
+    );
+    let process = |index: &str, name: &str| {
+        let mut config = env.config(&[
+            "--trips",
+            "on",
+            "--read-count",
+            "50",
+            "--workers",
+            "2",
+            "--processes",
+            "2",
+            "--process-index",
+            index,
+            "--timely-hosts",
+            &hosts,
+        ]);
+        config.redis.consumer_name = Some(format!("{}-{name}", env.name));
+        config
+    };
+    let first = env.start(process("0", "p0"));
+    let second = env.start(process("1", "p1"));
+    env.publish(&second_half).await;
+    let all = distinct(&[first_half, second_half].concat());
+    env.wait_landed(all, Duration::from_secs(120)).await;
+    first.shutdown.trigger();
+    second.shutdown.trigger();
+    let (_, _) = tokio::join!(first.stop(), second.stop());
+    let found = differences(&mut env, &rules).await;
+    assert!(found.is_empty(), "cluster: {}", found.join("\n"));
+}
+
+/// TimescaleDB: a fleet's history compressed, then fixes that arrive weeks late land in the
+/// compressed chunks and rewrite the trips they touch; retention then drops the chunks, and the
+/// trips stay as they were.
+async fn fixes_weeks_late_into_compressed_chunks_and_retention() {
+    let mut env = TestEnv::on(Backend::Timescale, "trip_compressed").await;
+    let rules = TripRules::default();
+    // the fleet drives about 70 days ago (fleet() starts at 2026-09-21); every 6th fix held back
+    let all = fleet(&mut rand::rngs::StdRng::seed_from_u64(21), 15, 300);
+    let (late, on_time): (Vec<_>, Vec<_>) = all
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 6 == 0);
+    let late: Vec<String> = late.into_iter().map(|(_, p)| p).collect();
+    let on_time: Vec<String> = on_time.into_iter().map(|(_, p)| p).collect();
+    env.publish(&on_time).await;
+    let running = env.start(env.config(&["--trips", "on"]));
+    env.wait_landed(distinct(&on_time), Duration::from_secs(60))
+        .await;
+    crate::timescale::compress_all(&env, 1).await;
+    let before_late = stored_trips(&env.db).await;
+    env.publish(&late).await;
+    env.wait_landed(distinct(&all), Duration::from_secs(60))
+        .await;
+    let metrics = crate::support::samples(&running.get("/metrics").await.1);
+    running.stop().await;
+    let found = differences(&mut env, &rules).await;
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let after_late = stored_trips(&env.db).await;
+    assert_ne!(before_late, after_late, "the late fixes changed trips");
+    assert!(metrics["processor_trips_late_changes_total"] > 0.0);
+
+    // retention drops every chunk of positions: the trips stay
+    env.db
+        .batch_execute("SELECT public.drop_chunks('positions', older_than => interval '30 days')")
+        .await
+        .expect("drop_chunks");
+    assert_eq!(env.rows().await, 0, "the chunks are gone");
+    assert_eq!(stored_trips(&env.db).await, after_late);
 }
