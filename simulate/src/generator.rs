@@ -119,7 +119,7 @@ impl Generator {
                     }
                 }
                 let payload = self.generate();
-                if self.produced % 10 == 0 && matches!(payload, Payload::Valid(_)) {
+                if self.produced.is_multiple_of(10) && matches!(payload, Payload::Valid(_)) {
                     self.held
                         .push_back((self.produced + self.devices * LATE_BY, payload));
                     return self.generate();
