@@ -1,10 +1,12 @@
 -- Trips derived from positions (TRIPS=on), changed in the same transaction as the positions that
 -- change them. `trips` is what users read: the runs of moving fixes long enough to keep (see
--- docs/trips.md for the rules). `trip_runs` holds every run, short ones too: the writer finds the
--- runs around new fixes there with two index probes (a run is exactly the state it resumes from),
--- so a late fix costs the runs it touches, never the device's history. Plain tables: a few rows
--- per device per day, updated in place, and kept longer than the positions they come from (a
--- retention policy on positions leaves them as they were).
+-- docs/trips.md for the rules). `trip_runs` holds the runs too short to be trips: with both, every
+-- run is stored, and the writer finds the runs around new fixes with index probes (a run's row is
+-- exactly the state it resumes from), so a late fix costs the runs it touches, never the device's
+-- history. Plain tables: a few rows per device per day, and kept longer than the positions they
+-- come from (a retention policy on positions leaves them as they were). A device's current trip
+-- is updated in place at every commit that extends it: the fillfactor leaves room on each page
+-- for those updates to stay heap-only (no index entry per update).
 CREATE TABLE IF NOT EXISTS trips (
     device_id       text             NOT NULL,
     start_ts        timestamptz      NOT NULL,
@@ -18,7 +20,7 @@ CREATE TABLE IF NOT EXISTS trips (
     fixes           integer          NOT NULL,
     open            boolean          NOT NULL,
     PRIMARY KEY (device_id, start_ts)
-);
+) WITH (fillfactor = 70);
 
 CREATE TABLE IF NOT EXISTS trip_runs (
     device_id       text             NOT NULL,
@@ -32,4 +34,11 @@ CREATE TABLE IF NOT EXISTS trip_runs (
     max_speed       real             NOT NULL,
     fixes           integer          NOT NULL,
     PRIMARY KEY (device_id, start_ts)
+) WITH (fillfactor = 70);
+
+-- One row per device with trips: the row its trip lock is taken on (SELECT ... FOR NO KEY
+-- UPDATE), so replicas that commit fixes of the same device at once take turns. A row lock lives
+-- in the row, where an advisory lock per device would fill the server's shared lock table.
+CREATE TABLE IF NOT EXISTS trip_devices (
+    device_id text PRIMARY KEY
 );

@@ -2,10 +2,11 @@
 //! changed in the epoch's transaction, after its positions.
 //!
 //! For each device with rows in the epoch, the writer
-//! 1. takes the device's trip lock (`pg_advisory_xact_lock`, in one order for every
-//!    transaction): replicas of one consumer group do not partition by device, so two of them can
-//!    commit the same device at once; the lock makes the second wait and then read what the first
-//!    committed (each statement of a READ COMMITTED transaction sees what committed before it);
+//! 1. takes the device's trip lock (a row lock on its `trip_devices` row, in device order in
+//!    every transaction): replicas of one consumer group do not partition by device, so two of
+//!    them can commit the same device at once; the lock makes the second wait and then read what
+//!    the first committed (each statement of a READ COMMITTED transaction sees what committed
+//!    before it);
 //! 2. reads the runs around the epoch's span from `trip_runs` (two index probes) and plans the
 //!    region the new fixes can change ([`dataflow::trips::region`]);
 //! 3. reads the region's fixes from `positions` as committed plus this transaction's own rows
@@ -19,16 +20,21 @@
 
 use std::collections::HashMap;
 
+mod diff;
 mod rebuild;
 mod rows;
+mod statements;
 
-use dataflow::trips::{region, Fix, Region, Trip, TripRules};
-use tokio_postgres::{Client, Row, Statement, Transaction};
+use dataflow::trips::{region, Fix, Region, Start, TripRules};
+use dataflow::Position;
+use tokio_postgres::{Client, Row, Transaction};
 
 use super::super::privileges::Grant;
 use super::super::timestamp::Timestamp;
 use super::{BoxFuture, Changes, DerivedTable, DerivedWriter, EpochRows};
-use rows::{run_at, RunArrays, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use diff::{Stored, Writes};
+use rows::run_at;
+use statements::Statements;
 
 pub use rebuild::{devices_with_positions, rebuild_device, Rebuilt};
 
@@ -55,8 +61,12 @@ impl DerivedTable for Trips {
                 privileges: &["SELECT", "INSERT", "UPDATE", "DELETE"],
             },
             Grant {
+                table: "trip_devices",
+                privileges: &["SELECT", "INSERT", "UPDATE"],
+            },
+            Grant {
                 table: "trip_runs",
-                privileges: &["SELECT", "INSERT", "DELETE"],
+                privileges: &["SELECT", "INSERT", "UPDATE", "DELETE"],
             },
         ]
     }
@@ -74,95 +84,6 @@ impl DerivedTable for Trips {
     }
 }
 
-/// The statements, prepared on one connection.
-struct Statements {
-    lock: Statement,
-    neighbours: Statement,
-    fixes: Statement,
-    newest_after: Statement,
-    delete_runs: Statement,
-    insert_runs: Statement,
-    delete_trips: Statement,
-    insert_trips: Statement,
-    close: Statement,
-}
-
-impl Statements {
-    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
-        Ok(Statements {
-            lock: client.prepare(LOCK).await?,
-            // the latest run starting before the span, and the latest end of the runs starting
-            // from the span's first fix to the right-hand probe
-            neighbours: client
-                .prepare(&format!(
-                    "SELECT n.i, l.{}, \
-                            (SELECT max(r.end_ts) FROM trip_runs r \
-                              WHERE r.device_id = n.d AND r.start_ts >= n.a \
-                                AND r.start_ts <= n.p) \
-                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) \
-                          WITH ORDINALITY AS n(d, a, p, i) \
-                     LEFT JOIN LATERAL (SELECT * FROM trip_runs r \
-                                         WHERE r.device_id = n.d AND r.start_ts < n.a \
-                                         ORDER BY r.start_ts DESC LIMIT 1) AS l ON true",
-                    RUN_COLUMNS.replace(", ", ", l.")
-                ))
-                .await?,
-            fixes: client
-                .prepare(
-                    "SELECT n.i, p.ts, p.latitude, p.longitude, p.speed \
-                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) \
-                          WITH ORDINALITY AS n(d, f, e, i) \
-                     JOIN positions p ON p.device_id = n.d AND p.ts >= n.f AND p.ts <= n.e \
-                     ORDER BY n.i, p.ts",
-                )
-                .await?,
-            newest_after: client
-                .prepare(
-                    "SELECT n.i, (SELECT max(p.ts) FROM positions p \
-                                  WHERE p.device_id = n.d AND p.ts > n.e) \
-                     FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS n(d, e, i)",
-                )
-                .await?,
-            delete_runs: client
-                .prepare(
-                    "DELETE FROM trip_runs t \
-                     USING unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS n(d, f, e) \
-                     WHERE t.device_id = n.d AND t.start_ts >= n.f AND t.start_ts <= n.e",
-                )
-                .await?,
-            insert_runs: client
-                .prepare(&format!(
-                    "INSERT INTO trip_runs (device_id, {RUN_COLUMNS}) \
-                     SELECT * FROM unnest({RUN_ARRAYS})"
-                ))
-                .await?,
-            delete_trips: client
-                .prepare(&format!(
-                    "DELETE FROM trips t \
-                     USING unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS n(d, f, e) \
-                     WHERE t.device_id = n.d AND t.start_ts >= n.f AND t.start_ts <= n.e \
-                     RETURNING t.device_id, t.{}, t.open",
-                    RUN_COLUMNS.replace(", ", ", t.")
-                ))
-                .await?,
-            insert_trips: client
-                .prepare(&format!(
-                    "INSERT INTO trips (device_id, {RUN_COLUMNS}, open) \
-                     SELECT * FROM unnest({RUN_ARRAYS}, $11::bool[])"
-                ))
-                .await?,
-            // an open trip before the region that the device's newest fix has closed
-            close: client
-                .prepare(
-                    "UPDATE trips t SET open = false \
-                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS n(d, f, c) \
-                     WHERE t.device_id = n.d AND t.open AND t.start_ts < n.f AND t.end_ts <= n.c",
-                )
-                .await?,
-        })
-    }
-}
-
 /// Its writer on one connection.
 struct Writer {
     rules: TripRules,
@@ -174,12 +95,43 @@ struct Span<'a> {
     device: &'a str,
     first: i64,
     last: i64,
+    /// Whether any of them is moving.
+    moving: bool,
 }
 
 /// The 1-based ordinal `WITH ORDINALITY` gave, as an index into the spans.
 fn ordinal(row: &Row) -> Result<usize, tokio_postgres::Error> {
     let i: i64 = row.try_get(0)?;
     Ok(usize::try_from(i - 1).unwrap_or(usize::MAX))
+}
+
+/// Reads a stored run with its kind and `open` at `at` (kind), `at + 1..` (the run's columns),
+/// `at + 10` (open); `None` when NULL (no such run).
+fn stored_at(row: &Row, at: usize) -> Result<Option<Stored>, tokio_postgres::Error> {
+    let Some(trip) = row.try_get::<_, Option<bool>>(at)? else {
+        return Ok(None);
+    };
+    let Some(run) = run_at(row, at + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(Stored {
+        trip,
+        run,
+        open: row.try_get(at + 10)?,
+    }))
+}
+
+/// One device's part of the epoch.
+struct Plan {
+    region: Region,
+    /// The latest stored run starting before the span.
+    left: Option<Stored>,
+    /// The stored runs starting in the region, when known without a query.
+    old: Option<Vec<Stored>>,
+    /// The region's runs, when known without reading fixes.
+    new: Option<Vec<dataflow::trips::Run>>,
+    /// The device's newest fix.
+    newest: i64,
 }
 
 impl DerivedWriter for Writer {
@@ -190,57 +142,108 @@ impl DerivedWriter for Writer {
         _chunk: usize,
     ) -> BoxFuture<'a, Result<Changes, tokio_postgres::Error>> {
         Box::pin(async move {
-            let spans = spans(rows);
+            let spans = spans(rows, &self.rules);
             if spans.is_empty() {
                 return Ok(Changes::default());
             }
             let s = &self.statements;
             let rules = &self.rules;
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
+            tx.execute(&s.lock_rows, &[&devices]).await?;
             tx.query(&s.lock, &[&devices]).await?;
 
+            // 1. the neighbours, and from them each device's region
             let firsts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.first)).collect();
+            let lasts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.last)).collect();
             let probes: Vec<Timestamp> = spans
                 .iter()
                 .map(|span| Timestamp(region::right_probe_end(rules, span.last)))
                 .collect();
-            let mut regions: Vec<Option<Region>> = vec![None; spans.len()];
+            let mut plans: Vec<Option<Plan>> = (0..spans.len()).map(|_| None).collect();
             for row in tx
-                .query(&s.neighbours, &[&devices, &firsts, &probes])
+                .query(&s.neighbours, &[&devices, &firsts, &lasts, &probes])
                 .await?
             {
                 let i = ordinal(&row)?;
-                let left = run_at(&row, 1)?;
-                let right_end: Option<Timestamp> = row.try_get(10)?;
-                if let (Some(span), Some(slot)) = (spans.get(i), regions.get_mut(i)) {
-                    *slot = Some(region(
-                        rules,
-                        span.first,
-                        span.last,
-                        left,
-                        right_end.map(|end| end.0),
-                    ));
-                }
+                let (Some(span), Some(slot)) = (spans.get(i), plans.get_mut(i)) else {
+                    continue;
+                };
+                let left = stored_at(&row, 1)?;
+                let right_end: Option<Timestamp> = row.try_get(12)?;
+                let newest_after: Option<Timestamp> = row.try_get(13)?;
+                let newest = newest_after.map_or(span.last, |after| after.0.max(span.last));
+                let region = region(
+                    rules,
+                    span.first,
+                    span.last,
+                    left.map(|stored| stored.run),
+                    right_end.map(|end| end.0),
+                );
+                // with no stored run starting in the span's reach, the region holds at most the
+                // left run: what it replaces is known
+                let old = right_end.is_none().then(|| {
+                    left.filter(|stored| stored.run.start.ts_micros >= region.replaces_from())
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                });
+                // and without a moving fix, a region that does not reach into a stored run
+                // keeps its runs as they are (a parked device's fixes change no run)
+                let overlaps = left.is_some_and(|stored| stored.run.end.ts_micros >= span.first);
+                let new =
+                    (old.is_some() && !span.moving && !overlaps).then(|| match region.start {
+                        Start::Resume(run) => vec![run],
+                        Start::From(_) => Vec::new(),
+                    });
+                *slot = Some(Plan {
+                    region,
+                    left,
+                    old,
+                    new,
+                    newest,
+                });
             }
-            let regions: Vec<Region> = regions
+            let plans: Vec<Plan> = plans
                 .into_iter()
                 .zip(&spans)
-                .map(|(region, span)| {
-                    region.unwrap_or_else(|| {
-                        dataflow::trips::region(rules, span.first, span.last, None, None)
+                .map(|(plan, span)| {
+                    plan.unwrap_or_else(|| Plan {
+                        region: region(rules, span.first, span.last, None, None),
+                        left: None,
+                        old: Some(Vec::new()),
+                        new: None,
+                        newest: span.last,
                     })
                 })
                 .collect();
 
-            // the region's fixes, and the device's newest fix beyond it
-            let read_from: Vec<Timestamp> =
-                regions.iter().map(|r| Timestamp(r.read_from())).collect();
-            let ends: Vec<Timestamp> = regions.iter().map(|r| Timestamp(r.end_micros)).collect();
+            // 2. the fixes of the regions that need them, and the stored runs not yet known
             let mut fixes: Vec<Vec<Fix>> = vec![Vec::new(); spans.len()];
-            for row in tx.query(&s.fixes, &[&devices, &read_from, &ends]).await? {
-                let i = ordinal(&row)?;
-                let ts: Timestamp = row.try_get(1)?;
-                if let Some(list) = fixes.get_mut(i) {
+            let wanted = |pick: &dyn Fn(&Plan) -> bool| -> (Vec<&str>, Vec<Timestamp>, Vec<Timestamp>, Vec<usize>) {
+                let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for (i, (plan, span)) in plans.iter().zip(&spans).enumerate() {
+                    if pick(plan) {
+                        out.0.push(span.device);
+                        out.1.push(Timestamp(plan.region.read_from()));
+                        out.2.push(Timestamp(plan.region.end_micros));
+                        out.3.push(i);
+                    }
+                }
+                out
+            };
+            let (fetch_devices, fetch_from, fetch_to, fetch_index) =
+                wanted(&|plan: &Plan| plan.new.is_none());
+            if !fetch_devices.is_empty() {
+                for row in tx
+                    .query(&s.fixes, &[&fetch_devices, &fetch_from, &fetch_to])
+                    .await?
+                {
+                    let ts: Timestamp = row.try_get(1)?;
+                    let Some(list) = fetch_index
+                        .get(ordinal(&row)?)
+                        .and_then(|&i| fixes.get_mut(i))
+                    else {
+                        continue;
+                    };
                     list.push(Fix {
                         ts_micros: ts.0,
                         latitude: row.try_get(2)?,
@@ -249,119 +252,103 @@ impl DerivedWriter for Writer {
                     });
                 }
             }
-            let mut newest: Vec<i64> = spans.iter().map(|span| span.last).collect();
-            for (list, newest) in fixes.iter().zip(newest.iter_mut()) {
-                if let Some(fix) = list.last() {
-                    *newest = (*newest).max(fix.ts_micros);
-                }
-            }
-            for row in tx.query(&s.newest_after, &[&devices, &ends]).await? {
-                let i = ordinal(&row)?;
-                if let (Some(after), Some(newest)) =
-                    (row.try_get::<_, Option<Timestamp>>(1)?, newest.get_mut(i))
+            let mut old: Vec<Vec<Stored>> = plans
+                .iter()
+                .map(|plan| plan.old.clone().unwrap_or_default())
+                .collect();
+            let (stored_devices, _, stored_to, stored_index) =
+                wanted(&|plan: &Plan| plan.old.is_none());
+            if !stored_devices.is_empty() {
+                let stored_from: Vec<Timestamp> = stored_index
+                    .iter()
+                    .map(|&i| Timestamp(plans[i].region.replaces_from()))
+                    .collect();
+                for row in tx
+                    .query(&s.stored, &[&stored_devices, &stored_from, &stored_to])
+                    .await?
                 {
-                    *newest = (*newest).max(after.0);
+                    let slot = stored_index
+                        .get(ordinal(&row)?)
+                        .and_then(|&i| old.get_mut(i));
+                    if let (Some(list), Some(stored)) = (slot, stored_at(&row, 1)?) {
+                        list.push(stored);
+                    }
                 }
             }
 
-            // recompute, then replace what the regions held
-            let mut runs = RunArrays::default();
-            let mut trips = RunArrays::default();
-            let mut computed: HashMap<(&str, i64), Trip> = HashMap::new();
-            for (((span, region), fixes), newest) in
-                spans.iter().zip(&regions).zip(&fixes).zip(&newest)
-            {
-                for run in region.runs(rules, fixes) {
-                    runs.push(span.device, &run, false);
-                    if let Some(trip) = run.trip(rules, *newest) {
-                        trips.push(span.device, &run, trip.open);
-                        computed.insert((span.device, run.start.ts_micros), trip);
-                    }
-                }
-            }
-            let replaced_from: Vec<Timestamp> = regions
-                .iter()
-                .map(|r| Timestamp(r.replaces_from()))
-                .collect();
-            tx.execute(&s.delete_runs, &[&devices, &replaced_from, &ends])
-                .await?;
-            tx.execute(&s.insert_runs, &runs.run_params()).await?;
-            let mut changes = Changes::default();
-            let old = tx
-                .query(&s.delete_trips, &[&devices, &replaced_from, &ends])
-                .await?;
-            let mut kept = 0u64;
-            for row in &old {
-                let device: &str = row.try_get(0)?;
-                let Some(run) = run_at(row, 1)? else {
-                    continue;
+            // 3. recompute, and write only what changed
+            let mut writes = Writes::default();
+            for (((span, plan), fixes), old) in spans.iter().zip(&plans).zip(&fixes).zip(&old) {
+                let new = match &plan.new {
+                    Some(runs) => runs.clone(),
+                    None => plan.region.runs(rules, fixes),
                 };
-                let open: bool = row.try_get(10)?;
-                match computed.get(&(device, run.start.ts_micros)) {
-                    Some(trip) if trip.run == run && trip.open == open => kept += 1,
-                    Some(trip) => {
-                        changes.updated += 1;
-                        // a closed trip changed: by a late fix (not by extending the open one)
-                        if !open && trip.run != run {
-                            changes.late += 1;
-                        }
-                    }
-                    None => {
-                        changes.deleted += 1;
-                        if !open {
-                            changes.late += 1;
-                        }
-                    }
+                writes.replace(span.device, old, &new, rules, plan.newest);
+                if let Some(left) = plan
+                    .left
+                    .filter(|left| left.run.start.ts_micros < plan.region.replaces_from())
+                {
+                    writes.close_if_stopped(span.device, &left, rules, plan.newest);
                 }
             }
-            let matched = kept + changes.updated;
-            changes.inserted = (computed.len() as u64).saturating_sub(matched);
-            let mut params = trips.run_params().to_vec();
-            params.push(&trips.open);
-            tx.execute(&s.insert_trips, &params).await?;
-            let cutoffs: Vec<Timestamp> = newest
-                .iter()
-                .map(|newest| Timestamp(newest.saturating_sub(rules.stop_micros)))
-                .collect();
-            changes.updated += tx
-                .execute(&s.close, &[&devices, &replaced_from, &cutoffs])
+            if !writes.delete_trips.is_empty() {
+                tx.execute(
+                    &s.delete_trips,
+                    &[&writes.delete_trips.device, &writes.delete_trips.start],
+                )
                 .await?;
-            Ok(changes)
+            }
+            if !writes.delete_runs.is_empty() {
+                tx.execute(
+                    &s.delete_runs,
+                    &[&writes.delete_runs.device, &writes.delete_runs.start],
+                )
+                .await?;
+            }
+            if !writes.upsert_runs.is_empty() {
+                tx.execute(&s.upsert_runs, &writes.upsert_runs.run_params())
+                    .await?;
+            }
+            if !writes.upsert_trips.is_empty() {
+                let mut params = writes.upsert_trips.run_params().to_vec();
+                params.push(&writes.upsert_trips.open);
+                tx.execute(&s.upsert_trips, &params).await?;
+            }
+            if !writes.close.is_empty() {
+                tx.execute(&s.close, &[&writes.close.device, &writes.close.start])
+                    .await?;
+            }
+            Ok(writes.changes)
         })
     }
 }
 
 /// Each device's first and last fix time among the rows `positions` took this epoch, in device
 /// order.
-fn spans<'a>(rows: &'a EpochRows<'a>) -> Vec<Span<'a>> {
-    let mut by_device: HashMap<&'a str, (i64, i64)> = HashMap::new();
-    let mut add = |device: &'a str, ts: i64| {
+fn spans<'a>(rows: &'a EpochRows<'a>, rules: &TripRules) -> Vec<Span<'a>> {
+    let mut by_device: HashMap<&'a str, (i64, i64, bool)> = HashMap::new();
+    let mut add = |row: &'a Position| {
+        let (ts, moving) = (row.ts_micros, rules.is_moving(row.speed));
         by_device
-            .entry(device)
-            .and_modify(|(first, last)| {
+            .entry(&row.device_id)
+            .and_modify(|(first, last, any)| {
                 *first = (*first).min(ts);
                 *last = (*last).max(ts);
+                *any |= moving;
             })
-            .or_insert((ts, ts));
+            .or_insert((ts, ts, moving));
     };
     match rows.written {
-        Some(written) => {
-            for row in written {
-                add(&row.device_id, row.ts_micros);
-            }
-        }
-        None => {
-            for row in rows.batch.positions() {
-                add(&row.device_id, row.ts_micros);
-            }
-        }
+        Some(written) => written.iter().for_each(|row| add(row)),
+        None => rows.batch.positions().for_each(add),
     }
     let mut spans: Vec<Span<'a>> = by_device
         .into_iter()
-        .map(|(device, (first, last))| Span {
+        .map(|(device, (first, last, moving))| Span {
             device,
             first,
             last,
+            moving,
         })
         .collect();
     spans.sort_unstable_by(|x, y| x.device.cmp(y.device));

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use super::super::super::timestamp::Timestamp;
 use super::super::super::PostgresError;
-use super::rows::{RunArrays, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use super::rows::{RunArrays, ENSURE_LOCK_ROWS, LOCK, RUN_ARRAYS, RUN_COLUMNS};
 
 /// Rows per insert statement.
 const CHUNK: usize = 5_000;
@@ -67,17 +67,23 @@ pub async fn rebuild_device(
     rules: &TripRules,
 ) -> Result<Rebuilt, PostgresError> {
     let tx = client.transaction().await.map_err(|e| failed(&e))?;
-    tx.query(LOCK, &[&vec![device]])
+    let devices = vec![device];
+    tx.execute(ENSURE_LOCK_ROWS, &[&devices])
         .await
         .map_err(|e| failed(&e))?;
+    tx.query(LOCK, &[&devices]).await.map_err(|e| failed(&e))?;
     // from the start of the stored run that `since` falls in (or chains onto), so no run is cut
     let from: Option<Timestamp> = match since {
         None => None,
         Some(since) => {
             let left = tx
                 .query_opt(
-                    "SELECT start_ts, end_ts FROM trip_runs
-                     WHERE device_id = $1 AND start_ts < $2 ORDER BY start_ts DESC LIMIT 1",
+                    "(SELECT start_ts, end_ts FROM trips
+                       WHERE device_id = $1 AND start_ts < $2 ORDER BY start_ts DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT start_ts, end_ts FROM trip_runs
+                       WHERE device_id = $1 AND start_ts < $2 ORDER BY start_ts DESC LIMIT 1)
+                     ORDER BY start_ts DESC LIMIT 1",
                     &[&device, &Timestamp(since)],
                 )
                 .await
@@ -129,9 +135,9 @@ pub async fn rebuild_device(
         let mut run_rows = RunArrays::default();
         let mut trip_rows = RunArrays::default();
         for run in part {
-            run_rows.push(device, run, false);
-            if let Some(trip) = run.trip(rules, newest) {
-                trip_rows.push(device, run, trip.open);
+            match run.trip(rules, newest) {
+                Some(trip) => trip_rows.push(device, run, trip.open),
+                None => run_rows.push(device, run, false),
             }
         }
         tx.execute(

@@ -6,11 +6,18 @@ use tokio_postgres::Row;
 
 use super::super::super::timestamp::Timestamp;
 
-/// Takes the trip lock (first key `0x74726970`, "trip"; second, the device's hash) of every device in `$1::text[]`, in one order (by hash) in every
-/// transaction, so two transactions never wait on each other in a circle. Held to the end of
-/// the transaction.
-pub(super) const LOCK: &str = "SELECT count(pg_advisory_xact_lock(1953655152, k)) \
-FROM (SELECT DISTINCT hashtext(d) AS k FROM unnest($1::text[]) AS d ORDER BY 1) AS keys";
+/// Makes sure every device in `$1::text[]` has its row in `trip_devices` (the row its trip lock
+/// is taken on); a device seen before costs an index probe, no write.
+pub(super) const ENSURE_LOCK_ROWS: &str = "INSERT INTO trip_devices (device_id) \
+SELECT d FROM unnest($1::text[]) AS d ON CONFLICT (device_id) DO NOTHING";
+
+/// Takes the trip lock of every device in `$1::text[]`: a row lock on its `trip_devices` row,
+/// taken in device order in every transaction (so two never wait on each other in a circle),
+/// held to the end of the transaction. A row lock, not an advisory lock: it lives in the row, so
+/// an epoch of any number of devices fits (advisory locks fill the server's shared lock table,
+/// sized by `max_locks_per_transaction`).
+pub(super) const LOCK: &str = "SELECT count(*) FROM (SELECT 1 FROM trip_devices \
+WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR NO KEY UPDATE) AS locked";
 
 /// A run's columns, in the order every statement here lists them.
 pub(super) const RUN_COLUMNS: &str =
@@ -39,6 +46,11 @@ pub(super) struct RunArrays<'a> {
 }
 
 impl<'a> RunArrays<'a> {
+    /// No runs.
+    pub(super) fn is_empty(&self) -> bool {
+        self.device.is_empty()
+    }
+
     pub(super) fn push(&mut self, device: &'a str, run: &Run, open: bool) {
         self.device.push(device);
         self.start.push(Timestamp(run.start.ts_micros));

@@ -1,0 +1,137 @@
+//! The trips writer's statements, prepared once per connection. Each takes arrays (one element
+//! per device, or per row) so an epoch costs the same round trips whatever its devices.
+
+use tokio_postgres::{Client, Statement};
+
+use super::rows::{ENSURE_LOCK_ROWS, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+
+/// The statements, prepared on one connection.
+pub(super) struct Statements {
+    /// Each device's lock row, created when missing.
+    pub(super) lock_rows: Statement,
+    /// Each device's trip lock.
+    pub(super) lock: Statement,
+    /// Per device: the latest stored run (trip or short run) starting before the epoch's first
+    /// fix, with its kind and `open`; the latest end among stored runs starting from that fix to
+    /// the right-hand probe; the newest fix after the epoch's last.
+    pub(super) neighbours: Statement,
+    /// The fixes of each device's region.
+    pub(super) fixes: Statement,
+    /// The stored runs (both kinds) starting in each device's region.
+    pub(super) stored: Statement,
+    /// Inserts or updates trips (in place: the key does not change).
+    pub(super) upsert_trips: Statement,
+    /// Inserts or updates short runs.
+    pub(super) upsert_runs: Statement,
+    /// Deletes trips by key.
+    pub(super) delete_trips: Statement,
+    /// Deletes short runs by key.
+    pub(super) delete_runs: Statement,
+    /// Closes trips by key.
+    pub(super) close: Statement,
+}
+
+/// `SELECT` list of a run's columns from alias `r`.
+fn columns(alias: &str) -> String {
+    RUN_COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn upsert(table: &str, open: bool) -> String {
+    let updates: Vec<String> = RUN_COLUMNS
+        .split(", ")
+        .filter(|column| *column != "start_ts")
+        .chain(open.then_some("open"))
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    let (open_column, open_array) = if open {
+        (", open", ", $11::bool[]")
+    } else {
+        ("", "")
+    };
+    format!(
+        "INSERT INTO {table} (device_id, {RUN_COLUMNS}{open_column}) \
+         SELECT * FROM unnest({RUN_ARRAYS}{open_array}) \
+         ON CONFLICT (device_id, start_ts) DO UPDATE SET {}",
+        updates.join(", ")
+    )
+}
+
+fn delete(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} t USING unnest($1::text[], $2::timestamptz[]) AS k(d, s) \
+         WHERE t.device_id = k.d AND t.start_ts = k.s"
+    )
+}
+
+impl Statements {
+    pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        let r = columns("r");
+        let l = columns("l");
+        Ok(Statements {
+            lock_rows: client.prepare(ENSURE_LOCK_ROWS).await?,
+            lock: client.prepare(LOCK).await?,
+            neighbours: client
+                .prepare(&format!(
+                    "SELECT n.i, l.trip, {l}, l.open,
+                            (SELECT max(x.end_ts) FROM (
+                                 SELECT r.end_ts FROM trips r WHERE r.device_id = n.d
+                                    AND r.start_ts >= n.a AND r.start_ts <= n.p
+                                 UNION ALL
+                                 SELECT r.end_ts FROM trip_runs r WHERE r.device_id = n.d
+                                    AND r.start_ts >= n.a AND r.start_ts <= n.p) AS x),
+                            (SELECT max(p.ts) FROM positions p
+                              WHERE p.device_id = n.d AND p.ts > n.b)
+                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[],
+                                 $4::timestamptz[]) WITH ORDINALITY AS n(d, a, b, p, i)
+                     LEFT JOIN LATERAL (
+                         (SELECT true AS trip, {r}, r.open FROM trips r
+                           WHERE r.device_id = n.d AND r.start_ts < n.a
+                           ORDER BY r.start_ts DESC LIMIT 1)
+                         UNION ALL
+                         (SELECT false, {r}, false FROM trip_runs r
+                           WHERE r.device_id = n.d AND r.start_ts < n.a
+                           ORDER BY r.start_ts DESC LIMIT 1)
+                         ORDER BY start_ts DESC LIMIT 1) AS l ON true"
+                ))
+                .await?,
+            fixes: client
+                .prepare(
+                    "SELECT n.i, p.ts, p.latitude, p.longitude, p.speed \
+                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) \
+                          WITH ORDINALITY AS n(d, f, e, i) \
+                     JOIN positions p ON p.device_id = n.d AND p.ts >= n.f AND p.ts <= n.e \
+                     ORDER BY n.i, p.ts",
+                )
+                .await?,
+            stored: client
+                .prepare(&format!(
+                    "SELECT n.i, true, {r}, r.open
+                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+                          WITH ORDINALITY AS n(d, f, e, i)
+                     JOIN trips r ON r.device_id = n.d AND r.start_ts >= n.f AND r.start_ts <= n.e
+                     UNION ALL
+                     SELECT n.i, false, {r}, false
+                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])
+                          WITH ORDINALITY AS n(d, f, e, i)
+                     JOIN trip_runs r ON r.device_id = n.d AND r.start_ts >= n.f
+                      AND r.start_ts <= n.e"
+                ))
+                .await?,
+            upsert_trips: client.prepare(&upsert("trips", true)).await?,
+            upsert_runs: client.prepare(&upsert("trip_runs", false)).await?,
+            delete_trips: client.prepare(&delete("trips")).await?,
+            delete_runs: client.prepare(&delete("trip_runs")).await?,
+            close: client
+                .prepare(
+                    "UPDATE trips t SET open = false \
+                     FROM unnest($1::text[], $2::timestamptz[]) AS k(d, s) \
+                     WHERE t.device_id = k.d AND t.start_ts = k.s AND t.open",
+                )
+                .await?,
+        })
+    }
+}
