@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use dataflow::trips::{reference, region, Fix, Run, Trip, TripRules};
 use differential_dataflow::input::Input;
-use differential_dataflow::operators::Reduce;
 
 #[derive(Clone, Copy, Debug)]
 struct Params {
@@ -43,7 +42,11 @@ impl Params {
         let mut child = None;
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let mut value = || it.next().cloned().unwrap_or_else(|| panic!("{flag} needs a value"));
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{flag} needs a value"))
+            };
             match flag.as_str() {
                 "--devices" => p.devices = value().parse().expect("--devices"),
                 "--fixes" => p.fixes = value().parse().expect("--fixes"),
@@ -93,7 +96,11 @@ fn input(p: Params) -> Vec<(u32, Fix)> {
             if splitmix64(&mut seed) % 100 < 3 {
                 moving = !moving;
             }
-            let speed = if moving { 30.0 + (splitmix64(&mut seed) % 60) as f32 } else { 0.0 };
+            let speed = if moving {
+                30.0 + (splitmix64(&mut seed) % 60) as f32
+            } else {
+                0.0
+            };
             if moving {
                 lat += 1e-4;
                 lon += (splitmix64(&mut seed) % 100) as f64 * 1e-6;
@@ -196,7 +203,13 @@ fn run_fold(p: Params, input: &[(u32, Fix)]) -> Outcome {
         }
     }
     let trips: Vec<&Trip> = devices.values().flat_map(|d| d.trips.values()).collect();
-    (trips.len(), trips.iter().map(|t| (t.run.distance_m * 1000.0) as u64).sum())
+    (
+        trips.len(),
+        trips
+            .iter()
+            .map(|t| (t.run.distance_m * 1000.0) as u64)
+            .sum(),
+    )
 }
 
 /// A fix as a differential value: ordered by time first.
@@ -222,12 +235,17 @@ fn run_dd(p: Params, input: Vec<(u32, Fix)>) -> Outcome {
                 for trip in reference::trips(&fixes, &rules) {
                     let run = trip.run;
                     output.push((
-                        (run.start.ts_micros, run.end.ts_micros, (run.distance_m * 1000.0) as u64, trip.open),
+                        (
+                            run.start.ts_micros,
+                            run.end.ts_micros,
+                            (run.distance_m * 1000.0) as u64,
+                            trip.open,
+                        ),
                         1isize,
                     ));
                 }
             });
-            let probe = trips
+            let (probe, _) = trips
                 .inspect(move |((_, (_, _, mm, _)), _, diff)| {
                     let mut o = sink.borrow_mut();
                     o.0 += *diff as i64;
@@ -239,7 +257,15 @@ fn run_dd(p: Params, input: Vec<(u32, Fix)>) -> Outcome {
         for (epoch, chunk) in input.chunks(p.per_epoch).enumerate() {
             for (device, fix) in chunk {
                 let speed = fix.speed.unwrap_or(0.0).to_bits();
-                session.insert((*device, (fix.ts_micros, fix.latitude.to_bits(), fix.longitude.to_bits(), speed)));
+                session.insert((
+                    *device,
+                    (
+                        fix.ts_micros,
+                        fix.latitude.to_bits(),
+                        fix.longitude.to_bits(),
+                        speed,
+                    ),
+                ));
             }
             session.advance_to(epoch as u64 + 1);
             session.flush();
@@ -321,9 +347,12 @@ fn main() {
                 .output()
                 .expect("run the child");
             let text = String::from_utf8_lossy(&out.stdout);
-            let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| {
-                panic!("{variant}: {text}{}", String::from_utf8_lossy(&out.stderr))
-            });
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("RESULT"))
+                .unwrap_or_else(|| {
+                    panic!("{variant}: {text}{}", String::from_utf8_lossy(&out.stderr))
+                });
             let fixes = field(line, "fixes") as f64;
             results.entry(variant).or_default().push((
                 field(line, "cpu_ns") as f64 / fixes,
@@ -338,7 +367,9 @@ fn main() {
         "devices={} fixes/device={} per_epoch={} late={} runs={}",
         p.devices, p.fixes, p.per_epoch, p.late, p.runs
     );
-    println!("| variant | CPU ns/fix (median) | wall ns/fix | RSS growth KiB | peak RSS KiB | trips |");
+    println!(
+        "| variant | CPU ns/fix (median) | wall ns/fix | RSS growth KiB | peak RSS KiB | trips |"
+    );
     println!("|---|---|---|---|---|---|");
     for (variant, runs) in &results {
         println!(
@@ -353,6 +384,9 @@ fn main() {
     let (fold, dd) = (outcomes["fold"], outcomes["dd"]);
     assert_eq!(fold.0, dd.0, "both variants end with the same trips");
     let tolerance = (fold.1 / 1_000_000).max(fold.0 as u64);
-    assert!(fold.1.abs_diff(dd.1) <= tolerance, "distances: {fold:?} vs {dd:?}");
+    assert!(
+        fold.1.abs_diff(dd.1) <= tolerance,
+        "distances: {fold:?} vs {dd:?}"
+    );
     println!("both end with {} trips, {} m in all", fold.0, fold.1 / 1000);
 }
