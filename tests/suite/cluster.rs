@@ -35,22 +35,8 @@ async fn two_processes_own_each_device_exactly_once(backend: Backend) {
     );
     let total = 5_000;
     env.publish(&payloads("fleet", 1_000, total)).await;
-    let process = |index: &str, name: &str| {
-        let mut config = env.config(&[
-            "--workers",
-            "2",
-            "--processes",
-            "2",
-            "--process-index",
-            index,
-            "--timely-hosts",
-            &hosts,
-        ]);
-        config.redis.consumer_name = Some(format!("{}-{name}", env.name));
-        config
-    };
-    let first = env.start(process("0", "p0"));
-    let second = env.start(process("1", "p1"));
+    let first = env.start(env.cluster_process(&hosts, 0, &[]));
+    let second = env.start(env.cluster_process(&hosts, 1, &[]));
     env.wait_landed(total as i64, Duration::from_secs(120))
         .await;
     // a cluster stops as a whole: both drain together

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::harness::Test;
-use crate::support::{free_port, http_get, payloads, sigterm, wait_exit, Backend, TestEnv};
+use crate::support::{drain_cleanly, free_port, http_get, payloads, Backend, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {
@@ -180,12 +180,7 @@ async fn a_dml_only_role_writes_a_migrated_schema(backend: Backend) {
         async |env: &mut TestEnv| resume_point_stored(env).await,
     )
     .await;
-    sigterm(&child);
-    let (status, log) =
-        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
-            .await
-            .expect("join");
-    assert!(status.success(), "{log}");
+    let log = drain_cleanly(child).await;
     assert!(
         !log.contains("\"ERROR\""),
         "no error under a DML role:\n{log}"
@@ -227,12 +222,7 @@ async fn a_dml_only_role_on_an_unmigrated_schema_waits_for_migrate(backend: Back
     migrate_as_owner(&env);
     env.wait_landed(total as i64, Duration::from_secs(60)).await;
     readyz_until(address, "ready", |code, _| code == 200).await;
-    sigterm(&child);
-    let (status, log) =
-        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
-            .await
-            .expect("join");
-    assert!(status.success(), "{log}");
+    let log = drain_cleanly(child).await;
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("\"ERROR\"")).collect();
     assert!(!errors.is_empty(), "an ERROR while unmigrated:\n{log}");
     for line in &errors {
@@ -323,12 +313,7 @@ async fn the_service_runs_under_the_minimal_redis_acl() {
         },
     )
     .await;
-    sigterm(&child);
-    let (status, log) =
-        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
-            .await
-            .expect("join");
-    assert!(status.success(), "{log}");
+    let log = drain_cleanly(child).await;
     assert!(!log.contains("\"ERROR\""), "no error under the ACL:\n{log}");
     let output = Command::new(env!("CARGO_BIN_EXE_processor"))
         .env_clear()

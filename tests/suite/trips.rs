@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::support::harness::{Test, TIMESCALEDB};
-use crate::support::{signal, wait_exit, Backend, TestEnv};
+use crate::support::{drain_cleanly, signal, wait_exit, Backend, TestEnv};
 
 /// This module's tests, as the suite runs them (see `main.rs`).
 pub fn tests() -> Vec<Test> {
@@ -538,12 +538,7 @@ async fn sigkill_and_restart_keep_trips_exact() {
         .expect("join");
     let child = env.spawn_binary("tripkill", &vars);
     env.wait_landed(total, Duration::from_secs(90)).await;
-    signal(&child, "TERM");
-    let (status, log) =
-        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
-            .await
-            .expect("join");
-    assert!(status.success(), "{log}");
+    drain_cleanly(child).await;
     let found = differences(&mut env, &TripRules::default()).await;
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -678,26 +673,9 @@ async fn replicas_and_a_cluster_keep_trips_exact(backend: Backend) {
         crate::support::free_port(),
         crate::support::free_port()
     );
-    let process = |index: &str, name: &str| {
-        let mut config = env.config(&[
-            "--trips",
-            "on",
-            "--read-count",
-            "50",
-            "--workers",
-            "2",
-            "--processes",
-            "2",
-            "--process-index",
-            index,
-            "--timely-hosts",
-            &hosts,
-        ]);
-        config.redis.consumer_name = Some(format!("{}-{name}", env.name));
-        config
-    };
-    let first = env.start(process("0", "p0"));
-    let second = env.start(process("1", "p1"));
+    let extra = ["--trips", "on", "--read-count", "50"];
+    let first = env.start(env.cluster_process(&hosts, 0, &extra));
+    let second = env.start(env.cluster_process(&hosts, 1, &extra));
     env.publish(&second_half).await;
     let all = distinct(&[first_half, second_half].concat());
     env.wait_landed(all, Duration::from_secs(120)).await;

@@ -68,3 +68,18 @@ pub fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStat
     };
     (status, reader.join().unwrap_or_default())
 }
+
+/// SIGTERM, then waits (up to 40 s) for a clean exit: returns what the binary logged, failing the
+/// test (with the log) when the drain did not exit 0.
+pub async fn drain_cleanly(child: Child) -> String {
+    sigterm(&child);
+    let (status, log) =
+        tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(40)))
+            .await
+            .expect("join the waiting thread");
+    assert!(
+        status.success(),
+        "the drain did not exit 0: {status}\n{log}"
+    );
+    log
+}

@@ -249,6 +249,26 @@ impl TestEnv {
         Config::from_args(args).unwrap_or_else(|e| panic!("test configuration: {e}"))
     }
 
+    /// The configuration of process `index` of a two-process timely cluster on `hosts` (two
+    /// workers each), with its own consumer name, plus `extra` flags.
+    pub fn cluster_process(&self, hosts: &str, index: usize, extra: &[&str]) -> Config {
+        let index_text = index.to_string();
+        let mut args = vec![
+            "--workers",
+            "2",
+            "--processes",
+            "2",
+            "--process-index",
+            &index_text,
+            "--timely-hosts",
+            hosts,
+        ];
+        args.extend_from_slice(extra);
+        let mut config = self.config(&args);
+        config.redis.consumer_name = Some(format!("{}-p{index}", self.name));
+        config
+    }
+
     /// The same settings as environment variables, for the binary.
     pub fn env_vars(&self, consumer: &str) -> Vec<(String, String)> {
         [

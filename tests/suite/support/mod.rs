@@ -29,7 +29,7 @@ pub mod pg_tls;
 pub mod proxy;
 pub mod servers;
 
-pub use child::{signal, sigterm, wait_exit};
+pub use child::{drain_cleanly, signal, sigterm, wait_exit};
 pub use env::{Running, TestEnv};
 pub use http::{free_port, http_get, samples};
 pub use payloads::{payload, payloads};
