@@ -36,9 +36,12 @@ CREATE TABLE IF NOT EXISTS trip_runs (
     PRIMARY KEY (device_id, start_ts)
 ) WITH (fillfactor = 70);
 
--- One row per device with trips: the row its trip lock is taken on (SELECT ... FOR NO KEY
--- UPDATE), so replicas that commit fixes of the same device at once take turns. A row lock lives
--- in the row, where an advisory lock per device would fill the server's shared lock table.
+-- One row per device with trips: the row its trip lock is taken on, so replicas that commit fixes
+-- of the same device at once take turns (a row lock lives in the row, where an advisory lock per
+-- device would fill the server's shared lock table). Taking the lock bumps `version`: a writer
+-- that finds the version it last wrote plus one knows nobody else changed the device's trips
+-- since, and may use what it remembers of them instead of reading them back.
 CREATE TABLE IF NOT EXISTS trip_devices (
-    device_id text PRIMARY KEY
-);
+    device_id text   PRIMARY KEY,
+    version   bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 70);

@@ -4,8 +4,8 @@ use super::{haversine_m, Fix, Point, Run, TripRules};
 
 /// The fixes after the current run's last moving fix, not moving, that the run takes in if a
 /// moving fix follows within the stop time.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tail {
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tail {
     /// How many.
     fixes: u32,
     /// The legs from the run's end through them.
@@ -74,6 +74,26 @@ impl RunFold {
             tail.distance_m += leg;
             tail.last = Some(Point::from(fix));
         }
+    }
+
+    /// A fold that continues from `state` ([`RunFold::finish_with_state`]'s): push only fixes
+    /// after the newest one that fold saw.
+    pub fn resuming_state(rules: TripRules, state: (Run, Tail)) -> Self {
+        RunFold {
+            rules,
+            current: Some(state),
+            done: Vec::new(),
+        }
+    }
+
+    /// Every run, in time order, and the fold's state: the last run with the fixes after it,
+    /// while a later fix could still extend it (it is also the last of the runs).
+    pub fn finish_with_state(mut self) -> (Vec<Run>, Option<(Run, Tail)>) {
+        let state = self.current.take();
+        if let Some((run, _)) = state {
+            self.done.push(run);
+        }
+        (self.done, state)
     }
 
     /// Every run, in time order; the last one is as far as the pushed fixes take it.

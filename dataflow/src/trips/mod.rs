@@ -26,7 +26,7 @@ pub mod region;
 mod rules;
 
 pub use distance::{haversine_m, EARTH_RADIUS_M};
-pub use fold::RunFold;
+pub use fold::{RunFold, Tail};
 pub use region::{region, Region, Start};
 pub use rules::TripRules;
 

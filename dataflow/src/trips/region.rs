@@ -16,7 +16,7 @@
 //! Recomputing the region's fixes gives its runs, which replace the stored runs starting in it.
 //! The cost of a late fix is the runs it touches, never the device's history.
 
-use super::{Fix, Run, RunFold, TripRules};
+use super::{Fix, Run, RunFold, Tail, TripRules};
 
 /// Where a region's recomputation starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,6 +56,16 @@ impl Region {
 
     /// The region's runs from its fixes (those in `read_from()..=end_micros`, sorted by time).
     pub fn runs(&self, rules: &TripRules, fixes: &[Fix]) -> Vec<Run> {
+        self.runs_with_state(rules, fixes).0
+    }
+
+    /// [`Region::runs`], and the fold's state after the last fix (see
+    /// [`RunFold::finish_with_state`]).
+    pub fn runs_with_state(
+        &self,
+        rules: &TripRules,
+        fixes: &[Fix],
+    ) -> (Vec<Run>, Option<(Run, Tail)>) {
         let mut fold = match self.start {
             Start::From(_) => RunFold::new(*rules),
             Start::Resume(run) => RunFold::resuming(*rules, run),
@@ -63,7 +73,7 @@ impl Region {
         for fix in fixes {
             fold.push(fix);
         }
-        fold.finish()
+        fold.finish_with_state()
     }
 }
 

@@ -200,6 +200,36 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Stopping the fold anywhere and resuming it from its state with the fixes after gives
+    /// the runs of folding everything at once: the state (run and tail) is all it needs.
+    #[test]
+    fn resuming_from_the_folds_state_continues_it(fixes in device_fixes(), cut in any::<prop::sample::Index>()) {
+        let rules = TripRules::default();
+        let at = if fixes.is_empty() { 0 } else { cut.index(fixes.len()) };
+        let mut first = RunFold::new(rules);
+        for fix in &fixes[..at] {
+            first.push(fix);
+        }
+        let (mut runs, state) = first.finish_with_state();
+        let mut second = match state {
+            Some(state) => {
+                // the state's run is the last of the runs: it continues
+                prop_assert_eq!(runs.pop(), Some(state.0));
+                RunFold::resuming_state(rules, state)
+            }
+            None => RunFold::new(rules),
+        };
+        for fix in &fixes[at..] {
+            second.push(fix);
+        }
+        runs.extend(second.finish());
+        assert_runs_equal(&runs, &reference::runs(&fixes, &rules))?;
+    }
+}
+
 /// A device's store as the database keeps it: fixes (the first of each time wins), every run,
 /// the trips.
 #[derive(Default)]

@@ -25,8 +25,12 @@ mod rebuild;
 mod rows;
 mod statements;
 
-use dataflow::trips::{region, Fix, Region, Start, TripRules};
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
+
+use dataflow::trips::{region, Fix, Region, Run, RunFold, Start, Tail, TripRules};
 use dataflow::Position;
+use lru::LruCache;
 use tokio_postgres::{Client, Row, Transaction};
 
 use super::super::privileges::Grant;
@@ -79,6 +83,9 @@ impl DerivedTable for Trips {
             Ok(Box::new(Writer {
                 rules: self.rules,
                 statements: Statements::prepare(client).await?,
+                memory: Mutex::new(LruCache::new(
+                    NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN),
+                )),
             }) as Box<dyn DerivedWriter>)
         })
     }
@@ -88,7 +95,26 @@ impl DerivedTable for Trips {
 struct Writer {
     rules: TripRules,
     statements: Statements,
+    /// What this writer last wrote of each device it saw recently (least recently seen evicted):
+    /// used instead of reading it back only while the device's version says nobody else wrote
+    /// it since (see `trip_devices`).
+    memory: Mutex<LruCache<String, Remembered>>,
 }
+
+/// A device's trips as this writer left them.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    /// `trip_devices.version` after that write.
+    version: i64,
+    /// The device's newest fix then.
+    newest: i64,
+    /// Its latest run, stored, with the fold's state after the newest fix, while a later fix
+    /// could still extend it.
+    current: Option<(Stored, Tail)>,
+}
+
+/// Devices remembered per writer (one writer per worker).
+const REMEMBERED: usize = 1_000_000;
 
 /// The span of one device's rows in the epoch.
 struct Span<'a> {
@@ -97,6 +123,8 @@ struct Span<'a> {
     last: i64,
     /// Whether any of them is moving.
     moving: bool,
+    /// Its fixes, by time, the first of each time (as `positions` took them).
+    fixes: Vec<Fix>,
 }
 
 /// The 1-based ordinal `WITH ORDINALITY` gave, as an index into the spans.
@@ -134,6 +162,23 @@ struct Plan {
     newest: i64,
 }
 
+impl Writer {
+    /// Keeps (or forgets, with `None`) what was written of each device, once the write is done.
+    fn remember(&self, what: Vec<(&str, Option<Remembered>)>) {
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        for (device, remembered) in what {
+            match remembered {
+                Some(remembered) => {
+                    memory.put(device.to_owned(), remembered);
+                }
+                None => {
+                    memory.pop(device);
+                }
+            }
+        }
+    }
+}
+
 impl DerivedWriter for Writer {
     fn write<'a>(
         &'a self,
@@ -149,8 +194,48 @@ impl DerivedWriter for Writer {
             let s = &self.statements;
             let rules = &self.rules;
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
-            tx.execute(&s.lock_rows, &[&devices]).await?;
-            tx.query(&s.lock, &[&devices]).await?;
+            let mut versions: HashMap<String, i64> = HashMap::new();
+            for row in tx.query(&s.lock, &[&devices]).await? {
+                versions.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+            let version_of = |device: &str| versions.get(device).copied().unwrap_or(0);
+
+            // 0. devices whose fixes are all newer than what this writer last wrote of them,
+            // with nobody else's write since: no reads, the state continues from memory
+            let mut writes = Writes::default();
+            let mut remember: Vec<(&str, Option<Remembered>)> = Vec::new();
+            let known: Vec<Option<Remembered>> = {
+                let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+                spans
+                    .iter()
+                    .map(|span| memory.get(span.device).copied())
+                    .collect()
+            };
+            let mut slow = Vec::new();
+            for (span, known) in spans.into_iter().zip(known) {
+                let version = version_of(span.device);
+                match known {
+                    Some(known) if known.version + 1 == version && span.first > known.newest => {
+                        let current = appended(&mut writes, &span, known, rules);
+                        remember.push((
+                            span.device,
+                            Some(Remembered {
+                                version,
+                                newest: span.last,
+                                current,
+                            }),
+                        ));
+                    }
+                    _ => slow.push(span),
+                }
+            }
+            let spans = slow;
+            if spans.is_empty() {
+                flush(tx, s, &writes).await?;
+                self.remember(remember);
+                return Ok(writes.changes);
+            }
+            let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
 
             // 1. the neighbours, and from them each device's region
             let firsts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.first)).collect();
@@ -277,13 +362,22 @@ impl DerivedWriter for Writer {
             }
 
             // 3. recompute, and write only what changed
-            let mut writes = Writes::default();
             for (((span, plan), fixes), old) in spans.iter().zip(&plans).zip(&fixes).zip(&old) {
-                let new = match &plan.new {
-                    Some(runs) => runs.clone(),
-                    None => plan.region.runs(rules, fixes),
+                let (new, state) = match &plan.new {
+                    Some(runs) => (runs.clone(), None),
+                    None => plan.region.runs_with_state(rules, fixes),
                 };
                 writes.replace(span.device, old, &new, rules, plan.newest);
+                // remembered only when the region's fold saw the device's newest fix
+                let seen_newest = plan.new.is_none() && plan.region.end_micros >= plan.newest;
+                remember.push((
+                    span.device,
+                    seen_newest.then(|| Remembered {
+                        version: version_of(span.device),
+                        newest: plan.newest,
+                        current: state.map(|(run, tail)| (stored(run, rules, plan.newest), tail)),
+                    }),
+                ));
                 if let Some(left) = plan
                     .left
                     .filter(|left| left.run.start.ts_micros < plan.region.replaces_from())
@@ -291,52 +385,106 @@ impl DerivedWriter for Writer {
                     writes.close_if_stopped(span.device, &left, rules, plan.newest);
                 }
             }
-            if !writes.delete_trips.is_empty() {
-                tx.execute(
-                    &s.delete_trips,
-                    &[&writes.delete_trips.device, &writes.delete_trips.start],
-                )
-                .await?;
-            }
-            if !writes.delete_runs.is_empty() {
-                tx.execute(
-                    &s.delete_runs,
-                    &[&writes.delete_runs.device, &writes.delete_runs.start],
-                )
-                .await?;
-            }
-            if !writes.upsert_runs.is_empty() {
-                tx.execute(&s.upsert_runs, &writes.upsert_runs.run_params())
-                    .await?;
-            }
-            if !writes.upsert_trips.is_empty() {
-                let mut params = writes.upsert_trips.run_params().to_vec();
-                params.push(&writes.upsert_trips.open);
-                tx.execute(&s.upsert_trips, &params).await?;
-            }
-            if !writes.close.is_empty() {
-                tx.execute(&s.close, &[&writes.close.device, &writes.close.start])
-                    .await?;
-            }
+            flush(tx, s, &writes).await?;
+            self.remember(remember);
             Ok(writes.changes)
         })
     }
 }
 
+/// Runs the epoch's writes (each kind one statement, when there is any).
+async fn flush(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    writes: &Writes<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    if !writes.delete_trips.is_empty() {
+        tx.execute(
+            &s.delete_trips,
+            &[&writes.delete_trips.device, &writes.delete_trips.start],
+        )
+        .await?;
+    }
+    if !writes.delete_runs.is_empty() {
+        tx.execute(
+            &s.delete_runs,
+            &[&writes.delete_runs.device, &writes.delete_runs.start],
+        )
+        .await?;
+    }
+    if !writes.upsert_runs.is_empty() {
+        tx.execute(&s.upsert_runs, &writes.upsert_runs.run_params())
+            .await?;
+    }
+    if !writes.upsert_trips.is_empty() {
+        let mut params = writes.upsert_trips.run_params().to_vec();
+        params.push(&writes.upsert_trips.open);
+        tx.execute(&s.upsert_trips, &params).await?;
+    }
+    if !writes.close.is_empty() {
+        tx.execute(&s.close, &[&writes.close.device, &writes.close.start])
+            .await?;
+    }
+    Ok(())
+}
+
+/// A run as it is stored after this write: a trip (with `open` for a device whose newest fix is
+/// `newest`) or a short run.
+fn stored(run: Run, rules: &TripRules, newest: i64) -> Stored {
+    match run.trip(rules, newest) {
+        Some(trip) => Stored {
+            trip: true,
+            run,
+            open: trip.open,
+        },
+        None => Stored {
+            trip: false,
+            run,
+            open: false,
+        },
+    }
+}
+
+/// The writes of `span`, whose fixes all come after what `known` remembers of its device (the
+/// same state the database holds: the version said so), from memory alone; returns what to
+/// remember of the device now.
+fn appended<'a>(
+    writes: &mut Writes<'a>,
+    span: &Span<'a>,
+    known: Remembered,
+    rules: &TripRules,
+) -> Option<(Stored, Tail)> {
+    let left = known.current.map(|(stored, _)| stored);
+    let region = region(rules, span.first, span.last, left.map(|l| l.run), None);
+    let (old, mut fold) = match (region.start, known.current) {
+        (Start::Resume(_), Some((stored, tail))) => (
+            vec![stored],
+            RunFold::resuming_state(*rules, (stored.run, tail)),
+        ),
+        _ => (Vec::new(), RunFold::new(*rules)),
+    };
+    for fix in &span.fixes {
+        fold.push(fix);
+    }
+    let (runs, state) = fold.finish_with_state();
+    writes.replace(span.device, &old, &runs, rules, span.last);
+    if let (Some(left), true) = (left, old.is_empty()) {
+        writes.close_if_stopped(span.device, &left, rules, span.last);
+    }
+    state.map(|(run, tail)| (stored(run, rules, span.last), tail))
+}
+
 /// Each device's first and last fix time among the rows `positions` took this epoch, in device
 /// order.
 fn spans<'a>(rows: &'a EpochRows<'a>, rules: &TripRules) -> Vec<Span<'a>> {
-    let mut by_device: HashMap<&'a str, (i64, i64, bool)> = HashMap::new();
+    let mut by_device: HashMap<&'a str, Vec<Fix>> = HashMap::new();
     let mut add = |row: &'a Position| {
-        let (ts, moving) = (row.ts_micros, rules.is_moving(row.speed));
-        by_device
-            .entry(&row.device_id)
-            .and_modify(|(first, last, any)| {
-                *first = (*first).min(ts);
-                *last = (*last).max(ts);
-                *any |= moving;
-            })
-            .or_insert((ts, ts, moving));
+        by_device.entry(&row.device_id).or_default().push(Fix {
+            ts_micros: row.ts_micros,
+            latitude: row.latitude,
+            longitude: row.longitude,
+            speed: row.speed,
+        });
     };
     match rows.written {
         Some(written) => written.iter().for_each(|row| add(row)),
@@ -344,11 +492,17 @@ fn spans<'a>(rows: &'a EpochRows<'a>, rules: &TripRules) -> Vec<Span<'a>> {
     }
     let mut spans: Vec<Span<'a>> = by_device
         .into_iter()
-        .map(|(device, (first, last, moving))| Span {
-            device,
-            first,
-            last,
-            moving,
+        .map(|(device, mut fixes)| {
+            // stable: the first of each time stays first, and is the one kept
+            fixes.sort_by_key(|fix| fix.ts_micros);
+            fixes.dedup_by_key(|fix| fix.ts_micros);
+            Span {
+                device,
+                first: fixes.first().map_or(0, |fix| fix.ts_micros),
+                last: fixes.last().map_or(0, |fix| fix.ts_micros),
+                moving: fixes.iter().any(|fix| rules.is_moving(fix.speed)),
+                fixes,
+            }
         })
         .collect();
     spans.sort_unstable_by(|x, y| x.device.cmp(y.device));

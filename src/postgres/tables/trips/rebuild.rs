@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use super::super::super::timestamp::Timestamp;
 use super::super::super::PostgresError;
-use super::rows::{RunArrays, ENSURE_LOCK_ROWS, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use super::rows::{RunArrays, LOCK, RUN_ARRAYS, RUN_COLUMNS};
 
 /// Rows per insert statement.
 const CHUNK: usize = 5_000;
@@ -67,10 +67,8 @@ pub async fn rebuild_device(
     rules: &TripRules,
 ) -> Result<Rebuilt, PostgresError> {
     let tx = client.transaction().await.map_err(|e| failed(&e))?;
+    // (bumping the device's version: a running writer's memory of it is stale now)
     let devices = vec![device];
-    tx.execute(ENSURE_LOCK_ROWS, &[&devices])
-        .await
-        .map_err(|e| failed(&e))?;
     tx.query(LOCK, &[&devices]).await.map_err(|e| failed(&e))?;
     // from the start of the stored run that `since` falls in (or chains onto), so no run is cut
     let from: Option<Timestamp> = match since {

@@ -6,18 +6,16 @@ use tokio_postgres::Row;
 
 use super::super::super::timestamp::Timestamp;
 
-/// Makes sure every device in `$1::text[]` has its row in `trip_devices` (the row its trip lock
-/// is taken on); a device seen before costs an index probe, no write.
-pub(super) const ENSURE_LOCK_ROWS: &str = "INSERT INTO trip_devices (device_id) \
-SELECT d FROM unnest($1::text[]) AS d ON CONFLICT (device_id) DO NOTHING";
-
-/// Takes the trip lock of every device in `$1::text[]`: a row lock on its `trip_devices` row,
-/// taken in device order in every transaction (so two never wait on each other in a circle),
-/// held to the end of the transaction. A row lock, not an advisory lock: it lives in the row, so
-/// an epoch of any number of devices fits (advisory locks fill the server's shared lock table,
-/// sized by `max_locks_per_transaction`).
-pub(super) const LOCK: &str = "SELECT count(*) FROM (SELECT 1 FROM trip_devices \
-WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR NO KEY UPDATE) AS locked";
+/// Takes the trip lock of every device in `$1::text[]`: creates its `trip_devices` row, or
+/// locks it by bumping its `version`, in device order in every transaction (so two never wait on
+/// each other in a circle), held to the end of the transaction. Returns each device's version
+/// now. A row lock, not an advisory lock: it lives in the row, so an epoch of any number of
+/// devices fits (advisory locks fill the server's shared lock table, sized by
+/// `max_locks_per_transaction`).
+pub(super) const LOCK: &str = "INSERT INTO trip_devices (device_id) \
+SELECT d FROM unnest($1::text[]) AS d ORDER BY d \
+ON CONFLICT (device_id) DO UPDATE SET version = trip_devices.version + 1 \
+RETURNING device_id, version";
 
 /// A run's columns, in the order every statement here lists them.
 pub(super) const RUN_COLUMNS: &str =

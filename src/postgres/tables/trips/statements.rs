@@ -3,13 +3,11 @@
 
 use tokio_postgres::{Client, Statement};
 
-use super::rows::{ENSURE_LOCK_ROWS, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use super::rows::{LOCK, RUN_ARRAYS, RUN_COLUMNS};
 
 /// The statements, prepared on one connection.
 pub(super) struct Statements {
-    /// Each device's lock row, created when missing.
-    pub(super) lock_rows: Statement,
-    /// Each device's trip lock.
+    /// Each device's trip lock, and its version.
     pub(super) lock: Statement,
     /// Per device: the latest stored run (trip or short run) starting before the epoch's first
     /// fix, with its kind and `open`; the latest end among stored runs starting from that fix to
@@ -72,7 +70,6 @@ impl Statements {
         let r = columns("r");
         let l = columns("l");
         Ok(Statements {
-            lock_rows: client.prepare(ENSURE_LOCK_ROWS).await?,
             lock: client.prepare(LOCK).await?,
             neighbours: client
                 .prepare(&format!(
