@@ -25,7 +25,6 @@ mod rebuild;
 mod rows;
 mod statements;
 
-use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 
 use dataflow::trips::{region, Fix, Region, Run, RunFold, Start, Tail, TripRules};
@@ -83,9 +82,8 @@ impl DerivedTable for Trips {
             Ok(Box::new(Writer {
                 rules: self.rules,
                 statements: Statements::prepare(client).await?,
-                memory: Mutex::new(LruCache::new(
-                    NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN),
-                )),
+                // unbounded, trimmed by `remember`: a bounded one allocates its whole capacity
+                memory: Mutex::new(LruCache::unbounded()),
             }) as Box<dyn DerivedWriter>)
         })
     }
@@ -170,6 +168,9 @@ impl Writer {
             match remembered {
                 Some(remembered) => {
                     memory.put(device.to_owned(), remembered);
+                    if memory.len() > REMEMBERED {
+                        memory.pop_lru();
+                    }
                 }
                 None => {
                     memory.pop(device);
