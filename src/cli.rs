@@ -193,8 +193,7 @@ pub fn parse_from_env() -> Result<Parsed, ConfigError> {
             log,
         }) => {
             link.validate()?;
-            log.validate()
-                .map_err(|reason| ConfigError::new("RUST_LOG", reason))?;
+            log.validate()?;
             Ok(Parsed::Migrate {
                 link,
                 hypertable,

@@ -7,6 +7,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config_values::ConfigError;
+
 /// How log lines are written (`LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -32,10 +34,10 @@ pub struct LogConfig {
 
 impl LogConfig {
     /// The filter must parse (checked at start-up, so a typo is not silently `info`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         EnvFilter::try_new(&self.filter)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| ConfigError::new("RUST_LOG", e.to_string()))
     }
 
     /// The format to write: `auto` resolved against standard error.

@@ -120,9 +120,7 @@ impl Config {
         self.postgres.validate()?;
         self.cluster.validate()?;
         self.trips.validate()?;
-        self.log
-            .validate()
-            .map_err(|reason| ConfigError::new("RUST_LOG", reason))?;
+        self.log.validate()?;
         if self.redis.read_block >= self.pipeline.shutdown_timeout {
             return Err(ConfigError::new(
                 "READ_BLOCK_MS",

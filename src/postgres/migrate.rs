@@ -21,6 +21,7 @@
 //! (a FATAL error ends the session). Servers that applied it keep its row; the hypertable is now
 //! the start-up step's business, which also applies the settings on every start.
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::config::{Migrate, PostgresConfig};
@@ -34,9 +35,6 @@ use super::PostgresError;
 pub const MIGRATE_REMEDY: &str =
     "run `processor migrate` with a role that may change the schema (its owner); this service \
      continues by itself once it has";
-
-/// SQLSTATE `insufficient_privilege`.
-const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 /// Arbitrary constant identifying this service's migration lock (`pg_advisory_lock` key).
 const MIGRATION_LOCK: i64 = 0x7072_6f63_6573_736f; // "processo"
@@ -124,7 +122,7 @@ pub async fn prepare(
         Migrate::Auto => migrate(client, &config.timescale())
             .await
             .map_err(|error| {
-                if error.code() == Some(INSUFFICIENT_PRIVILEGE) {
+                if error.code() == Some(SqlState::INSUFFICIENT_PRIVILEGE.code()) {
                     error.with_remedy(MIGRATE_REMEDY)
                 } else {
                     error
@@ -147,7 +145,7 @@ async fn check(
     if !schema_selected(client).await?.0 {
         return Err(PostgresError::needs_operator(
             "migrate",
-            INSUFFICIENT_PRIVILEGE,
+            SqlState::INSUFFICIENT_PRIVILEGE.code(),
             format!(
                 "search_path names no schema this role may use (MIGRATE=off): {MIGRATE_REMEDY}, \
                  and GRANT USAGE ON SCHEMA to this role"
@@ -158,7 +156,7 @@ async fn check(
     if !missing.is_empty() {
         return Err(PostgresError::needs_operator(
             "migrate",
-            "55000",
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code(),
             format!(
                 "{} not applied (MIGRATE=off): {MIGRATE_REMEDY}",
                 describe(&missing)

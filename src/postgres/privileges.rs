@@ -3,6 +3,7 @@
 //! entry, instead of every epoch's commit failing on it later. Each table's module declares what
 //! its statements need ([`Grant`]); `docs/operating.md` gives the `GRANT` lines.
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::PostgresError;
@@ -67,7 +68,7 @@ pub async fn check(client: &Client, grants: &[Grant]) -> Result<(), PostgresErro
     }
     Err(PostgresError::needs_operator(
         "migrate",
-        "42501",
+        SqlState::INSUFFICIENT_PRIVILEGE.code(),
         format!(
             "this role lacks {}: grant them (docs/operating.md, \"Privileges\"); this service \
              continues by itself once they are",

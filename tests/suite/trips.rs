@@ -195,16 +195,6 @@ async fn wait_for_the_schema(env: &mut TestEnv) {
     .await;
 }
 
-/// A contract payload for one fix (no `speed` field when it has none).
-fn payload(device: &str, ts: &str, latitude: f64, longitude: f64, speed: Option<f64>) -> String {
-    let speed = speed
-        .map(|s| format!(r#","speed":{s}"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"device_id":"{device}","timestamp":"{ts}","latitude":{latitude},"longitude":{longitude}{speed}}}"#
-    )
-}
-
 fn micros_of(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -229,7 +219,7 @@ async fn the_shared_cases_give_their_trips_in_any_arrival_order(backend: Backend
             let mut payloads: Vec<String> = fixes
                 .iter()
                 .map(|fix| {
-                    payload(
+                    fix_payload(
                         &device,
                         fix["ts"].as_str().expect("ts"),
                         fix["latitude"].as_f64().expect("latitude"),
@@ -426,13 +416,25 @@ fn fleet(rng: &mut rand::rngs::StdRng, devices: usize, fixes: usize) -> Vec<Stri
     mixed
 }
 
-fn fix_payload(device: &str, ts_ms: i64, lat: f64, lon: f64, speed: Option<f64>) -> String {
-    let speed = speed
-        .map(|s| format!(r#","speed":{s}"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"device_id":"{device}","timestamp":{ts_ms},"latitude":{lat:.6},"longitude":{lon:.6}{speed}}}"#
-    )
+/// A contract payload for one fix: `timestamp` as the contract allows it (epoch milliseconds or
+/// an ISO-8601 string), no `speed` field when it has none.
+fn fix_payload(
+    device: &str,
+    timestamp: impl Into<serde_json::Value>,
+    latitude: f64,
+    longitude: f64,
+    speed: Option<f64>,
+) -> String {
+    let mut payload = serde_json::json!({
+        "device_id": device,
+        "timestamp": timestamp.into(),
+        "latitude": latitude,
+        "longitude": longitude,
+    });
+    if let Some(speed) = speed {
+        payload["speed"] = speed.into();
+    }
+    payload.to_string()
 }
 
 /// Distinct (device, time) keys among payloads.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use dataflow::trips::{Run, TripRules};
+use dataflow::trips::{Region, Run, TripRules};
 
 use super::super::Changes;
 use super::rows::RunArrays;
@@ -20,6 +20,19 @@ pub(super) struct Stored {
     pub(super) run: Run,
     /// `trips.open` (false for a short run).
     pub(super) open: bool,
+}
+
+impl Stored {
+    /// `run` as it is stored after a write: a trip (with `open` for a device whose newest fix is
+    /// `newest`) or a short run.
+    pub(super) fn new(run: Run, rules: &TripRules, newest: i64) -> Self {
+        let trip = run.trip(rules, newest);
+        Stored {
+            trip: trip.is_some(),
+            run,
+            open: trip.is_some_and(|trip| trip.open),
+        }
+    }
 }
 
 /// Keys of rows to delete.
@@ -109,6 +122,25 @@ impl<'a> Writes<'a> {
         }
     }
 
+    /// [`Writes::replace`] for a region, and closing `left` (the latest stored run before the
+    /// epoch's fixes) when it lies before the region and the newest fix has closed it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replace_region(
+        &mut self,
+        device: &'a str,
+        region: &Region,
+        left: Option<Stored>,
+        old: &[Stored],
+        new: &[Run],
+        rules: &TripRules,
+        newest: i64,
+    ) {
+        self.replace(device, old, new, rules, newest);
+        if let Some(left) = left.filter(|left| left.run.start.ts_micros < region.replaces_from()) {
+            self.close_if_stopped(device, &left, rules, newest);
+        }
+    }
+
     fn remove_trip(&mut self, device: &'a str, stored: &Stored) {
         self.delete_trips.push(device, stored.run.start.ts_micros);
         self.changes.deleted += 1;
@@ -118,7 +150,7 @@ impl<'a> Writes<'a> {
     }
 
     /// `stored`, a trip before the region, is closed by the device's newest fix.
-    pub(super) fn close_if_stopped(
+    fn close_if_stopped(
         &mut self,
         device: &'a str,
         stored: &Stored,

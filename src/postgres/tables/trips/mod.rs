@@ -3,20 +3,22 @@
 //!
 //! For each device with rows in the epoch, the writer
 //! 1. takes the device's trip lock (a row lock on its `trip_devices` row, in device order in
-//!    every transaction): replicas of one consumer group do not partition by device, so two of
-//!    them can commit the same device at once; the lock makes the second wait and then read what
-//!    the first committed (each statement of a READ COMMITTED transaction sees what committed
-//!    before it);
-//! 2. reads the runs around the epoch's span from `trip_runs` (two index probes) and plans the
-//!    region the new fixes can change ([`dataflow::trips::region`]);
-//! 3. reads the region's fixes from `positions` as committed plus this transaction's own rows
-//!    (the first row of each key, never a refused one) and the device's newest fix after it;
-//! 4. replaces the region's runs and trips with the recomputed ones, and closes an earlier open
-//!    trip that the newest fix has closed.
+//!    every transaction, bumping its version): replicas of one consumer group do not partition by
+//!    device, so two of them can commit the same device at once; the lock makes the second wait
+//!    and then read what the first committed (each statement of a READ COMMITTED transaction sees
+//!    what committed before it);
+//! 2. if every fix is newer than what this writer remembers writing of the device, and the
+//!    version shows nobody wrote it since, continues the device's fold from memory (no reads);
+//! 3. otherwise reads the runs around the epoch's span from `trips` and `trip_runs` (index
+//!    probes), plans the region the new fixes can change ([`dataflow::trips::region`]), and reads
+//!    the region's fixes from `positions` as committed plus this transaction's own rows (the first
+//!    row of each key, never a refused one) and the device's newest fix after it;
+//! 4. writes what changed: the region's runs and trips replace the stored ones, and an earlier
+//!    open trip that the newest fix has closed is closed.
 //!
 //! Every step is one statement for all the epoch's devices (arrays, `unnest`), so an epoch costs
-//! a fixed number of round trips whatever its devices. Nothing is kept in memory between epochs:
-//! a restart, a replica or a rebuilt table starts from what the database holds.
+//! a fixed number of round trips whatever its devices. The memory is a cache of the tables, never
+//! the state: a restart, a replica or a rebuild sends a device down the read path.
 
 use std::collections::HashMap;
 
@@ -27,7 +29,7 @@ mod statements;
 
 use std::sync::{Mutex, PoisonError};
 
-use dataflow::trips::{region, Fix, Region, Run, RunFold, Start, Tail, TripRules};
+use dataflow::trips::{region, Fix, Region, RunFold, Start, Tail, TripRules};
 use dataflow::Position;
 use lru::LruCache;
 use tokio_postgres::{Client, Row, Transaction};
@@ -167,9 +169,13 @@ impl Writer {
         for (device, remembered) in what {
             match remembered {
                 Some(remembered) => {
-                    memory.put(device.to_owned(), remembered);
-                    if memory.len() > REMEMBERED {
-                        memory.pop_lru();
+                    if let Some(entry) = memory.get_mut(device) {
+                        *entry = remembered;
+                    } else {
+                        memory.put(device.to_owned(), remembered);
+                        if memory.len() > REMEMBERED {
+                            memory.pop_lru();
+                        }
                     }
                 }
                 None => {
@@ -195,8 +201,9 @@ impl DerivedWriter for Writer {
             let s = &self.statements;
             let rules = &self.rules;
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
-            let mut versions: HashMap<String, i64> = HashMap::new();
-            for row in tx.query(&s.lock, &[&devices]).await? {
+            let locked = tx.query(&s.lock, &[&devices]).await?;
+            let mut versions: HashMap<&str, i64> = HashMap::with_capacity(locked.len());
+            for row in &locked {
                 versions.insert(row.try_get(0)?, row.try_get(1)?);
             }
             let version_of = |device: &str| versions.get(device).copied().unwrap_or(0);
@@ -368,7 +375,15 @@ impl DerivedWriter for Writer {
                     Some(runs) => (runs.clone(), None),
                     None => plan.region.runs_with_state(rules, fixes),
                 };
-                writes.replace(span.device, old, &new, rules, plan.newest);
+                writes.replace_region(
+                    span.device,
+                    &plan.region,
+                    plan.left,
+                    old,
+                    &new,
+                    rules,
+                    plan.newest,
+                );
                 // remembered only when the region's fold saw the device's newest fix
                 let seen_newest = plan.new.is_none() && plan.region.end_micros >= plan.newest;
                 remember.push((
@@ -376,15 +391,10 @@ impl DerivedWriter for Writer {
                     seen_newest.then(|| Remembered {
                         version: version_of(span.device),
                         newest: plan.newest,
-                        current: state.map(|(run, tail)| (stored(run, rules, plan.newest), tail)),
+                        current: state
+                            .map(|(run, tail)| (Stored::new(run, rules, plan.newest), tail)),
                     }),
                 ));
-                if let Some(left) = plan
-                    .left
-                    .filter(|left| left.run.start.ts_micros < plan.region.replaces_from())
-                {
-                    writes.close_if_stopped(span.device, &left, rules, plan.newest);
-                }
             }
             flush(tx, s, &writes).await?;
             self.remember(remember);
@@ -429,23 +439,6 @@ async fn flush(
     Ok(())
 }
 
-/// A run as it is stored after this write: a trip (with `open` for a device whose newest fix is
-/// `newest`) or a short run.
-fn stored(run: Run, rules: &TripRules, newest: i64) -> Stored {
-    match run.trip(rules, newest) {
-        Some(trip) => Stored {
-            trip: true,
-            run,
-            open: trip.open,
-        },
-        None => Stored {
-            trip: false,
-            run,
-            open: false,
-        },
-    }
-}
-
 /// The writes of `span`, whose fixes all come after what `known` remembers of its device (the
 /// same state the database holds: the version said so), from memory alone; returns what to
 /// remember of the device now.
@@ -468,15 +461,12 @@ fn appended<'a>(
         fold.push(fix);
     }
     let (runs, state) = fold.finish_with_state();
-    writes.replace(span.device, &old, &runs, rules, span.last);
-    if let (Some(left), true) = (left, old.is_empty()) {
-        writes.close_if_stopped(span.device, &left, rules, span.last);
-    }
-    state.map(|(run, tail)| (stored(run, rules, span.last), tail))
+    writes.replace_region(span.device, &region, left, &old, &runs, rules, span.last);
+    state.map(|(run, tail)| (Stored::new(run, rules, span.last), tail))
 }
 
-/// Each device's first and last fix time among the rows `positions` took this epoch, in device
-/// order.
+/// Each device's fixes among the rows `positions` took this epoch, with their first and last
+/// time, in device order.
 fn spans<'a>(rows: &'a EpochRows<'a>, rules: &TripRules) -> Vec<Span<'a>> {
     let mut by_device: HashMap<&'a str, Vec<Fix>> = HashMap::new();
     let mut add = |row: &'a Position| {

@@ -14,7 +14,8 @@ use tokio_postgres::Client;
 
 use super::super::super::timestamp::Timestamp;
 use super::super::super::PostgresError;
-use super::rows::{RunArrays, LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use super::rows::{RunArrays, LOCK};
+use super::statements::upsert;
 
 /// Rows per insert statement.
 const CHUNK: usize = 5_000;
@@ -138,22 +139,13 @@ pub async fn rebuild_device(
                 None => run_rows.push(device, run, false),
             }
         }
-        tx.execute(
-            &format!("INSERT INTO trip_runs (device_id, {RUN_COLUMNS}) SELECT * FROM unnest({RUN_ARRAYS})"),
-            &run_rows.run_params(),
-        )
-        .await
-        .map_err(|e| failed(&e))?;
+        tx.execute(&upsert("trip_runs", false), &run_rows.run_params())
+            .await
+            .map_err(|e| failed(&e))?;
         let mut params = trip_rows.run_params().to_vec();
         params.push(&trip_rows.open);
         rebuilt.trips += tx
-            .execute(
-                &format!(
-                    "INSERT INTO trips (device_id, {RUN_COLUMNS}, open) \
-                     SELECT * FROM unnest({RUN_ARRAYS}, $11::bool[])"
-                ),
-                &params,
-            )
+            .execute(&upsert("trips", true), &params)
             .await
             .map_err(|e| failed(&e))?;
         rebuilt.runs += part.len() as u64;

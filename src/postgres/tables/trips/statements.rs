@@ -38,7 +38,9 @@ fn columns(alias: &str) -> String {
         .join(", ")
 }
 
-fn upsert(table: &str, open: bool) -> String {
+/// Inserts runs from `RunArrays` into `table` (`trips` with `open`, or `trip_runs`), updating a
+/// row whose key is there already.
+pub(super) fn upsert(table: &str, open: bool) -> String {
     let updates: Vec<String> = RUN_COLUMNS
         .split(", ")
         .filter(|column| *column != "start_ts")
