@@ -5,8 +5,6 @@
 //! neither. Every parse error becomes one line naming the variable and the flag
 //! ([`processor::config::one_line`]).
 
-use std::time::Duration;
-
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use processor::config::{one_line, Config, ConfigError, HttpAddr};
@@ -59,7 +57,7 @@ fn parse(service_env: bool) -> Result<Cli, clap::Error> {
 
 /// What to do instead of running the service.
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Probe /readyz of a running instance: exit 0 when it is ready, 1 otherwise (for container
     /// HEALTHCHECKs without curl).
     Healthcheck {
@@ -116,45 +114,37 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Checks what the argument parser cannot, for the settings this subcommand uses.
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Command::Healthcheck { .. } => Ok(()),
+            Command::Migrate { link, log, .. } => {
+                link.validate()?;
+                log.validate()
+            }
+            Command::Simulate { link, stream, .. } => {
+                link.validate()?;
+                stream.validate()
+            }
+            Command::Trips(TripsCommand::Rebuild(args)) => args.validate(),
+            Command::DeadLetters { target, .. } => target.validate(),
+        }
+    }
+}
+
+/// The URL `healthcheck` probes: `url`, or `/readyz` on the loopback at `http`'s port.
+pub fn readyz_url(url: Option<String>, http: &HttpAddr) -> String {
+    url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", http.addr.port()))
+}
+
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
     /// Run the service.
     Run(Box<Config>),
-    /// Apply the migrations and the TimescaleDB settings.
-    Migrate {
-        /// The database.
-        link: DatabaseLink,
-        /// What positions should be.
-        hypertable: TimescaleArgs,
-        /// Logging.
-        log: LogConfig,
-    },
-    /// Publish generated positions (the load generator).
-    Simulate {
-        /// The server.
-        link: RedisLink,
-        /// The stream to publish to.
-        stream: StreamKey,
-        /// What to publish.
-        args: simulate::SimulateArgs,
-    },
-    /// Rebuild trips.
-    Trips(TripsCommand),
-    /// Inspect, redrive or purge the dead-letter stream.
-    DeadLetters {
-        /// Which streams.
-        target: Target,
-        /// What to do.
-        command: DeadLetterCommand,
-    },
-    /// Probe a running instance's readiness.
-    Healthcheck {
-        /// The URL to probe.
-        url: String,
-        /// How long to wait.
-        timeout: Duration,
-    },
+    /// A subcommand, its settings validated.
+    Command(Command),
     /// `--help` or `--version`: print this and exit 0.
     Info(String),
 }
@@ -179,40 +169,9 @@ pub fn parse_from_env() -> Result<Parsed, ConfigError> {
         }
     };
     match cli.command {
-        Some(Command::Healthcheck {
-            url,
-            timeout_ms,
-            http,
-        }) => Ok(Parsed::Healthcheck {
-            url: url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", http.addr.port())),
-            timeout: Duration::from_millis(timeout_ms),
-        }),
-        Some(Command::Migrate {
-            link,
-            hypertable,
-            log,
-        }) => {
-            link.validate()?;
-            log.validate()?;
-            Ok(Parsed::Migrate {
-                link,
-                hypertable,
-                log,
-            })
-        }
-        Some(Command::Simulate { link, stream, args }) => {
-            link.validate()?;
-            stream.validate()?;
-            Ok(Parsed::Simulate { link, stream, args })
-        }
-        Some(Command::Trips(command)) => {
-            let TripsCommand::Rebuild(args) = &command;
-            args.validate()?;
-            Ok(Parsed::Trips(command))
-        }
-        Some(Command::DeadLetters { target, command }) => {
-            target.validate()?;
-            Ok(Parsed::DeadLetters { target, command })
+        Some(command) => {
+            command.validate()?;
+            Ok(Parsed::Command(command))
         }
         None => {
             cli.config.validate()?;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cli::Parsed;
+use cli::{Command, Parsed};
 use processor::config::Config;
 use processor::metrics::Metrics;
 use processor::shutdown::{self, Shutdown};
@@ -23,44 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let config = match cli::parse_from_env() {
         Ok(Parsed::Run(config)) => config,
-        Ok(Parsed::Healthcheck { url, timeout }) => {
-            return match processor::http::probe(&url, timeout) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(reason) => {
-                    eprintln!("processor healthcheck: {reason}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Ok(Parsed::Migrate {
-            link,
-            hypertable,
-            log,
-        }) => {
-            processor::logging::init(&log);
-            return migrate_command::run(&link, &hypertable);
-        }
-        Ok(Parsed::Simulate { link, stream, args }) => {
-            return simulate_command::run(&link, &stream, &args)
-        }
-        Ok(Parsed::Trips(command)) => {
-            return match processor::trips::command::run(command) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("processor trips: {error}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Ok(Parsed::DeadLetters { target, command }) => {
-            return match processor::dead_letters::command::run(&target, command) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("processor dead-letters: {error}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Ok(Parsed::Command(command)) => return run_command(command),
         Ok(Parsed::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -77,6 +40,46 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "processor failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a subcommand; its errors are one line on stderr, prefixed with its name.
+fn run_command(command: Command) -> ExitCode {
+    let failed = |name: &str, error: &dyn std::fmt::Display| {
+        eprintln!("processor {name}: {error}");
+        ExitCode::FAILURE
+    };
+    match command {
+        Command::Healthcheck {
+            url,
+            timeout_ms,
+            http,
+        } => match processor::http::probe(
+            &cli::readyz_url(url, &http),
+            std::time::Duration::from_millis(timeout_ms),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => failed("healthcheck", &reason),
+        },
+        Command::Migrate {
+            link,
+            hypertable,
+            log,
+        } => {
+            processor::logging::init(&log);
+            migrate_command::run(&link, &hypertable)
+        }
+        Command::Simulate { link, stream, args } => simulate_command::run(&link, &stream, &args),
+        Command::Trips(command) => match processor::trips::command::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => failed("trips", &error),
+        },
+        Command::DeadLetters { target, command } => {
+            match processor::dead_letters::command::run(&target, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => failed("dead-letters", &error),
+            }
         }
     }
 }
