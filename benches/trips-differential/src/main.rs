@@ -1,8 +1,8 @@
 //! Trips kept two ways, on the same fixes, in the same arrival order, epoch by epoch:
 //!
-//!   fold  the service's algorithm (`dataflow::trips::region` + `RunFold`) over per-device
-//!         state: the fixes (the table's part), the runs (`trip_runs`) and the trips, each
-//!         commit refolding only the region its fixes can change;
+//!   fold  the service's algorithm over per-device state held in memory
+//!         (`dataflow::trips::DeviceStore`: the fixes, the runs and the trips, each commit
+//!         refolding only the region its fixes can change);
 //!   dd    differential-dataflow: the fixes as a collection keyed by device, `reduce` applying
 //!         the trip rules (`dataflow::trips::reference`) to each changed device's fixes, the
 //!         trips its output (retractions become deletes), one timely worker stepped until the
@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
-use dataflow::trips::{reference, region, Fix, Run, Trip, TripRules};
+use dataflow::trips::{reference, DeviceStore, Fix, Trip, TripRules};
 use differential_dataflow::input::Input;
 
 #[derive(Clone, Copy, Debug)]
@@ -138,60 +138,12 @@ fn input(p: Params) -> Vec<(u32, Fix)> {
     out
 }
 
-/// A device's state in the fold variant: its fixes, runs and trips.
-#[derive(Default)]
-struct Device {
-    fixes: BTreeMap<i64, Fix>,
-    runs: BTreeMap<i64, Run>,
-    trips: BTreeMap<i64, Trip>,
-}
-
-impl Device {
-    /// One commit of `batch` (this device's fixes of one epoch), as the trips writer does it.
-    fn commit(&mut self, rules: &TripRules, batch: &[Fix]) {
-        for fix in batch {
-            self.fixes.entry(fix.ts_micros).or_insert(*fix);
-        }
-        let a = batch.iter().map(|f| f.ts_micros).min().unwrap_or(0);
-        let b = batch.iter().map(|f| f.ts_micros).max().unwrap_or(0);
-        let left = self.runs.range(..a).next_back().map(|(_, run)| *run);
-        let right_end = self
-            .runs
-            .range(a..=region::right_probe_end(rules, b))
-            .map(|(_, run)| run.end.ts_micros)
-            .max();
-        let region = region(rules, a, b, left, right_end);
-        let fixes: Vec<Fix> = self
-            .fixes
-            .range(region.read_from()..=region.end_micros)
-            .map(|(_, f)| *f)
-            .collect();
-        let runs = region.runs(rules, &fixes);
-        let replaced = region.replaces_from()..=region.end_micros;
-        let stale: Vec<i64> = self.runs.range(replaced.clone()).map(|(k, _)| *k).collect();
-        for key in stale {
-            self.runs.remove(&key);
-            self.trips.remove(&key);
-        }
-        let newest = self.fixes.keys().next_back().copied().unwrap_or(i64::MIN);
-        for run in runs {
-            self.runs.insert(run.start.ts_micros, run);
-            if let Some(trip) = run.trip(rules, newest) {
-                self.trips.insert(run.start.ts_micros, trip);
-            }
-        }
-        if let Some((_, trip)) = self.trips.range_mut(..region.replaces_from()).next_back() {
-            trip.open = trip.open && newest - trip.run.end.ts_micros < rules.stop_micros;
-        }
-    }
-}
-
 /// (trips, total distance in mm) at the end, to check the variants agree.
 type Outcome = (usize, u64);
 
 fn run_fold(p: Params, input: &[(u32, Fix)]) -> Outcome {
     let rules = TripRules::default();
-    let mut devices: HashMap<u32, Device> = HashMap::new();
+    let mut devices: HashMap<u32, DeviceStore> = HashMap::new();
     let mut by_device: HashMap<u32, Vec<Fix>> = HashMap::new();
     for chunk in input.chunks(p.per_epoch) {
         by_device.clear();
@@ -202,7 +154,7 @@ fn run_fold(p: Params, input: &[(u32, Fix)]) -> Outcome {
             devices.entry(*device).or_default().commit(&rules, fixes);
         }
     }
-    let trips: Vec<&Trip> = devices.values().flat_map(|d| d.trips.values()).collect();
+    let trips: Vec<&Trip> = devices.values().flat_map(DeviceStore::trips).collect();
     (
         trips.len(),
         trips

@@ -21,12 +21,14 @@
 
 mod distance;
 mod fold;
+mod memory;
 pub mod reference;
 pub mod region;
 mod rules;
 
 pub use distance::{haversine_m, EARTH_RADIUS_M};
 pub use fold::{RunFold, Tail};
+pub use memory::DeviceStore;
 pub use region::{region, Region, Start};
 pub use rules::TripRules;
 

@@ -230,64 +230,6 @@ proptest! {
     }
 }
 
-/// A device's store as the database keeps it: fixes (the first of each time wins), every run,
-/// the trips.
-#[derive(Default)]
-struct Store {
-    fixes: std::collections::BTreeMap<i64, Fix>,
-    runs: Vec<Run>,
-    trips: Vec<Trip>,
-}
-
-impl Store {
-    /// One commit: insert the batch's fixes, then recompute the region they can change, exactly
-    /// as the trips table's writer does with its queries.
-    fn commit(&mut self, rules: &TripRules, batch: &[Fix]) {
-        for fix in batch {
-            self.fixes.entry(fix.ts_micros).or_insert(*fix);
-        }
-        let Some(a) = batch.iter().map(|fix| fix.ts_micros).min() else {
-            return;
-        };
-        let b = batch.iter().map(|fix| fix.ts_micros).max().unwrap_or(a);
-        let left = self
-            .runs
-            .iter()
-            .filter(|run| run.start.ts_micros < a)
-            .max_by_key(|run| run.start.ts_micros)
-            .copied();
-        let probe = region::right_probe_end(rules, b);
-        let right_end = self
-            .runs
-            .iter()
-            .filter(|run| (a..=probe).contains(&run.start.ts_micros))
-            .map(|run| run.end.ts_micros)
-            .max();
-        let region = region(rules, a, b, left, right_end);
-        let fixes: Vec<Fix> = self
-            .fixes
-            .range(region.read_from()..=region.end_micros)
-            .map(|(_, fix)| *fix)
-            .collect();
-        let runs = region.runs(rules, &fixes);
-        let replaced = region.replaces_from()..=region.end_micros;
-        self.runs
-            .retain(|run| !replaced.contains(&run.start.ts_micros));
-        self.runs.extend(&runs);
-        self.runs.sort_by_key(|run| run.start.ts_micros);
-        let newest = self.fixes.keys().next_back().copied().unwrap_or(i64::MIN);
-        self.trips
-            .retain(|trip| !replaced.contains(&trip.run.start.ts_micros));
-        self.trips
-            .extend(runs.iter().filter_map(|run| run.trip(rules, newest)));
-        // the device's newest fix closes an open trip before the region
-        for trip in &mut self.trips {
-            trip.open = trip.open && newest - trip.run.end.ts_micros < rules.stop_micros;
-        }
-        self.trips.sort_by_key(|trip| trip.run.start.ts_micros);
-    }
-}
-
 fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed | 1;
     for i in (1..items.len()).rev() {
@@ -336,7 +278,7 @@ proptest! {
             .step_by(7)
             .map(|fix| Fix { latitude: fix.latitude + 1.0, speed: Some(99.0), ..*fix })
             .collect();
-        let mut store = Store::default();
+        let mut store = DeviceStore::default();
         let mut firsts = std::collections::BTreeMap::new();
         let all: Vec<Fix> = arrivals.iter().chain(&resent).copied().collect();
         for part in all.chunks(batch) {
@@ -345,8 +287,11 @@ proptest! {
                 firsts.entry(fix.ts_micros).or_insert(*fix);
             }
             let stored: Vec<Fix> = firsts.values().copied().collect();
-            assert_trips_equal(&store.trips, &reference::trips(&stored, &rules))?;
-            assert_runs_equal(&store.runs, &reference::runs(&stored, &rules))?;
+            let (trips, runs): (Vec<Trip>, Vec<Run>) =
+                (store.trips().copied().collect(), store.runs().copied().collect());
+            assert_trips_equal(&trips, &reference::trips(&stored, &rules))?;
+            assert_runs_equal(&runs, &reference::runs(&stored, &rules))?;
+            prop_assert!(store.fixes().copied().eq(stored.iter().copied()));
         }
     }
 }

@@ -1,0 +1,79 @@
+//! The region refold over one device's data held in memory: its fixes (the first of each time),
+//! its runs and its trips, changed by each commit exactly as the trips table's writer changes the
+//! tables (find the region the commit's fixes can change, refold it, replace what it held, close
+//! the trip before it if the newest fix closed it). The property tests hold it to the rules in
+//! any arrival order; `benches/trips-differential` measures it against differential-dataflow.
+
+use std::collections::BTreeMap;
+
+use super::{region, Fix, Run, Trip, TripRules};
+
+/// One device's fixes, runs and trips.
+#[derive(Debug, Default)]
+pub struct DeviceStore {
+    fixes: BTreeMap<i64, Fix>,
+    runs: BTreeMap<i64, Run>,
+    trips: BTreeMap<i64, Trip>,
+}
+
+impl DeviceStore {
+    /// One commit of `batch` (fixes of this device in any order; a time stored already keeps
+    /// its first fix).
+    pub fn commit(&mut self, rules: &TripRules, batch: &[Fix]) {
+        for fix in batch {
+            self.fixes.entry(fix.ts_micros).or_insert(*fix);
+        }
+        let Some(a) = batch.iter().map(|fix| fix.ts_micros).min() else {
+            return;
+        };
+        let b = batch.iter().map(|fix| fix.ts_micros).max().unwrap_or(a);
+        let left = self.runs.range(..a).next_back().map(|(_, run)| *run);
+        let right_end = self
+            .runs
+            .range(a..=region::right_probe_end(rules, b))
+            .map(|(_, run)| run.end.ts_micros)
+            .max();
+        let region = region::region(rules, a, b, left, right_end);
+        let fixes: Vec<Fix> = self
+            .fixes
+            .range(region.read_from()..=region.end_micros)
+            .map(|(_, fix)| *fix)
+            .collect();
+        let runs = region.runs(rules, &fixes);
+        let replaced: Vec<i64> = self
+            .runs
+            .range(region.replaces_from()..=region.end_micros)
+            .map(|(start, _)| *start)
+            .collect();
+        for start in replaced {
+            self.runs.remove(&start);
+            self.trips.remove(&start);
+        }
+        let newest = self.fixes.keys().next_back().copied().unwrap_or(i64::MIN);
+        for run in runs {
+            self.runs.insert(run.start.ts_micros, run);
+            if let Some(trip) = run.trip(rules, newest) {
+                self.trips.insert(run.start.ts_micros, trip);
+            }
+        }
+        // the device's newest fix closes an open trip before the region
+        if let Some((_, trip)) = self.trips.range_mut(..region.replaces_from()).next_back() {
+            trip.open = trip.open && newest - trip.run.end.ts_micros < rules.stop_micros;
+        }
+    }
+
+    /// The stored fixes, by time.
+    pub fn fixes(&self) -> impl Iterator<Item = &Fix> {
+        self.fixes.values()
+    }
+
+    /// Every run (trips and short runs), by start.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values()
+    }
+
+    /// The trips, by start.
+    pub fn trips(&self) -> impl Iterator<Item = &Trip> {
+        self.trips.values()
+    }
+}
