@@ -225,10 +225,14 @@ async fn a_dml_only_role_on_an_unmigrated_schema_waits_for_migrate(backend: Back
     let log = drain_cleanly(child).await;
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("\"ERROR\"")).collect();
     assert!(!errors.is_empty(), "an ERROR while unmigrated:\n{log}");
+    // before the owner migrates, the ERROR names what is missing; while the owner's run is
+    // under way one attempt can also meet a schema half set up (a TimescaleDB setting this role
+    // may not apply): every ERROR names the command that fixes it
+    assert!(errors[0].contains("not applied"), "{}", errors[0]);
     for line in &errors {
         assert!(
-            line.contains("not applied") && line.contains("processor migrate"),
-            "every ERROR names what is missing and the command: {line}"
+            line.contains("processor migrate"),
+            "every ERROR names the command: {line}"
         );
     }
     assert!(log.contains("succeeded again"), "{log}");
