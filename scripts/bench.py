@@ -164,10 +164,13 @@ def metric_sum(ports, name):
     return sum(metric_values(ports, name))
 
 
-def wait_landed(stream, schema, ports, entries, rows, timeout):
+def wait_landed(stream, schema, ports, entries, rows, timeout, landed_cpu=None):
     """Waits until the processors acknowledged all `entries`, then checks the outcome: exactly
     `rows` rows, nothing pending. Polls the processors' /metrics (cheap), not the table: a
-    count(*) every few milliseconds would take PostgreSQL CPU from the run it measures."""
+    count(*) every few milliseconds would take PostgreSQL CPU from the run it measures. When
+    `landed_cpu` is a dict, it receives the servers' CPU (`server_cpu`) at the moment the last
+    entry was acknowledged: before the check, whose count(*) is the bench's cost, not the
+    pipeline's (it scans the whole table)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -176,6 +179,8 @@ def wait_landed(stream, schema, ports, entries, rows, timeout):
             acked = -1
         if acked >= entries:
             landed = time.time()
+            if landed_cpu is not None and not landed_cpu:
+                landed_cpu.update(server_cpu())
             pending = redis("XPENDING", stream, "bench").splitlines()
             if pending and pending[0] == "0":
                 got = int(psql(f"SELECT count(*) FROM {schema}.positions"))
@@ -207,6 +212,11 @@ def server_cpu():
     return used
 
 
+def wal_totals():
+    """The server's WAL bytes and full-page images so far (pg_stat_wal)."""
+    return [float(v) for v in psql("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").split("|")]
+
+
 def hypertable_interval(schema):
     """The chunk interval of `schema.positions` when it is a TimescaleDB hypertable, else None."""
     if psql("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == "0":
@@ -224,7 +234,9 @@ def like_positions(schema, table):
     if interval:
         api = psql("SELECT quote_ident(n.nspname) FROM pg_extension e "
                    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb'")
-        psql(f"SELECT {api}.create_hypertable('{table}', {api}.by_range('ts', interval '{interval}'))")
+        # (LIKE ... INCLUDING ALL copied the indexes positions has: no default ones on top)
+        psql(f"SELECT {api}.create_hypertable('{table}', {api}.by_range('ts', interval '{interval}'), "
+             "create_default_indexes => false)")
 
 
 def stop_service(proc, timing_file):
@@ -279,6 +291,7 @@ def measure(args, run, variant):
                              profile=args.profile, order=args.order)
         want = published["valid_distinct"]
         psql("CHECKPOINT")
+        wal_before = wal_totals()
         started = time.time()
         servers_before = server_cpu()
         replicas, ports = [], []
@@ -287,15 +300,21 @@ def measure(args, run, variant):
             proc, port = start_service(stream, schema, args.workers, timing, f"bench{r}", variant)
             replicas.append((proc, timing))
             ports.append(port)
-        ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout)
-        servers_after = server_cpu()
+        servers_after = {}
+        ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout,
+                            landed_cpu=servers_after)
         # per process, like the peak RSS it is compared with (the largest of the replicas)
         devices_held = max(metric_values(ports, "processor_devices_in_state"))
         stopped = [stop_service(proc, timing) for proc, timing in replicas]
+        # after the processors left: a backend reports its WAL when it goes idle or exits
+        time.sleep(0.2)
+        wal_after = wal_totals()
         cpu = sum(c for c, _ in stopped)
         rss = max(r for _, r in stopped)
         result["postgres_cpu_us_per_row"] = (servers_after["postgres"] - servers_before["postgres"]) / want * 1e6
         result["redis_cpu_us_per_row"] = (servers_after["redis-server"] - servers_before["redis-server"]) / want * 1e6
+        result["wal_bytes_per_row"] = (wal_after[0] - wal_before[0]) / want
+        result["wal_fpi_per_row"] = (wal_after[1] - wal_before[1]) / want
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
         # the processor's cost against the database's for the same rows, in the same run
@@ -309,12 +328,14 @@ def measure(args, run, variant):
         result["devices_in_state"] = devices_held
         # the issue's memory target: 40 MB plus 300 bytes per device held in state
         result["rss_target_mib"] = (40e6 + 300 * devices_held) / 2**20
+        result["hypertable"] = hypertable_interval(schema) is not None
+        if args.skip_ceiling:
+            return result
         # ceiling: the same rows, one binary COPY into an empty table; the median of three
         # loads, each after a CHECKPOINT like the pipeline run (so that neither pays for the
         # other's dirty pages)
         dump = tempfile.mktemp()
         psql(f"\\copy (SELECT {COLUMNS} FROM {schema}.positions) TO '{dump}' WITH (FORMAT binary)")
-        result["hypertable"] = hypertable_interval(schema) is not None
         loads = []
         for attempt in range(3):
             table = f"{schema}.ceiling{attempt}"
@@ -367,7 +388,10 @@ FIGURES = [
     ("staged_copy_rows_per_s", "COPY to staging + `INSERT ... ON CONFLICT`, rows/s", "rate"),
     ("cpu_us_per_row", "processor CPU per row", "us"),
     ("postgres_cpu_us_per_row", "PostgreSQL server CPU per row", "us"),
+    ("postgres_vs_first", "PostgreSQL CPU per row / first variant's, run by run", "ratio"),
     ("redis_cpu_us_per_row", "Redis server CPU per row", "us"),
+    ("wal_bytes_per_row", "WAL bytes per row (pg_stat_wal)", "count"),
+    ("wal_fpi_per_row", "WAL full-page images per row", "ratio"),
     ("cpu_vs_postgres", "processor CPU / PostgreSQL CPU, run by run", "ratio"),
     ("cpu_bound_rows_per_s", "CPU-bound limit, rows/s", "rate"),
     ("cpu_bound_share", "pipeline / CPU-bound limit, run by run", "ratio"),
@@ -431,6 +455,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variant", action="append", default=[],
                         help="LABEL:KEY=VALUE,... a configuration to compare (repeatable; see above)")
+    parser.add_argument("--skip-ceiling", action="store_true",
+                        help="measure the pipeline only (no COPY ceiling, no staged COPY)")
     parser.add_argument("--latency-secs", type=int, default=20, help="0 skips the latency test")
     parser.add_argument("--latency-rate", type=int, default=0,
                         help="entries/s of the latency test (default: half the measured pipeline rate)")
@@ -449,6 +475,8 @@ def main():
             first = runs[variants[0][0]]
             if len(variants) > 1 and len(first) > run:
                 result["vs_first"] = result["pipeline_rows_per_s"] / first[run]["pipeline_rows_per_s"]
+                result["postgres_vs_first"] = (result["postgres_cpu_us_per_row"]
+                                               / first[run]["postgres_cpu_us_per_row"])
             runs[label].append(result)
             print(f"bench: run {run + 1}/{args.runs} {label}: "
                   + ", ".join(f"{k}={v:.3g}" for k, v in result.items()), file=sys.stderr)

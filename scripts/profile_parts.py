@@ -38,7 +38,8 @@ ACROSS = [
 
 
 def samples(lines):
-    """Yields (command, [frame symbols, leaf first], kernel leaf?) per sample of `perf script`."""
+    """Yields (header line, [frame symbols, leaf first]) per sample of `perf script` (the header
+    starts with the command, then the pid/tid)."""
     head, frames = None, []
     for line in lines:
         if not line.strip():
@@ -46,7 +47,7 @@ def samples(lines):
                 yield head, frames
             head, frames = None, []
         elif head is None:
-            head = line.split()[0] if line.split() else ""
+            head = line
         else:
             parts = line.strip().split(None, 1)
             if len(parts) == 2:
@@ -61,7 +62,8 @@ def main():
     counts = {name: 0 for name, _ in parts}
     across_counts = {name: 0 for name, _ in across}
     kernel = total = 0
-    for command, frames in samples(sys.stdin):
+    for head, frames in samples(sys.stdin):
+        command = head.split()[0] if head.split() else ""
         if not (command.startswith("timely") or command.startswith("processor")):
             continue
         if not frames:

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         "0005_trips",
         include_str!("../../migrations/0005_trips.sql"),
     ),
+    (
+        6,
+        "0006_device_collation",
+        include_str!("../../migrations/0006_device_collation.sql"),
+    ),
 ];
 
 /// What `migrate` found and did.

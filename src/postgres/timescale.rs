@@ -313,8 +313,11 @@ impl Hypertable<'_> {
                 self.execute(
                     &format!("making positions a hypertable with chunks of {interval} (existing rows are moved into chunks)"),
                     &format!(
+                    // no default index on ts: the primary key serves the per-device queries, and a
+                    // second btree would cost every row about a fifth of its database CPU
+                    // (docs/operating.md, "Indexes")
                     "SELECT {api}.create_hypertable('{table}', {api}.by_range('ts', {interval}), \
-                     migrate_data => true, if_not_exists => true)",
+                     migrate_data => true, if_not_exists => true, create_default_indexes => false)",
                     api = self.api,
                     table = self.table.replace('\'', "''"),
                     interval = sql(interval)
@@ -345,15 +348,21 @@ impl Hypertable<'_> {
     ) -> Result<Option<Interval>, PostgresError> {
         let table = self.table.replace('\'', "''");
         if after.is_some() {
+            // From TimescaleDB's catalog, not from timescaledb_information's
+            // hypertable_columnstore_settings: that view casts every hypertable's name to
+            // regclass, which needs USAGE on every schema that has one, so a role with rights on
+            // its own schema only failed there with "permission denied for schema <another>".
             let configured = self
-                .query_opt_bool(
-                    "SELECT s.segmentby = 'device_id' AND s.orderby = 'ts DESC'
-                     FROM timescaledb_information.hypertable_columnstore_settings s
-                     JOIN timescaledb_information.hypertables h
-                       ON s.hypertable = format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass
-                     WHERE h.hypertable_schema = $1 AND h.hypertable_name = 'positions'
-                       AND h.compression_enabled",
-                )
+                .query_opt_bool(&format!(
+                    "SELECT s.segmentby = ARRAY['device_id'] AND s.orderby = ARRAY['ts']
+                            AND s.orderby_desc = ARRAY[true]
+                     FROM _timescaledb_catalog.compression_settings s
+                     WHERE s.relid = '{table}'::regclass
+                       AND EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
+                                    WHERE h.hypertable_schema = $1
+                                      AND h.hypertable_name = 'positions'
+                                      AND h.compression_enabled)"
+                ))
                 .await?;
             if configured != Some(true) {
                 self.execute(

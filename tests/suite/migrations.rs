@@ -67,7 +67,7 @@ async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) 
     applied.sort_unstable();
     assert_eq!(
         applied,
-        vec![1, 3, 4, 5],
+        vec![1, 3, 4, 5, 6],
         "each migration applied by exactly one replica"
     );
     env.assert_table_kind().await;
@@ -125,6 +125,49 @@ async fn replicas_migrating_at_once_apply_each_migration_once(backend: Backend) 
             "ingested_at"
         ]
     );
+    // device ids compare byte by byte in every table keyed by them (0006_device_collation)
+    let collations: Vec<(String, Option<String>)> = env
+        .db
+        .query(
+            "SELECT table_name::text, collation_name::text FROM information_schema.columns
+             WHERE table_schema = $1 AND column_name = 'device_id' ORDER BY table_name",
+            &[&env.schema],
+        )
+        .await
+        .expect("collations")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let tables: Vec<&str> = collations.iter().map(|(table, _)| table.as_str()).collect();
+    assert_eq!(
+        tables,
+        [
+            "device_latest",
+            "positions",
+            "trip_devices",
+            "trip_runs",
+            "trips"
+        ]
+    );
+    assert!(
+        collations.iter().all(|(_, c)| c.as_deref() == Some("C")),
+        "{collations:?}"
+    );
+    // the primary key is positions' only index, on a hypertable too (no default index on ts:
+    // each row would pay for a second btree)
+    let indexes: Vec<String> = env
+        .db
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'positions'",
+            &[&env.schema],
+        )
+        .await
+        .expect("indexes")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(indexes[0].contains("(device_id, ts)"), "{indexes:?}");
 }
 
 /// `DATABASE_URL` selects a schema that does not exist yet: the service creates it (and says

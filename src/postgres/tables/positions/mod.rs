@@ -101,18 +101,18 @@ impl PositionsWriter {
         })
     }
 
-    /// Inserts `rows` inside `tx`, skipping keys that exist, `chunk` rows per statement, in key
-    /// order (two writers taking the same keys in one order cannot deadlock).
+    /// Inserts `rows` (in key order, as [`first_of_each_key`] gives them) inside `tx`, skipping
+    /// keys that exist, `chunk` rows per statement (two writers taking the same keys in one
+    /// order cannot deadlock).
     pub(in crate::postgres) async fn insert(
         &self,
         tx: &Transaction<'_>,
         rows: &[&Position],
         chunk: usize,
     ) -> Result<Changes, tokio_postgres::Error> {
-        let mut sorted = rows.to_vec();
-        sorted.sort_unstable_by_key(|row| row.key());
+        debug_assert!(rows.is_sorted_by_key(|row| row.key()));
         let mut inserted = 0;
-        for part in sorted.chunks(chunk.max(1)) {
+        for part in rows.chunks(chunk.max(1)) {
             inserted += self.insert_rows(tx, part).await?;
         }
         Ok(Changes {
@@ -144,8 +144,8 @@ impl PositionsWriter {
                     .taken();
             }
         };
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_unstable_by_key(|&i| rows[i].key());
+        // rows come in key order (first_of_each_key)
+        let order: Vec<usize> = (0..rows.len()).collect();
         let mut parts: Vec<&[usize]> = order.chunks(chunk.max(1)).rev().collect();
         let mut inserted = 0u64;
         let mut written = 0u64;
@@ -228,8 +228,16 @@ impl PositionsWriter {
     }
 }
 
-/// The rows whose key `(device_id, ts)` has not come before among `batch`'s positions, in
-/// order, and how many positions there were.
+/// The rows whose key `(device_id, ts)` has not come before among `batch`'s positions, sorted
+/// by that key, and how many positions there were.
+///
+/// Sorted, because the primary key's btree is most of what a row costs PostgreSQL besides its
+/// `jsonb`: rows in key order descend to neighbouring leaves one after the other, so the pages
+/// and the keys compared are still in the server's CPU caches, where rows in arrival order
+/// (devices interleaved) land on a random leaf each (`docs/performance.md`, round 5: about 15%
+/// of PostgreSQL's CPU per row). The order also makes two replicas' COPYs of the same keys wait
+/// for each other in one order, never in a cycle. (The keys are unique by then, so the sort
+/// need not be stable.)
 ///
 /// Trackers resend records whose acknowledgement they missed, so one key often arrives twice
 /// within seconds, and usually in one epoch. Left in, such a pair makes the COPY fail on the
@@ -243,6 +251,7 @@ pub(in crate::postgres) fn first_of_each_key(batch: &Batch<Rows>) -> (Vec<&Posit
     let mut seen: KeySet<(&str, i64)> = KeySet::with_capacity_and_hasher(total, Default::default());
     let mut first = Vec::with_capacity(total);
     first.extend(batch.positions().filter(|row| seen.insert(row.key())));
+    first.sort_unstable_by_key(|row| row.key());
     (first, total)
 }
 
@@ -282,6 +291,17 @@ mod tests {
         let (first, total) = first_of_each_key(&batch);
         assert_eq!(total, 4);
         assert_eq!(first, vec![&a, &b]);
+        // in key order, whatever order they came in
+        let later = dataflow::Position {
+            ts_micros: 2,
+            ..a.clone()
+        };
+        let batch = Batch::from(vec![Rows::Positions(vec![
+            b.clone(),
+            later.clone(),
+            a.clone(),
+        ])]);
+        assert_eq!(first_of_each_key(&batch).0, vec![&a, &later, &b]);
     }
 
     fn test_position() -> Position {
