@@ -164,13 +164,13 @@ def metric_sum(ports, name):
     return sum(metric_values(ports, name))
 
 
-def wait_landed(stream, schema, ports, entries, rows, timeout, landed_cpu=None):
+def wait_landed(stream, schema, ports, entries, rows, timeout, on_landed=None):
     """Waits until the processors acknowledged all `entries`, then checks the outcome: exactly
     `rows` rows, nothing pending. Polls the processors' /metrics (cheap), not the table: a
-    count(*) every few milliseconds would take PostgreSQL CPU from the run it measures. When
-    `landed_cpu` is a dict, it receives the servers' CPU (`server_cpu`) at the moment the last
-    entry was acknowledged: before the check, whose count(*) is the bench's cost, not the
-    pipeline's (it scans the whole table)."""
+    count(*) every few milliseconds would take PostgreSQL CPU from the run it measures.
+    `on_landed`, when given, is called once, the moment the last entry was acknowledged: before
+    the check, whose count(*) (a scan of the whole table) is the bench's cost, not the
+    pipeline's, so that what it reads (the servers' CPU, say) leaves the check out."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -179,8 +179,9 @@ def wait_landed(stream, schema, ports, entries, rows, timeout, landed_cpu=None):
             acked = -1
         if acked >= entries:
             landed = time.time()
-            if landed_cpu is not None and not landed_cpu:
-                landed_cpu.update(server_cpu())
+            if on_landed is not None:
+                on_landed()
+                on_landed = None
             pending = redis("XPENDING", stream, "bench").splitlines()
             if pending and pending[0] == "0":
                 got = int(psql(f"SELECT count(*) FROM {schema}.positions"))
@@ -191,11 +192,22 @@ def wait_landed(stream, schema, ports, entries, rows, timeout, landed_cpu=None):
     raise SystemExit(f"bench: timed out: {acked} of {entries} entries acknowledged")
 
 
+def proc_cpu(stat):
+    """User plus system CPU seconds from the text of a /proc/<pid>/stat."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(stat):
+    """User plus system CPU seconds from the text of a /proc/<pid>/stat."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_cpu():
     """CPU seconds used so far by the local PostgreSQL and Redis server processes (all of them,
     summed; a process that exited meanwhile drops out, so sample while the run's connections
     are open). Meaningful only when the servers run on this machine."""
-    tick = os.sysconf("SC_CLK_TCK")
     used = {"postgres": 0.0, "redis-server": 0.0}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -207,19 +219,27 @@ def server_cpu():
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         if comm in used:
-            fields = stat[stat.rindex(")") + 2:].split()
-            used[comm] += (int(fields[11]) + int(fields[12])) / tick
+            used[comm] += proc_cpu(stat)
     return used
 
 
-def wal_totals():
-    """The server's WAL bytes and full-page images so far (pg_stat_wal)."""
-    return [float(v) for v in psql("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").split("|")]
+WAL_COLUMNS = ["wal_records", "wal_fpi", "wal_bytes", "wal_write", "wal_sync"]
+
+
+def wal_stats():
+    """The server's WAL totals so far (pg_stat_wal), by column."""
+    values = psql(f"SELECT {', '.join(WAL_COLUMNS)} FROM pg_stat_wal").split("|")
+    return dict(zip(WAL_COLUMNS, map(float, values)))
+
+
+def has_extension(name):
+    """Whether the database has extension `name` created."""
+    return psql(f"SELECT count(*) FROM pg_extension WHERE extname = '{name}'") != "0"
 
 
 def hypertable_interval(schema):
     """The chunk interval of `schema.positions` when it is a TimescaleDB hypertable, else None."""
-    if psql("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == "0":
+    if not has_extension("timescaledb"):
         return None
     interval = psql("SELECT time_interval FROM timescaledb_information.dimensions "
                     f"WHERE hypertable_schema = '{schema}' AND hypertable_name = 'positions'")
@@ -291,7 +311,7 @@ def measure(args, run, variant):
                              profile=args.profile, order=args.order)
         want = published["valid_distinct"]
         psql("CHECKPOINT")
-        wal_before = wal_totals()
+        wal_before = wal_stats()
         started = time.time()
         servers_before = server_cpu()
         replicas, ports = [], []
@@ -302,19 +322,19 @@ def measure(args, run, variant):
             ports.append(port)
         servers_after = {}
         ended = wait_landed(stream, schema, ports, published["published"], want, args.timeout,
-                            landed_cpu=servers_after)
+                            on_landed=lambda: servers_after.update(server_cpu()))
         # per process, like the peak RSS it is compared with (the largest of the replicas)
         devices_held = max(metric_values(ports, "processor_devices_in_state"))
         stopped = [stop_service(proc, timing) for proc, timing in replicas]
         # after the processors left: a backend reports its WAL when it goes idle or exits
         time.sleep(0.2)
-        wal_after = wal_totals()
+        wal_after = wal_stats()
         cpu = sum(c for c, _ in stopped)
         rss = max(r for _, r in stopped)
         result["postgres_cpu_us_per_row"] = (servers_after["postgres"] - servers_before["postgres"]) / want * 1e6
         result["redis_cpu_us_per_row"] = (servers_after["redis-server"] - servers_before["redis-server"]) / want * 1e6
-        result["wal_bytes_per_row"] = (wal_after[0] - wal_before[0]) / want
-        result["wal_fpi_per_row"] = (wal_after[1] - wal_before[1]) / want
+        result["wal_bytes_per_row"] = (wal_after["wal_bytes"] - wal_before["wal_bytes"]) / want
+        result["wal_fpi_per_row"] = (wal_after["wal_fpi"] - wal_before["wal_fpi"]) / want
         result["pipeline_rows_per_s"] = want / (ended - started)
         result["cpu_us_per_row"] = cpu / want * 1e6
         # the processor's cost against the database's for the same rows, in the same run

@@ -31,9 +31,7 @@ COLLATIONS = {"default": None, "c": '"C"', "icu": '"en-US-x-icu"'}
 
 def backend_cpu(pid):
     with open(f"/proc/{pid}/stat") as stat:
-        text = stat.read()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return bench.proc_cpu(stat.read())
 
 
 def create(schema, table, case):

@@ -145,14 +145,6 @@ def report(counts, across_counts, kernel, total, us_per_row=None):
           + f", the kernel {kernel / total:.0%}")
 
 
-def wal():
-    return bench.psql("SELECT wal_records, wal_fpi, wal_bytes, wal_write, wal_sync FROM pg_stat_wal").split("|")
-
-
-def statements_available():
-    return bench.psql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'") == "1"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", action="store_true",
@@ -175,11 +167,11 @@ def main():
     try:
         published = bench.simulate(stream, count=args.count, devices=args.devices, profile=args.profile)
         want = published["valid_distinct"]
-        statements = statements_available()
+        statements = bench.has_extension("pg_stat_statements")
         bench.psql("CHECKPOINT")
         if statements:
             bench.psql("SELECT pg_stat_statements_reset()")
-        wal_before = wal()
+        wal_before = bench.wal_stats()
         cpu_before = bench.server_cpu()["postgres"]
         data = os.path.join(out, "perf.data")
         perf = subprocess.Popen(["perf", "record", "-a", "-F", str(args.frequency), "--call-graph",
@@ -189,26 +181,24 @@ def main():
         timing = tempfile.mktemp()
         extra = dict(pair.split("=", 1) for pair in args.env)
         extra["BIN"] = args.binary
+        started = time.time()
         proc, port = bench.start_service(stream, schema, None, timing, variant=extra)
         time.sleep(0.5)
         background = dict(line.split("|", 1) for line in bench.psql(
             "SELECT pid, backend_type FROM pg_stat_activity "
             "WHERE backend_type <> 'client backend'").splitlines() if "|" in line)
-        started = time.time()
-        # the profile ends with the last acknowledgement, before the check's count(*)
-        acked, deadline = 0, started + 1200
-        while acked < published["published"] and time.time() < deadline:
-            time.sleep(0.02)
-            try:
-                acked = bench.metric_sum([port], "processor_entries_acked_total")
-            except OSError:
-                pass
-        seconds = time.time() - started
-        cpu = bench.server_cpu()["postgres"] - cpu_before
-        perf.send_signal(signal.SIGINT)
-        perf.wait(timeout=300)
-        bench.wait_landed(stream, schema, [port], published["published"], want, 60)
-        wal_after = wal()
+        landed = {}
+
+        def end_profile():
+            # at the last acknowledgement, before the check's count(*)
+            landed["cpu"] = bench.server_cpu()["postgres"] - cpu_before
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=300)
+
+        ended = bench.wait_landed(stream, schema, [port], published["published"], want, 1200,
+                                  on_landed=end_profile)
+        seconds, cpu = ended - started, landed["cpu"]
+        wal_after = bench.wal_stats()
         bench.stop_service(proc, timing)
         rows_sql = None
         if statements:
@@ -227,8 +217,9 @@ def main():
                             capture_output=True, text=True, errors="replace")
     report(*parts_of(script.stdout.splitlines(), background), us_per_row=us_per_row)
     names = ["records", "full-page images", "bytes", "writes", "syncs"]
-    delta = [float(a) - float(b) for a, b in zip(wal_after, wal_before)]
-    print("\npg_stat_wal per row: " + ", ".join(f"{name} {value / want:.3f}" for name, value in zip(names, delta)))
+    print("\npg_stat_wal per row: " + ", ".join(
+        f"{name} {(wal_after[column] - wal_before[column]) / want:.3f}"
+        for name, column in zip(names, bench.WAL_COLUMNS)))
     if rows_sql is not None:
         print("\n| calls | rows | ms | WAL bytes per row | statement |\n|---|---|---|---|---|")
         for line in rows_sql.splitlines():

@@ -24,6 +24,8 @@
 
 mod copy;
 
+use std::ops::Range;
+
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
@@ -144,16 +146,20 @@ impl PositionsWriter {
                     .taken();
             }
         };
-        // rows come in key order (first_of_each_key)
-        let order: Vec<usize> = (0..rows.len()).collect();
-        let mut parts: Vec<&[usize]> = order.chunks(chunk.max(1)).rev().collect();
+        // parts are index ranges of `rows` (in key order, from first_of_each_key), the last
+        // on top: taken first to last
+        let chunk = chunk.max(1);
+        let mut parts: Vec<Range<usize>> = (0..rows.len())
+            .step_by(chunk)
+            .map(|start| start..(start + chunk).min(rows.len()))
+            .rev()
+            .collect();
         let mut inserted = 0u64;
         let mut written = 0u64;
         let mut refused = Vec::new();
         while let Some(part) = parts.pop() {
-            let rows_of_part: Vec<&Position> = part.iter().map(|&i| rows[i]).collect();
             let savepoint = tx.savepoint("part").await.map_err(|e| failed(&e))?;
-            match self.insert_rows(&savepoint, &rows_of_part).await {
+            match self.insert_rows(&savepoint, &rows[part.clone()]).await {
                 Ok(count) => {
                     savepoint.commit().await.map_err(|e| failed(&e))?;
                     inserted += count;
@@ -166,35 +172,32 @@ impl PositionsWriter {
                     if !error.is_data_error() {
                         return Err(error.into());
                     }
-                    match part {
+                    if part.len() > 1 {
+                        let middle = part.start + part.len() / 2;
+                        parts.push(middle..part.end);
+                        parts.push(part.start..middle);
+                    } else if error.code() == Some(SqlState::UNIQUE_VIOLATION.code()) {
                         // the key exists: written by another writer meanwhile
-                        [_] if error.code() == Some(SqlState::UNIQUE_VIOLATION.code()) => {
-                            written += 1;
-                            taken();
-                        }
-                        [index] => {
-                            let refusal = Refusal {
-                                index: *index,
-                                code: error.code.clone().unwrap_or_default(),
-                                constraint: error.constraint.clone(),
-                                message: error.message.clone(),
-                            };
-                            if let Some(streak) = streak {
-                                let systematic = streak
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                    .refused(&rows[*index].device_id, &refusal);
-                                if let Some(systematic) = systematic {
-                                    return Err(IsolateError::Systematic(systematic));
-                                }
+                        written += 1;
+                        taken();
+                    } else {
+                        let index = part.start;
+                        let refusal = Refusal {
+                            index,
+                            code: error.code.clone().unwrap_or_default(),
+                            constraint: error.constraint.clone(),
+                            message: error.message.clone(),
+                        };
+                        if let Some(streak) = streak {
+                            let systematic = streak
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .refused(&rows[index].device_id, &refusal);
+                            if let Some(systematic) = systematic {
+                                return Err(IsolateError::Systematic(systematic));
                             }
-                            refused.push(refusal);
                         }
-                        _ => {
-                            let (first, second) = part.split_at(part.len() / 2);
-                            parts.push(second);
-                            parts.push(first);
-                        }
+                        refused.push(refusal);
                     }
                 }
             }
