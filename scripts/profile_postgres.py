@@ -2,7 +2,7 @@
 """Where PostgreSQL's CPU goes while the processor writes: a perf profile of every server
 process, grouped into the parts of a row's cost, with the WAL and the statements beside it.
 
-    sudo python3 scripts/profile_postgres.py [--profile fmb|mixed] [--count N] [--binary B]
+    sudo python3 scripts/profile_postgres.py [--profile fmb|mixed] [--order O] [--count N] [--binary B]
     PGPORT=5433 sudo python3 scripts/profile_postgres.py        # the hypertable (TimescaleDB)
     perf script -i perf.data | python3 scripts/profile_postgres.py --parts   # an existing profile
 
@@ -151,6 +151,8 @@ def main():
                         help="read `perf script` output on stdin and print the parts only")
     parser.add_argument("--binary", default=bench.BIN, help="the processor to run")
     parser.add_argument("--profile", default="fmb", choices=["fmb", "mixed"])
+    parser.add_argument("--order", default="in-order", choices=["in-order", "newest-first", "late"],
+                        help="the records' arrival order (simulate --order)")
     parser.add_argument("--count", type=int, default=300000)
     parser.add_argument("--devices", type=int, default=10000)
     parser.add_argument("--frequency", type=int, default=499, help="samples per second per CPU")
@@ -165,7 +167,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     stream, schema = bench.fresh("pgprof")
     try:
-        published = bench.simulate(stream, count=args.count, devices=args.devices, profile=args.profile)
+        published = bench.simulate(stream, count=args.count, devices=args.devices, profile=args.profile,
+                                   order=args.order)
         want = published["valid_distinct"]
         statements = bench.has_extension("pg_stat_statements")
         bench.psql("CHECKPOINT")

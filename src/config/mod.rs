@@ -114,6 +114,16 @@ impl Config {
         }
     }
 
+    /// `MAX_INFLIGHT_EPOCHS`, else its default: 16, or 64 with trips on. The bound is also the
+    /// largest group commit under load, and the trips' cost is per device per transaction (each
+    /// device's lock and its current trip's row), not per row: a group four times larger writes
+    /// a device's trip once for several of its fixes (see docs/trips.md, "Cost"). Positions alone
+    /// gain nothing from larger groups, so they keep the smaller bound and its memory.
+    pub fn max_inflight_epochs(&self) -> usize {
+        let default = if self.trips.trips.is_on() { 64 } else { 16 };
+        self.pipeline.max_inflight.unwrap_or(default) as usize
+    }
+
     /// Checks what the argument parser cannot, group by group, then across groups.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.redis.validate()?;

@@ -22,9 +22,11 @@ pub struct PipelineConfig {
     pub state_capacity: u64,
 
     /// A worker stops reading while this many of its epochs (or this many times READ_COUNT
-    /// entries) are read but not yet acknowledged: bounds memory when PostgreSQL is slow or down.
-    #[arg(long, env = "MAX_INFLIGHT_EPOCHS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_inflight_epochs: u32,
+    /// entries) are read but not yet acknowledged: bounds memory when PostgreSQL is slow or down,
+    /// and the group commit's transactions under load. Default 16, or 64 with trips on (see
+    /// `Config::max_inflight_epochs`).
+    #[arg(long = "max-inflight-epochs", env = "MAX_INFLIGHT_EPOCHS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_inflight: Option<u32>,
 
     /// Upper bound of the retry backoff for Redis and PostgreSQL operations, in milliseconds.
     #[arg(long = "retry-max-ms", env = "RETRY_MAX_MS", default_value = "5000", value_parser = millis(10, 600_000))]

@@ -271,7 +271,7 @@ fn step_until_drained(
     let shares_ticks = own.index == config.cluster.worker_indices().start;
     // Backpressure bounds: epochs, and entries (several batches can share one epoch when reads
     // are fast, so epochs alone would not bound memory).
-    let max_inflight = config.pipeline.max_inflight_epochs as usize;
+    let max_inflight = config.max_inflight_epochs();
     let max_entries = max_inflight.saturating_mul(config.redis.read_count as usize);
     let clock = &ctx.clock;
     let mut inputs = Some(inputs);

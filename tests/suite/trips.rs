@@ -275,7 +275,16 @@ async fn the_shared_cases_give_their_trips_in_any_arrival_order(backend: Backend
         }
     }
     env.publish(&published).await;
-    let running = env.start(env.config(&["--trips", "on", "--read-count", "7", "--workers", "2"]));
+    let running = env.start(env.config(&[
+        "--trips",
+        "on",
+        "--read-count",
+        "7",
+        "--max-inflight-epochs",
+        "4",
+        "--workers",
+        "2",
+    ]));
     env.wait_landed(total as i64, Duration::from_secs(60)).await;
     // late fixes rewrote closed trips (merges, splits), and the table's changes were counted
     let metrics = crate::support::samples(&running.get("/metrics").await.1);

@@ -96,6 +96,43 @@ impl RunFold {
         (self.done, state)
     }
 
+    /// [`RunFold::finish_with_state`] for a fold that stopped short of `next`, a stored run
+    /// starting after every fix pushed (whose own fixes were not pushed): the current run takes
+    /// `next` in when `next`'s first fix is within the stop time of the run's end (its fixes,
+    /// the tail between them and the leg to `next`'s start are its span's), else `next` stays as
+    /// it is. The state is the last run with nothing after it: it holds only when nothing
+    /// follows `next`'s end.
+    pub fn finish_into(self, next: Run) -> (Vec<Run>, Option<(Run, Tail)>) {
+        let stop_micros = self.rules.stop_micros;
+        let (mut runs, state) = self.finish_with_state();
+        debug_assert!(state.is_none_or(|(_, tail)| {
+            tail.last
+                .is_none_or(|last| last.ts_micros < next.start.ts_micros)
+        }));
+        let last = match state {
+            Some((run, tail)) if next.start.ts_micros - run.end.ts_micros <= stop_micros => {
+                runs.pop();
+                let from = tail.last.unwrap_or(run.end);
+                let leg = haversine_m(
+                    from.latitude,
+                    from.longitude,
+                    next.start.latitude,
+                    next.start.longitude,
+                );
+                Run {
+                    start: run.start,
+                    end: next.end,
+                    distance_m: run.distance_m + tail.distance_m + leg + next.distance_m,
+                    max_speed: run.max_speed.max(next.max_speed),
+                    fixes: run.fixes + tail.fixes + next.fixes,
+                }
+            }
+            _ => next,
+        };
+        runs.push(last);
+        (runs, Some((last, Tail::default())))
+    }
+
     /// Every run, in time order; the last one is as far as the pushed fixes take it.
     pub fn finish(mut self) -> Vec<Run> {
         if let Some((run, _)) = self.current.take() {

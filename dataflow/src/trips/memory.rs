@@ -28,15 +28,19 @@ impl DeviceStore {
         };
         let b = batch.iter().map(|fix| fix.ts_micros).max().unwrap_or(a);
         let left = self.runs.range(..a).next_back().map(|(_, run)| *run);
-        let right_end = self
+        let mut right = self
             .runs
             .range(a..=region::right_probe_end(rules, b))
-            .map(|(_, run)| run.end.ts_micros)
-            .max();
-        let region = region::region(rules, a, b, left, right_end);
+            .map(|(_, run)| *run);
+        let first = right.next();
+        let right = region::Right {
+            first,
+            last_end: right.next_back().or(first).map(|run| run.end.ts_micros),
+        };
+        let region = region::region(rules, a, b, left, right);
         let fixes: Vec<Fix> = self
             .fixes
-            .range(region.read_from()..=region.end_micros)
+            .range(region.read_from()..=region.read_to())
             .map(|(_, fix)| *fix)
             .collect();
         let runs = region.runs(rules, &fixes);

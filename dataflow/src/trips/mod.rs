@@ -29,7 +29,7 @@ mod rules;
 pub use distance::{haversine_m, EARTH_RADIUS_M};
 pub use fold::{RunFold, Tail};
 pub use memory::DeviceStore;
-pub use region::{region, Region, Start};
+pub use region::{region, Region, Right, Start};
 pub use rules::TripRules;
 
 /// One fix of a device, as the trip rules see it (a row of `positions`).

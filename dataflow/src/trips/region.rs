@@ -13,6 +13,11 @@
 //! - on the right, runs starting up to `b + stop` can chain with a new moving fix; the region
 //!   ends at the last end among them (none can chain further: they are maximal).
 //!
+//! - when no stored run starts among the new fixes and one starts after them within the stop
+//!   time (a newest-first backlog arriving in front of the trip it belongs to), that run is
+//!   `next`: its row is its state, so the region reads the fixes only up to its start and chains
+//!   into it, instead of reading the whole trip again for every batch of older fixes.
+//!
 //! Recomputing the region's fixes gives its runs, which replace the stored runs starting in it.
 //! The cost of a late fix is the runs it touches, never the device's history.
 
@@ -32,8 +37,11 @@ pub enum Start {
 pub struct Region {
     /// Where the fold starts.
     pub start: Start,
-    /// The last time whose fixes it reads (inclusive).
+    /// The last time it covers (inclusive): the stored runs starting up to here are replaced.
     pub end_micros: i64,
+    /// The stored run the region chains into, whose fixes it does not read (see the module's
+    /// notes).
+    pub next: Option<Run>,
 }
 
 impl Region {
@@ -54,7 +62,13 @@ impl Region {
         }
     }
 
-    /// The region's runs from its fixes (those in `read_from()..=end_micros`, sorted by time).
+    /// The last time whose fixes the fold reads (inclusive): `next`'s are not read.
+    pub fn read_to(&self) -> i64 {
+        self.next
+            .map_or(self.end_micros, |next| next.start.ts_micros - 1)
+    }
+
+    /// The region's runs from its fixes (those in `read_from()..=read_to()`, sorted by time).
     pub fn runs(&self, rules: &TripRules, fixes: &[Fix]) -> Vec<Run> {
         self.runs_with_state(rules, fixes).0
     }
@@ -73,19 +87,16 @@ impl Region {
         for fix in fixes {
             fold.push(fix);
         }
-        fold.finish_with_state()
+        match self.next {
+            Some(next) => fold.finish_into(next),
+            None => fold.finish_with_state(),
+        }
     }
 }
 
 /// The region for new fixes spanning `a..=b`, given `left`, the latest stored run starting
-/// before `a`, and `right_end`, the latest end among stored runs starting in `a..=b + stop`.
-pub fn region(
-    rules: &TripRules,
-    a: i64,
-    b: i64,
-    left: Option<Run>,
-    right_end: Option<i64>,
-) -> Region {
+/// before `a`, and `right`, the stored runs starting in `a..=b + stop` (see [`Right`]).
+pub fn region(rules: &TripRules, a: i64, b: i64, left: Option<Run>, right: Right) -> Region {
     let start = match left {
         Some(run) if run.end.ts_micros >= a => Start::From(run.start.ts_micros),
         Some(run) if run.end.ts_micros >= a - rules.stop_micros => Start::Resume(run),
@@ -95,13 +106,23 @@ pub fn region(
     if let Some(run) = left.filter(|run| run.end.ts_micros >= a) {
         end = end.max(run.end.ts_micros);
     }
-    if let Some(right) = right_end {
+    if let Some(right) = right.last_end {
         end = end.max(right);
     }
     Region {
         start,
         end_micros: end,
+        next: right.first.filter(|first| first.start.ts_micros > b),
     }
+}
+
+/// What the right-hand probe found: the stored runs starting in `a..=b + stop`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Right {
+    /// The first of them.
+    pub first: Option<Run>,
+    /// The latest end among them.
+    pub last_end: Option<i64>,
 }
 
 /// The latest time the right-hand probe looks at for new fixes ending at `b`: runs starting up

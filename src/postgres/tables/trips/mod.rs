@@ -29,7 +29,7 @@ mod statements;
 
 use std::sync::{Mutex, PoisonError};
 
-use dataflow::trips::{region, Fix, Region, RunFold, Start, Tail, TripRules};
+use dataflow::trips::{region, Fix, Region, Right, RunFold, Start, Tail, TripRules};
 use dataflow::Position;
 use lru::LruCache;
 use tokio_postgres::{Client, Row, Transaction};
@@ -264,29 +264,37 @@ impl DerivedWriter for Writer {
                 let left = stored_at(&row, 1)?;
                 let right_end: Option<Timestamp> = row.try_get(12)?;
                 let newest_after: Option<Timestamp> = row.try_get(13)?;
+                let first = stored_at(&row, 14)?;
                 let newest = newest_after.map_or(span.last, |after| after.0.max(span.last));
                 let region = region(
                     rules,
                     span.first,
                     span.last,
                     left.map(|stored| stored.run),
-                    right_end.map(|end| end.0),
+                    Right {
+                        first: first.map(|stored| stored.run),
+                        last_end: right_end.map(|end| end.0),
+                    },
                 );
                 // with no stored run starting in the span's reach, the region holds at most the
-                // left run: what it replaces is known
-                let old = right_end.is_none().then(|| {
+                // left run, and with one only after the span, that one too (it is `next`, the
+                // only run starting in the reach): what it replaces is known
+                let old = (right_end.is_none() || region.next.is_some()).then(|| {
                     left.filter(|stored| stored.run.start.ts_micros >= region.replaces_from())
                         .into_iter()
+                        .chain(first.filter(|_| region.next.is_some()))
                         .collect::<Vec<_>>()
                 });
-                // and without a moving fix, a region that does not reach into a stored run
-                // keeps its runs as they are (a parked device's fixes change no run)
-                let overlaps = left.is_some_and(|stored| stored.run.end.ts_micros >= span.first);
-                let new =
-                    (old.is_some() && !span.moving && !overlaps).then(|| match region.start {
-                        Start::Resume(run) => vec![run],
-                        Start::From(_) => Vec::new(),
-                    });
+                // and without a moving fix, a region out of the reach of every stored run keeps
+                // the runs as they are, and leaves no run to continue: a parked device's fixes
+                // change nothing, and what follows them starts afresh (so it is remembered). A
+                // region that resumes a run reads its few fixes since the run's end instead:
+                // they are the state (the tail) a later moving fix continues from.
+                let new = (old.is_some()
+                    && !span.moving
+                    && region.next.is_none()
+                    && matches!(region.start, Start::From(from) if from == span.first))
+                .then(Vec::new);
                 *slot = Some(Plan {
                     region,
                     left,
@@ -300,7 +308,7 @@ impl DerivedWriter for Writer {
                 .zip(&spans)
                 .map(|(plan, span)| {
                     plan.unwrap_or_else(|| Plan {
-                        region: region(rules, span.first, span.last, None, None),
+                        region: region(rules, span.first, span.last, None, Right::default()),
                         left: None,
                         old: Some(Vec::new()),
                         new: None,
@@ -311,20 +319,25 @@ impl DerivedWriter for Writer {
 
             // 2. the fixes of the regions that need them, and the stored runs not yet known
             let mut fixes: Vec<Vec<Fix>> = vec![Vec::new(); spans.len()];
-            let wanted = |pick: &dyn Fn(&Plan) -> bool| -> (Vec<&str>, Vec<Timestamp>, Vec<Timestamp>, Vec<usize>) {
-                let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for (i, (plan, span)) in plans.iter().zip(&spans).enumerate() {
+            // per picked device: its name, the range `span` gives of its region, its index
+            type Wanted<'d> = (Vec<&'d str>, Vec<Timestamp>, Vec<Timestamp>, Vec<usize>);
+            let wanted = |pick: &dyn Fn(&Plan) -> bool, span: &dyn Fn(&Region) -> (i64, i64)| {
+                let mut out: Wanted = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for (i, (plan, device)) in plans.iter().zip(&devices).enumerate() {
                     if pick(plan) {
-                        out.0.push(span.device);
-                        out.1.push(Timestamp(plan.region.read_from()));
-                        out.2.push(Timestamp(plan.region.end_micros));
+                        let (from, to) = span(&plan.region);
+                        out.0.push(device);
+                        out.1.push(Timestamp(from));
+                        out.2.push(Timestamp(to));
                         out.3.push(i);
                     }
                 }
                 out
             };
             let (fetch_devices, fetch_from, fetch_to, fetch_index) =
-                wanted(&|plan: &Plan| plan.new.is_none());
+                wanted(&|plan: &Plan| plan.new.is_none(), &|region: &Region| {
+                    (region.read_from(), region.read_to())
+                });
             if !fetch_devices.is_empty() {
                 for row in tx
                     .query(&s.fixes, &[&fetch_devices, &fetch_from, &fetch_to])
@@ -349,13 +362,11 @@ impl DerivedWriter for Writer {
                 .iter()
                 .map(|plan| plan.old.clone().unwrap_or_default())
                 .collect();
-            let (stored_devices, _, stored_to, stored_index) =
-                wanted(&|plan: &Plan| plan.old.is_none());
+            let (stored_devices, stored_from, stored_to, stored_index) =
+                wanted(&|plan: &Plan| plan.old.is_none(), &|region: &Region| {
+                    (region.replaces_from(), region.end_micros)
+                });
             if !stored_devices.is_empty() {
-                let stored_from: Vec<Timestamp> = stored_index
-                    .iter()
-                    .map(|&i| Timestamp(plans[i].region.replaces_from()))
-                    .collect();
                 for row in tx
                     .query(&s.stored, &[&stored_devices, &stored_from, &stored_to])
                     .await?
@@ -384,8 +395,9 @@ impl DerivedWriter for Writer {
                     rules,
                     plan.newest,
                 );
-                // remembered only when the region's fold saw the device's newest fix
-                let seen_newest = plan.new.is_none() && plan.region.end_micros >= plan.newest;
+                // remembered only when the region reaches the device's newest fix (read, or
+                // known to leave no run to continue)
+                let seen_newest = plan.region.end_micros >= plan.newest;
                 remember.push((
                     span.device,
                     seen_newest.then(|| Remembered {
@@ -449,7 +461,13 @@ fn appended<'a>(
     rules: &TripRules,
 ) -> Option<(Stored, Tail)> {
     let left = known.current.map(|(stored, _)| stored);
-    let region = region(rules, span.first, span.last, left.map(|l| l.run), None);
+    let region = region(
+        rules,
+        span.first,
+        span.last,
+        left.map(|l| l.run),
+        Right::default(),
+    );
     let (old, mut fold) = match (region.start, known.current) {
         (Start::Resume(_), Some((stored, tail))) => (
             vec![stored],

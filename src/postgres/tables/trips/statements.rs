@@ -11,7 +11,9 @@ pub(super) struct Statements {
     pub(super) lock: Statement,
     /// Per device: the latest stored run (trip or short run) starting before the epoch's first
     /// fix, with its kind and `open`; the latest end among stored runs starting from that fix to
-    /// the right-hand probe; the newest fix after the epoch's last.
+    /// the right-hand probe (only probed for when one of them starts among the epoch's fixes:
+    /// else it is the first one's, or there is none); the newest fix after the epoch's last; the
+    /// first of those stored runs, with its kind and `open`.
     pub(super) neighbours: Statement,
     /// The fixes of each device's region.
     pub(super) fixes: Statement,
@@ -71,19 +73,23 @@ impl Statements {
     pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         let r = columns("r");
         let l = columns("l");
+        let f = columns("f");
         Ok(Statements {
             lock: client.prepare(LOCK).await?,
             neighbours: client
                 .prepare(&format!(
                     "SELECT n.i, l.trip, {l}, l.open,
-                            (SELECT max(x.end_ts) FROM (
+                            CASE WHEN f.start_ts IS NULL THEN NULL
+                                 WHEN f.start_ts > n.b THEN f.end_ts
+                                 ELSE (SELECT max(x.end_ts) FROM (
                                  SELECT r.end_ts FROM trips r WHERE r.device_id = n.d
                                     AND r.start_ts >= n.a AND r.start_ts <= n.p
                                  UNION ALL
                                  SELECT r.end_ts FROM trip_runs r WHERE r.device_id = n.d
-                                    AND r.start_ts >= n.a AND r.start_ts <= n.p) AS x),
+                                    AND r.start_ts >= n.a AND r.start_ts <= n.p) AS x) END,
                             (SELECT max(p.ts) FROM positions p
-                              WHERE p.device_id = n.d AND p.ts > n.b)
+                              WHERE p.device_id = n.d AND p.ts > n.b),
+                            f.trip, {f}, f.open
                      FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[],
                                  $4::timestamptz[]) WITH ORDINALITY AS n(d, a, b, p, i)
                      LEFT JOIN LATERAL (
@@ -94,7 +100,16 @@ impl Statements {
                          (SELECT false, {r}, false FROM trip_runs r
                            WHERE r.device_id = n.d AND r.start_ts < n.a
                            ORDER BY r.start_ts DESC LIMIT 1)
-                         ORDER BY start_ts DESC LIMIT 1) AS l ON true"
+                         ORDER BY start_ts DESC LIMIT 1) AS l ON true
+                     LEFT JOIN LATERAL (
+                         (SELECT true AS trip, {r}, r.open FROM trips r
+                           WHERE r.device_id = n.d AND r.start_ts >= n.a AND r.start_ts <= n.p
+                           ORDER BY r.start_ts LIMIT 1)
+                         UNION ALL
+                         (SELECT false, {r}, false FROM trip_runs r
+                           WHERE r.device_id = n.d AND r.start_ts >= n.a AND r.start_ts <= n.p
+                           ORDER BY r.start_ts LIMIT 1)
+                         ORDER BY start_ts LIMIT 1) AS f ON true"
                 ))
                 .await?,
             fixes: client
