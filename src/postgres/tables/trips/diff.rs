@@ -35,6 +35,20 @@ impl Stored {
     }
 }
 
+/// Whether `new` differs from `stored` beyond the rounding of its distance: a region that chains
+/// into a stored run adds the run's distance as a whole, a later refold adds its legs one by one,
+/// and the two sums can differ in their last bits (rewriting the row then would count a late
+/// change that is none).
+fn changed(stored: &Run, new: &Run) -> bool {
+    let same_distance =
+        (stored.distance_m - new.distance_m).abs() <= 1e-12 * stored.distance_m.abs().max(1.0);
+    !same_distance
+        || Run {
+            distance_m: stored.distance_m,
+            ..*new
+        } != *stored
+}
+
 /// Keys of rows to delete.
 #[derive(Default)]
 pub(super) struct Keys<'a> {
@@ -84,10 +98,10 @@ impl<'a> Writes<'a> {
             let trip = run.trip(rules, newest);
             match (old.remove(&key), trip) {
                 (Some(stored), Some(trip)) if stored.trip => {
-                    if stored.run != *run || stored.open != trip.open {
+                    if changed(&stored.run, run) || stored.open != trip.open {
                         self.upsert_trips.push(device, run, trip.open);
                         self.changes.updated += 1;
-                        if !stored.open && stored.run != *run {
+                        if !stored.open && changed(&stored.run, run) {
                             self.changes.late += 1;
                         }
                     }
@@ -98,7 +112,7 @@ impl<'a> Writes<'a> {
                     self.changes.inserted += 1;
                 }
                 (Some(stored), None) if !stored.trip => {
-                    if stored.run != *run {
+                    if changed(&stored.run, run) {
                         self.upsert_runs.push(device, run, false);
                     }
                 }
@@ -207,6 +221,24 @@ mod tests {
             "extending the open trip is not late"
         );
         assert!(writes.delete_trips.is_empty());
+    }
+
+    #[test]
+    fn a_distance_that_differs_only_by_rounding_is_not_a_change() {
+        let rules = TripRules::default();
+        let trip = Stored {
+            trip: true,
+            run: run(0, 10 * S, 300.3),
+            open: false,
+        };
+        let mut writes = Writes::default();
+        // the next float up: the same sum taken in another order
+        let rounded = f64::from_bits(300.3_f64.to_bits() + 1);
+        writes.replace("d", &[trip], &[run(0, 10 * S, rounded)], &rules, 1_000 * S);
+        assert_eq!(writes.changes, Changes::default());
+        writes.replace("d", &[trip], &[run(0, 10 * S, 300.31)], &rules, 1_000 * S);
+        assert_eq!(writes.changes.updated, 1);
+        assert_eq!(writes.changes.late, 1);
     }
 
     #[test]
