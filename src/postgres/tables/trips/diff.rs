@@ -98,10 +98,11 @@ impl<'a> Writes<'a> {
             let trip = run.trip(rules, newest);
             match (old.remove(&key), trip) {
                 (Some(stored), Some(trip)) if stored.trip => {
-                    if changed(&stored.run, run) || stored.open != trip.open {
+                    let moved = changed(&stored.run, run);
+                    if moved || stored.open != trip.open {
                         self.upsert_trips.push(device, run, trip.open);
                         self.changes.updated += 1;
-                        if !stored.open && changed(&stored.run, run) {
+                        if !stored.open && moved {
                             self.changes.late += 1;
                         }
                     }
@@ -204,11 +205,8 @@ mod tests {
     #[test]
     fn unchanged_rows_are_not_written_and_a_growing_trip_is_updated_in_place() {
         let rules = TripRules::default();
-        let trip = Stored {
-            trip: true,
-            run: run(0, 10 * S, 500.0),
-            open: true,
-        };
+        let trip = Stored::new(run(0, 10 * S, 500.0), &rules, 10 * S);
+        assert!(trip.trip && trip.open);
         let mut writes = Writes::default();
         writes.replace("d", &[trip], &[trip.run], &rules, 10 * S);
         assert_eq!(writes.changes, Changes::default());
@@ -226,11 +224,8 @@ mod tests {
     #[test]
     fn a_distance_that_differs_only_by_rounding_is_not_a_change() {
         let rules = TripRules::default();
-        let trip = Stored {
-            trip: true,
-            run: run(0, 10 * S, 300.3),
-            open: false,
-        };
+        let trip = Stored::new(run(0, 10 * S, 300.3), &rules, 1_000 * S);
+        assert!(trip.trip && !trip.open);
         let mut writes = Writes::default();
         // the next float up: the same sum taken in another order
         let rounded = f64::from_bits(300.3_f64.to_bits() + 1);
@@ -244,27 +239,16 @@ mod tests {
     #[test]
     fn a_short_run_that_grows_becomes_a_trip_and_a_merge_deletes() {
         let rules = TripRules::default();
-        let short = Stored {
-            trip: false,
-            run: run(0, 5 * S, 50.0),
-            open: false,
-        };
+        let short = Stored::new(run(0, 5 * S, 50.0), &rules, 5 * S);
+        assert!(!short.trip);
         let mut writes = Writes::default();
         writes.replace("d", &[short], &[run(0, 30 * S, 250.0)], &rules, 30 * S);
         assert_eq!(writes.changes.inserted, 1);
         assert_eq!(writes.delete_runs.device.len(), 1);
         // two closed trips merged by a late fix: one updated, one deleted, both late
         let (a, b) = (
-            Stored {
-                trip: true,
-                run: run(0, 100 * S, 900.0),
-                open: false,
-            },
-            Stored {
-                trip: true,
-                run: run(500 * S, 600 * S, 900.0),
-                open: false,
-            },
+            Stored::new(run(0, 100 * S, 900.0), &rules, 2_000 * S),
+            Stored::new(run(500 * S, 600 * S, 900.0), &rules, 2_000 * S),
         );
         let mut writes = Writes::default();
         writes.replace("d", &[a, b], &[run(0, 600 * S, 2_000.0)], &rules, 2_000 * S);

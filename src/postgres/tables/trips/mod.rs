@@ -282,7 +282,7 @@ impl DerivedWriter for Writer {
                 let old = (right_end.is_none() || region.next.is_some()).then(|| {
                     left.filter(|stored| stored.run.start.ts_micros >= region.replaces_from())
                         .into_iter()
-                        .chain(first.filter(|_| region.next.is_some()))
+                        .chain(region.next.and(first))
                         .collect::<Vec<_>>()
                 });
                 // and without a moving fix, a region out of the reach of every stored run keeps

@@ -40,6 +40,21 @@ fn columns(alias: &str) -> String {
         .join(", ")
 }
 
+/// The body of a lateral subquery giving, per device `n.d`, the first stored run (trip or short
+/// run, with its kind and `open`) by `r.start_ts` in `order` (`ASC`, `DESC`) among those
+/// matching `condition` (over `r`).
+fn nearest_run(condition: &str, order: &str) -> String {
+    let r = columns("r");
+    format!(
+        "(SELECT true AS trip, {r}, r.open FROM trips r
+           WHERE r.device_id = n.d AND {condition} ORDER BY r.start_ts {order} LIMIT 1)
+         UNION ALL
+         (SELECT false, {r}, false FROM trip_runs r
+           WHERE r.device_id = n.d AND {condition} ORDER BY r.start_ts {order} LIMIT 1)
+         ORDER BY start_ts {order} LIMIT 1"
+    )
+}
+
 /// Inserts runs from `RunArrays` into `table` (`trips` with `open`, or `trip_runs`), updating a
 /// row whose key is there already.
 pub(super) fn upsert(table: &str, open: bool) -> String {
@@ -74,6 +89,10 @@ impl Statements {
         let r = columns("r");
         let l = columns("l");
         let f = columns("f");
+        // the stored runs starting from the epoch's first fix to the right-hand probe
+        let reach = "r.start_ts >= n.a AND r.start_ts <= n.p";
+        let left = nearest_run("r.start_ts < n.a", "DESC");
+        let first = nearest_run(reach, "ASC");
         Ok(Statements {
             lock: client.prepare(LOCK).await?,
             neighbours: client
@@ -82,34 +101,17 @@ impl Statements {
                             CASE WHEN f.start_ts IS NULL THEN NULL
                                  WHEN f.start_ts > n.b THEN f.end_ts
                                  ELSE (SELECT max(x.end_ts) FROM (
-                                 SELECT r.end_ts FROM trips r WHERE r.device_id = n.d
-                                    AND r.start_ts >= n.a AND r.start_ts <= n.p
+                                 SELECT r.end_ts FROM trips r WHERE r.device_id = n.d AND {reach}
                                  UNION ALL
-                                 SELECT r.end_ts FROM trip_runs r WHERE r.device_id = n.d
-                                    AND r.start_ts >= n.a AND r.start_ts <= n.p) AS x) END,
+                                 SELECT r.end_ts FROM trip_runs r
+                                  WHERE r.device_id = n.d AND {reach}) AS x) END,
                             (SELECT max(p.ts) FROM positions p
                               WHERE p.device_id = n.d AND p.ts > n.b),
                             f.trip, {f}, f.open
                      FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[],
                                  $4::timestamptz[]) WITH ORDINALITY AS n(d, a, b, p, i)
-                     LEFT JOIN LATERAL (
-                         (SELECT true AS trip, {r}, r.open FROM trips r
-                           WHERE r.device_id = n.d AND r.start_ts < n.a
-                           ORDER BY r.start_ts DESC LIMIT 1)
-                         UNION ALL
-                         (SELECT false, {r}, false FROM trip_runs r
-                           WHERE r.device_id = n.d AND r.start_ts < n.a
-                           ORDER BY r.start_ts DESC LIMIT 1)
-                         ORDER BY start_ts DESC LIMIT 1) AS l ON true
-                     LEFT JOIN LATERAL (
-                         (SELECT true AS trip, {r}, r.open FROM trips r
-                           WHERE r.device_id = n.d AND r.start_ts >= n.a AND r.start_ts <= n.p
-                           ORDER BY r.start_ts LIMIT 1)
-                         UNION ALL
-                         (SELECT false, {r}, false FROM trip_runs r
-                           WHERE r.device_id = n.d AND r.start_ts >= n.a AND r.start_ts <= n.p
-                           ORDER BY r.start_ts LIMIT 1)
-                         ORDER BY start_ts LIMIT 1) AS f ON true"
+                     LEFT JOIN LATERAL ({left}) AS l ON true
+                     LEFT JOIN LATERAL ({first}) AS f ON true"
                 ))
                 .await?,
             fixes: client
