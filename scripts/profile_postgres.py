@@ -18,7 +18,8 @@ writes them into a fresh schema, until every entry is acknowledged. Prints:
 - `pg_stat_wal` over the run, per row (records, full-page images, bytes, writes, syncs; a
   backend reports its WAL when it goes idle, so the last second of the run may be missing);
 - `pg_stat_statements` for the run's statements, when the extension is loaded
-  (`shared_preload_libraries`): calls, rows, time and WAL bytes per row.
+  (`shared_preload_libraries`): calls, rows, time and WAL bytes per row;
+- each table's inserted, updated (of them heap-only) and deleted rows (`pg_stat_user_tables`).
 
 PostgreSQL's Debian build keeps only its dynamic symbols: a static function shows as its nearest
 exported caller, which is what the parts are named after. Needs root (or perf_event_paranoid -1),
@@ -209,6 +210,9 @@ def main():
                 "SELECT calls, rows, round(total_exec_time::numeric, 1), wal_bytes, "
                 "regexp_replace(left(query, 70), '\\s+', ' ', 'g') FROM pg_stat_statements "
                 "WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 8")
+        tables_sql = bench.psql(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+            f"WHERE schemaname = '{schema}' ORDER BY relname")
     finally:
         bench.drop(stream, schema)
 
@@ -228,6 +232,9 @@ def main():
         for line in rows_sql.splitlines():
             calls, rows, ms, wal_bytes, query = line.split("|", 4)
             print(f"| {calls} | {rows} | {ms} | {float(wal_bytes) / want:.1f} | `{query}` |")
+    print("\n| table | inserted | updated | of them heap-only | deleted |\n|---|---|---|---|---|")
+    for line in tables_sql.splitlines():
+        print("| " + " | ".join(line.split("|")) + " |")
     if not args.out:
         print(f"\n(perf.data kept in {out})")
 

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub device_latest_rows: IntCounter,
     /// Trips already closed that a late record changed.
     pub trips_late_changes: IntCounter,
+    /// Devices whose trips a commit read back from the tables.
+    pub trips_devices_read: IntCounter,
     /// Rows of each output table changed by committed epochs, by table and kind of change.
     pub table_rows: IntCounterVec,
     /// Epochs read but not yet acknowledged, over all workers.
@@ -263,6 +265,10 @@ impl Metrics {
             trips_late_changes: counter(
                 "processor_trips_late_changes_total",
                 "Trips already closed that a late fix changed (updated, split, merged or deleted): history rewritten by data that arrived late.",
+            )?,
+            trips_devices_read: counter(
+                "processor_trips_devices_read_total",
+                "Devices whose trips a commit read back from the tables instead of continuing from the writer's memory: a device's first commit since start, a fix older than its newest, or a write by another replica or a rebuild since.",
             )?,
             table_rows: counter_vec2(
                 "processor_table_rows_total",

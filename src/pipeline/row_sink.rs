@@ -121,7 +121,10 @@ impl RowSink {
                     .metrics
                     .device_latest_rows
                     .inc_by(changes.inserted + changes.updated),
-                TRIPS => self.metrics.trips_late_changes.inc_by(changes.late),
+                TRIPS => {
+                    self.metrics.trips_late_changes.inc_by(changes.late);
+                    self.metrics.trips_devices_read.inc_by(changes.read_back);
+                }
                 _ => {}
             }
         }

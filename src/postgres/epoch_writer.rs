@@ -234,6 +234,9 @@ impl EpochWriter {
             }
         }
         tx.commit().await.map_err(|e| failed(&e))?;
+        for (_, writer) in &conn.derived {
+            writer.committed();
+        }
         let refused = isolation
             .refused
             .into_iter()
@@ -275,6 +278,9 @@ impl Connection {
             tables.push(TableChanges { table, changes });
         }
         tx.commit().await?;
+        for (_, writer) in &self.derived {
+            writer.committed();
+        }
         Ok(tables)
     }
 }

@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         "0006_device_collation",
         include_str!("../../migrations/0006_device_collation.sql"),
     ),
+    (
+        7,
+        "0007_trip_writer",
+        include_str!("../../migrations/0007_trip_writer.sql"),
+    ),
 ];
 
 /// What `migrate` found and did.

@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test> {
         trial!(replicas_and_a_cluster_keep_trips_exact, tokio = 4, on_both),
         trial!(sigkill_and_restart_keep_trips_exact, tokio = 2),
         trial!(trips_off_writes_no_trip, tokio = 2),
+        trial!(a_device_is_read_back_only_after_another_write, tokio = 2),
         trial!(
             fixes_weeks_late_into_compressed_chunks_and_retention,
             tokio = 2,
@@ -425,6 +426,20 @@ fn fleet(rng: &mut rand::rngs::StdRng, devices: usize, fixes: usize) -> Vec<Stri
     mixed
 }
 
+/// Devices `names` driving in order: fixes `fixes` (indices) of each, moving at 36 km/h, 10 s and
+/// about 100 m apart, interleaved (each index of every device, then the next).
+fn drives(names: &[String], fixes: std::ops::Range<i64>) -> Vec<String> {
+    fixes
+        .flat_map(|i| {
+            names.iter().enumerate().map(move |(d, device)| {
+                let ts = 1_790_000_000_000 + i * 10_000;
+                let latitude = 54.0 + d as f64 + i as f64 * 0.0009;
+                fix_payload(device, ts, latitude, 25.0, Some(36.0))
+            })
+        })
+        .collect()
+}
+
 /// A contract payload for one fix: `timestamp` as the contract allows it (epoch milliseconds or
 /// an ISO-8601 string), no `speed` field when it has none.
 fn fix_payload(
@@ -566,6 +581,42 @@ async fn trips_off_writes_no_trip() {
     assert!(stored_trips(&env.db).await.is_empty());
 }
 
+/// A writer continues each device's trips from what it remembers, and reads them back from the
+/// tables only when that may be stale: fixes in order read each device once (its first commit),
+/// however many commits follow; after a rebuild of one device (another writer of its trips) the
+/// service reads that device back, and no other.
+async fn a_device_is_read_back_only_after_another_write() {
+    let mut env = TestEnv::new("trip_memory").await;
+    let devices: Vec<String> = (0..4).map(|d| format!("mem-{d}")).collect();
+    // phase `p`: 60 fixes of each device, after phase p - 1's
+    let phase = |p: i64| drives(&devices, p * 60..(p + 1) * 60);
+    let running = env.start(env.config(&["--trips", "on", "--read-count", "10"]));
+    let read_back = async |running: &crate::support::Running| {
+        crate::support::samples(&running.get("/metrics").await.1)
+            .get("processor_trips_devices_read_total")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let mut landed = 0;
+    for (p, read) in [(0, 4.0), (1, 4.0)] {
+        let payloads = phase(p);
+        landed += payloads.len() as i64;
+        env.publish(&payloads).await;
+        env.wait_landed(landed, Duration::from_secs(60)).await;
+        assert_eq!(read_back(&running).await, read, "after phase {p}");
+    }
+    rebuild(&env, &["--device", "mem-1"]);
+    let payloads = phase(2);
+    landed += payloads.len() as i64;
+    env.publish(&payloads).await;
+    env.wait_landed(landed, Duration::from_secs(60)).await;
+    assert_eq!(read_back(&running).await, 5.0, "after the rebuild");
+    running.stop().await;
+    let found = differences(&mut env, &TripRules::default()).await;
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert_eq!(stored_trips(&env.db).await.len(), devices.len());
+}
+
 /// Runs `processor trips rebuild` with `args`; returns its JSON summary.
 fn rebuild(env: &TestEnv, args: &[&str]) -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_processor"))
@@ -656,16 +707,32 @@ async fn rebuild_covers_history_rule_changes_and_a_running_service() {
 }
 
 /// Two independent replicas in one consumer group (which do not partition by device: both commit
-/// rows of the same devices, at the same moments), then a timely cluster of two processes with
-/// two workers each: trips equal the rules.
+/// rows of the same devices, at the same moments; small group commits, so they take turns on a
+/// device often), then a timely cluster of two processes with two workers each: trips equal the
+/// rules. Beside the fleet's mixed orders, devices driving in order: each replica would continue
+/// them from memory, which the other's writes make stale.
 async fn replicas_and_a_cluster_keep_trips_exact(backend: Backend) {
     let mut env = TestEnv::on(backend, "trip_replicas").await;
     let rules = TripRules::default();
-    let first_half = fleet(&mut rand::rngs::StdRng::seed_from_u64(11), 20, 300);
+    let driving: Vec<String> = (0..10).map(|d| format!("drive-{d}")).collect();
+    let first_half = [
+        fleet(&mut rand::rngs::StdRng::seed_from_u64(11), 20, 300),
+        drives(&driving, 0..150),
+    ]
+    .concat();
     let second_half = fleet(&mut rand::rngs::StdRng::seed_from_u64(12), 20, 300);
     // replicas: small reads, so each replica's epochs hold a few fixes of many devices
     let replica = |name: &str| {
-        let mut config = env.config(&["--trips", "on", "--read-count", "20", "--workers", "2"]);
+        let mut config = env.config(&[
+            "--trips",
+            "on",
+            "--read-count",
+            "20",
+            "--workers",
+            "2",
+            "--max-inflight-epochs",
+            "2",
+        ]);
         config.redis.consumer_name = Some(format!("{}-{name}", env.name));
         config
     };

@@ -49,6 +49,9 @@ pub struct Changes {
     /// Of the updated and deleted rows, those a late record changed after they were final
     /// (trips: a trip already closed).
     pub late: u64,
+    /// Keys whose stored state the writer read back from the tables instead of continuing from
+    /// what it remembers (trips: devices; see `processor_trips_devices_read_total`).
+    pub read_back: u64,
 }
 
 impl Changes {
@@ -105,6 +108,11 @@ pub(super) trait DerivedWriter: Send + Sync {
         rows: &'a EpochRows<'a>,
         chunk: usize,
     ) -> BoxFuture<'a, Result<Changes, tokio_postgres::Error>>;
+
+    /// The transaction of this writer's last successful `write` committed. A writer that keeps
+    /// a cache of what it wrote applies the write to it here, never before: a write whose
+    /// transaction rolled back (or whose commit's outcome is unknown) must leave no trace in it.
+    fn committed(&self) {}
 }
 
 /// Which derived tables are on.

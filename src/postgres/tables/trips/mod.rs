@@ -3,12 +3,14 @@
 //!
 //! For each device with rows in the epoch, the writer
 //! 1. takes the device's trip lock (a row lock on its `trip_devices` row, in device order in
-//!    every transaction, bumping its version): replicas of one consumer group do not partition by
-//!    device, so two of them can commit the same device at once; the lock makes the second wait
-//!    and then read what the first committed (each statement of a READ COMMITTED transaction sees
-//!    what committed before it);
+//!    every transaction): replicas of one consumer group do not partition by device, so two of
+//!    them can commit the same device at once; the lock makes the second wait and then read what
+//!    the first committed (each statement of a READ COMMITTED transaction sees what committed
+//!    before it). The row keeps a version and the writer that took it last: a writer that finds
+//!    them as it remembers only locks the row; any other bumps the version and sets itself
+//!    (`rows::LOCK_REMEMBERED` says why that proves nobody else wrote the device since);
 //! 2. if every fix is newer than what this writer remembers writing of the device, and the
-//!    version shows nobody wrote it since, continues the device's fold from memory (no reads);
+//!    row shows nobody wrote it since, continues the device's fold from memory (no reads);
 //! 3. otherwise reads the runs around the epoch's span from `trips` and `trip_runs` (index
 //!    probes), plans the region the new fixes can change ([`dataflow::trips::region`]), and reads
 //!    the region's fixes from `positions` as committed plus this transaction's own rows (the first
@@ -18,7 +20,9 @@
 //!
 //! Every step is one statement for all the epoch's devices (arrays, `unnest`), so an epoch costs
 //! a fixed number of round trips whatever its devices. The memory is a cache of the tables, never
-//! the state: a restart, a replica or a rebuild sends a device down the read path.
+//! the state: a restart, a replica or a rebuild sends a device down the read path, and what a
+//! write would have it remember is applied only once its transaction committed
+//! (`DerivedWriter::committed`).
 
 use std::collections::HashMap;
 
@@ -84,8 +88,10 @@ impl DerivedTable for Trips {
             Ok(Box::new(Writer {
                 rules: self.rules,
                 statements: Statements::prepare(client).await?,
+                identity: identity(),
                 // unbounded, trimmed by `remember`: a bounded one allocates its whole capacity
                 memory: Mutex::new(LruCache::unbounded()),
+                pending: Mutex::new(Vec::new()),
             }) as Box<dyn DerivedWriter>)
         })
     }
@@ -95,10 +101,15 @@ impl DerivedTable for Trips {
 struct Writer {
     rules: TripRules,
     statements: Statements,
+    /// This writer's identity in `trip_devices.writer`, unique to it.
+    identity: i64,
     /// What this writer last wrote of each device it saw recently (least recently seen evicted):
-    /// used instead of reading it back only while the device's version says nobody else wrote
-    /// it since (see `trip_devices`).
+    /// used instead of reading it back only while the device's `trip_devices` row says nobody
+    /// else wrote it since.
     memory: Mutex<LruCache<String, Remembered>>,
+    /// What the last successful write would have it remember, applied to `memory` when its
+    /// transaction commits (a write's start drops what an uncommitted one left).
+    pending: Mutex<Vec<(String, Option<Remembered>)>>,
 }
 
 /// A device's trips as this writer left them.
@@ -111,6 +122,22 @@ struct Remembered {
     /// Its latest run, stored, with the fold's state after the newest fix, while a later fix
     /// could still extend it.
     current: Option<(Stored, Tail)>,
+}
+
+/// A new writer's identity: random (the process's random hash keys, the time, the process id
+/// and a count of the writers it made), so no two writers share one.
+fn identity() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(MADE.fetch_add(1, Ordering::Relaxed));
+    hasher.finish() as i64
 }
 
 /// Devices remembered per writer (one writer per worker).
@@ -163,26 +190,13 @@ struct Plan {
 }
 
 impl Writer {
-    /// Keeps (or forgets, with `None`) what was written of each device, once the write is done.
+    /// Keeps (or forgets, with `None`) what was written of each device, once its transaction
+    /// commits (`committed`).
     fn remember(&self, what: Vec<(&str, Option<Remembered>)>) {
-        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        for (device, remembered) in what {
-            match remembered {
-                Some(remembered) => {
-                    if let Some(entry) = memory.get_mut(device) {
-                        *entry = remembered;
-                    } else {
-                        memory.put(device.to_owned(), remembered);
-                        if memory.len() > REMEMBERED {
-                            memory.pop_lru();
-                        }
-                    }
-                }
-                None => {
-                    memory.pop(device);
-                }
-            }
-        }
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = what
+            .into_iter()
+            .map(|(device, remembered)| (device.to_owned(), remembered))
+            .collect();
     }
 }
 
@@ -194,36 +208,63 @@ impl DerivedWriter for Writer {
         _chunk: usize,
     ) -> BoxFuture<'a, Result<Changes, tokio_postgres::Error>> {
         Box::pin(async move {
+            // a write before this one whose commit was not seen: its devices are forgotten (the
+            // transaction may have committed, or not)
+            let uncommitted =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+            if !uncommitted.is_empty() {
+                let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+                for (device, _) in uncommitted {
+                    memory.pop(&device);
+                }
+            }
             let spans = spans(rows, &self.rules);
             if spans.is_empty() {
                 return Ok(Changes::default());
             }
             let s = &self.statements;
             let rules = &self.rules;
+            // what this writer remembers of each device, and so the version it expects
+            let known: Vec<Option<Remembered>> = {
+                let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+                spans
+                    .iter()
+                    .map(|span| memory.peek(span.device).copied())
+                    .collect()
+            };
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
-            let locked = tx.query(&s.lock, &[&devices]).await?;
-            let mut versions: HashMap<&str, i64> = HashMap::with_capacity(locked.len());
+            let expected: Vec<i64> = known
+                .iter()
+                .map(|known| known.map_or(0, |known| known.version))
+                .collect();
+            // the devices whose version moved: somebody else wrote them since (or nobody ever)
+            let locked = tx
+                .query(&s.lock, &[&devices, &expected, &self.identity])
+                .await?;
+            let mut moved: HashMap<&str, i64> = HashMap::with_capacity(locked.len());
             for row in &locked {
-                versions.insert(row.try_get(0)?, row.try_get(1)?);
+                moved.insert(row.try_get(0)?, row.try_get(1)?);
             }
-            let version_of = |device: &str| versions.get(device).copied().unwrap_or(0);
+            let version_of = |device: &str, known: Option<Remembered>| {
+                moved
+                    .get(device)
+                    .copied()
+                    .or(known.map(|known| known.version))
+                    .unwrap_or(0)
+            };
 
             // 0. devices whose fixes are all newer than what this writer last wrote of them,
             // with nobody else's write since: no reads, the state continues from memory
             let mut writes = Writes::default();
             let mut remember: Vec<(&str, Option<Remembered>)> = Vec::new();
-            let known: Vec<Option<Remembered>> = {
-                let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-                spans
-                    .iter()
-                    .map(|span| memory.get(span.device).copied())
-                    .collect()
-            };
             let mut slow = Vec::new();
+            let mut slow_known = Vec::new();
             for (span, known) in spans.into_iter().zip(known) {
-                let version = version_of(span.device);
+                let version = version_of(span.device, known);
                 match known {
-                    Some(known) if known.version + 1 == version && span.first > known.newest => {
+                    Some(known)
+                        if !moved.contains_key(span.device) && span.first > known.newest =>
+                    {
                         let current = appended(&mut writes, &span, known, rules);
                         remember.push((
                             span.device,
@@ -234,7 +275,10 @@ impl DerivedWriter for Writer {
                             }),
                         ));
                     }
-                    _ => slow.push(span),
+                    _ => {
+                        slow.push(span);
+                        slow_known.push(known);
+                    }
                 }
             }
             let spans = slow;
@@ -243,6 +287,7 @@ impl DerivedWriter for Writer {
                 self.remember(remember);
                 return Ok(writes.changes);
             }
+            writes.changes.read_back = spans.len() as u64;
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
 
             // 1. the neighbours, and from them each device's region
@@ -381,7 +426,13 @@ impl DerivedWriter for Writer {
             }
 
             // 3. recompute, and write only what changed
-            for (((span, plan), fixes), old) in spans.iter().zip(&plans).zip(&fixes).zip(&old) {
+            for ((((span, plan), fixes), old), known) in spans
+                .iter()
+                .zip(&plans)
+                .zip(&fixes)
+                .zip(&old)
+                .zip(slow_known)
+            {
                 let (new, state) = match &plan.new {
                     Some(runs) => (runs.clone(), None),
                     None => plan.region.runs_with_state(rules, fixes),
@@ -401,7 +452,7 @@ impl DerivedWriter for Writer {
                 remember.push((
                     span.device,
                     seen_newest.then(|| Remembered {
-                        version: version_of(span.device),
+                        version: version_of(span.device, known),
                         newest: plan.newest,
                         current: state
                             .map(|(run, tail)| (Stored::new(run, rules, plan.newest), tail)),
@@ -412,6 +463,30 @@ impl DerivedWriter for Writer {
             self.remember(remember);
             Ok(writes.changes)
         })
+    }
+
+    /// Applies what the committed write would have it remember.
+    fn committed(&self) {
+        let pending =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        for (device, remembered) in pending {
+            match remembered {
+                Some(remembered) => {
+                    if let Some(entry) = memory.get_mut(&device) {
+                        *entry = remembered;
+                    } else {
+                        memory.put(device, remembered);
+                        if memory.len() > REMEMBERED {
+                            memory.pop_lru();
+                        }
+                    }
+                }
+                None => {
+                    memory.pop(&device);
+                }
+            }
+        }
     }
 }
 

@@ -11,10 +11,30 @@ use super::super::super::timestamp::Timestamp;
 /// each other in a circle), held to the end of the transaction. Returns each device's version
 /// now. A row lock, not an advisory lock: it lives in the row, so an epoch of any number of
 /// devices fits (advisory locks fill the server's shared lock table, sized by
-/// `max_locks_per_transaction`).
+/// `max_locks_per_transaction`). Always bumping makes every writer's memory of the devices stale
+/// (`rebuild` takes it so).
 pub(super) const LOCK: &str = "INSERT INTO trip_devices (device_id) \
 SELECT d FROM unnest($1::text[]) AS d ORDER BY d \
 ON CONFLICT (device_id) DO UPDATE SET version = trip_devices.version + 1 \
+RETURNING device_id, version";
+
+/// [`LOCK`] for a writer that remembers devices: `$2::int8[]` is the version it remembers of
+/// each (0 for none), `$3::int8` the writer's identity. A device whose row still holds that
+/// version and this writer is only locked (no new row version: a fraction of an update's cost);
+/// any other is created or bumped, with this writer set. Returns the devices it created or
+/// bumped, with their version now; the others hold what the writer remembers.
+///
+/// Why an unchanged row proves nobody else wrote the device's trips since this writer did: every
+/// write of them holds this lock. Another writer's lock finds a writer other than itself, so it
+/// bumps the version (and sets itself), as `rebuild`'s [`LOCK`] and older writers do always;
+/// a version only grows, so the row never holds this version and this writer again. And a writer
+/// applies to what it remembers only writes that committed.
+pub(super) const LOCK_REMEMBERED: &str = "INSERT INTO trip_devices (device_id, version, writer) \
+SELECT d, v, $3::int8 FROM unnest($1::text[], $2::int8[]) AS k(d, v) ORDER BY d \
+ON CONFLICT (device_id) DO UPDATE \
+SET version = trip_devices.version + 1, writer = excluded.writer \
+WHERE trip_devices.version <> excluded.version \
+OR trip_devices.writer IS DISTINCT FROM excluded.writer \
 RETURNING device_id, version";
 
 /// A run's columns, in the order every statement here lists them.

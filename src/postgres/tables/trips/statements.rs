@@ -3,11 +3,11 @@
 
 use tokio_postgres::{Client, Statement};
 
-use super::rows::{LOCK, RUN_ARRAYS, RUN_COLUMNS};
+use super::rows::{LOCK_REMEMBERED, RUN_ARRAYS, RUN_COLUMNS};
 
 /// The statements, prepared on one connection.
 pub(super) struct Statements {
-    /// Each device's trip lock, and its version.
+    /// Each device's trip lock, and its version where it moved (`LOCK_REMEMBERED`).
     pub(super) lock: Statement,
     /// Per device: the latest stored run (trip or short run) starting before the epoch's first
     /// fix, with its kind and `open`; the latest end among stored runs starting from that fix to
@@ -94,7 +94,7 @@ impl Statements {
         let left = nearest_run("r.start_ts < n.a", "DESC");
         let first = nearest_run(reach, "ASC");
         Ok(Statements {
-            lock: client.prepare(LOCK).await?,
+            lock: client.prepare(LOCK_REMEMBERED).await?,
             neighbours: client
                 .prepare(&format!(
                     "SELECT n.i, l.trip, {l}, l.open,
