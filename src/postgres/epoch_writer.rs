@@ -154,6 +154,7 @@ impl EpochWriter {
         let epoch = EpochRows {
             batch,
             written: None,
+            positions: &rows,
         };
         let mut path = WritePath::Copy;
         let mut tables = match conn.transact(path, &rows, &epoch, chunk).await {
@@ -207,6 +208,7 @@ impl EpochWriter {
         let epoch = EpochRows {
             batch,
             written: Some(&written),
+            positions: &written,
         };
         let mut tables = vec![TableChanges {
             table: POSITIONS,

@@ -29,7 +29,10 @@ pub fn tests() -> Vec<Test> {
         trial!(replicas_and_a_cluster_keep_trips_exact, tokio = 4, on_both),
         trial!(sigkill_and_restart_keep_trips_exact, tokio = 2),
         trial!(trips_off_writes_no_trip, tokio = 2),
-        trial!(a_device_is_read_back_only_after_another_write, tokio = 2),
+        trial!(
+            a_device_is_read_back_only_when_memory_cannot_serve,
+            tokio = 2
+        ),
         trial!(
             fixes_weeks_late_into_compressed_chunks_and_retention,
             tokio = 2,
@@ -582,14 +585,18 @@ async fn trips_off_writes_no_trip() {
 }
 
 /// A writer continues each device's trips from what it remembers, and reads them back from the
-/// tables only when that may be stale: fixes in order read each device once (its first commit),
-/// however many commits follow; after a rebuild of one device (another writer of its trips) the
-/// service reads that device back, and no other.
-async fn a_device_is_read_back_only_after_another_write() {
+/// tables only when that may be stale or the fixes are older than the device's newest:
+/// - fixes in order read each device once (its first commit), however many commits follow, and
+///   across a stop that starts a new trip;
+/// - a late fix into an earlier trip reads its device once; what the writer remembers of the
+///   current trip stays, so the fixes in order after it are not read;
+/// - a newest-first backlog reads its device at every commit of older fixes (each chaining into
+///   the trip after it), and the fixes in order after the backlog are not read;
+/// - after a rebuild of one device (another writer of its trips) the service reads that device
+///   back, and no other.
+async fn a_device_is_read_back_only_when_memory_cannot_serve() {
     let mut env = TestEnv::new("trip_memory").await;
     let devices: Vec<String> = (0..4).map(|d| format!("mem-{d}")).collect();
-    // phase `p`: 60 fixes of each device, after phase p - 1's
-    let phase = |p: i64| drives(&devices, p * 60..(p + 1) * 60);
     let running = env.start(env.config(&["--trips", "on", "--read-count", "10"]));
     let read_back = async |running: &crate::support::Running| {
         crate::support::samples(&running.get("/metrics").await.1)
@@ -598,23 +605,67 @@ async fn a_device_is_read_back_only_after_another_write() {
             .unwrap_or(0.0)
     };
     let mut landed = 0;
-    for (p, read) in [(0, 4.0), (1, 4.0)] {
-        let payloads = phase(p);
+    let mut publish = async |env: &mut TestEnv, payloads: Vec<String>| {
         landed += payloads.len() as i64;
         env.publish(&payloads).await;
         env.wait_landed(landed, Duration::from_secs(60)).await;
-        assert_eq!(read_back(&running).await, read, "after phase {p}");
+    };
+    // fixes 10 s apart: a trip of 60, a stop of 1,400 s, the next trip
+    publish(&mut env, drives(&devices, 0..60)).await;
+    assert_eq!(read_back(&running).await, 4.0, "in order");
+    publish(&mut env, drives(&devices, 200..260)).await;
+    assert_eq!(read_back(&running).await, 4.0, "in order, a new trip");
+    let late = fix_payload("mem-0", 1_790_000_305_000i64, 54.027, 25.0, Some(36.0));
+    publish(&mut env, vec![late]).await;
+    assert_eq!(
+        read_back(&running).await,
+        5.0,
+        "a late fix into the first trip"
+    );
+    publish(&mut env, drives(&devices, 260..300)).await;
+    assert_eq!(
+        read_back(&running).await,
+        5.0,
+        "in order after the late fix"
+    );
+
+    let backlog = ["back-0".to_owned()];
+    for batch in [60..90, 30..60, 0..30] {
+        let mut payloads = drives(&backlog, batch);
+        payloads.reverse();
+        publish(&mut env, payloads).await;
     }
+    // at least once per batch (a batch that lands in several commits is read at each)
+    let after_backlog = read_back(&running).await;
+    assert!(
+        after_backlog >= 8.0,
+        "a newest-first backlog: {after_backlog}"
+    );
+    publish(&mut env, drives(&backlog, 90..120)).await;
+    assert_eq!(
+        read_back(&running).await,
+        after_backlog,
+        "in order after the backlog"
+    );
+
     rebuild(&env, &["--device", "mem-1"]);
-    let payloads = phase(2);
-    landed += payloads.len() as i64;
-    env.publish(&payloads).await;
-    env.wait_landed(landed, Duration::from_secs(60)).await;
-    assert_eq!(read_back(&running).await, 5.0, "after the rebuild");
+    let mut after = drives(&devices, 300..340);
+    after.extend(drives(&backlog, 120..130));
+    publish(&mut env, after).await;
+    assert_eq!(
+        read_back(&running).await,
+        after_backlog + 1.0,
+        "after the rebuild"
+    );
     running.stop().await;
     let found = differences(&mut env, &TripRules::default()).await;
     assert!(found.is_empty(), "{}", found.join("\n"));
-    assert_eq!(stored_trips(&env.db).await.len(), devices.len());
+    let trips = stored_trips(&env.db).await;
+    assert_eq!(trips.len(), devices.len() + 1, "{trips:?}");
+    assert!(
+        devices.iter().all(|device| trips[device].len() == 2),
+        "{trips:?}"
+    );
 }
 
 /// Runs `processor trips rebuild` with `args`; returns its JSON summary.

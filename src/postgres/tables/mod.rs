@@ -82,6 +82,9 @@ pub(super) struct EpochRows<'a> {
     /// `None` when `positions` took every position of the batch (or had it already); else
     /// the positions it took, after refusing the others.
     pub(super) written: Option<&'a [&'a Position]>,
+    /// The positions written or offered to `positions`: the first of each key, in key order
+    /// (device, then time), without the refused ones.
+    pub(super) positions: &'a [&'a Position],
 }
 
 /// A table written from an epoch's rows after `positions`, in the same transaction.

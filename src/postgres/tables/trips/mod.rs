@@ -34,7 +34,6 @@ mod statements;
 use std::sync::{Mutex, PoisonError};
 
 use dataflow::trips::{region, Fix, Region, Right, RunFold, Start, Tail, TripRules};
-use dataflow::Position;
 use lru::LruCache;
 use tokio_postgres::{Client, Row, Transaction};
 
@@ -293,13 +292,27 @@ impl DerivedWriter for Writer {
             // 1. the neighbours, and from them each device's region
             let firsts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.first)).collect();
             let lasts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.last)).collect();
+            // a device this writer remembers (nobody else wrote it since) has its newest fix
+            // there: the query does not look for it
+            let newest_known: Vec<Option<Timestamp>> = spans
+                .iter()
+                .zip(&slow_known)
+                .map(|(span, known)| {
+                    known
+                        .filter(|_| !moved.contains_key(span.device))
+                        .map(|known| Timestamp(known.newest))
+                })
+                .collect();
             let probes: Vec<Timestamp> = spans
                 .iter()
                 .map(|span| Timestamp(region::right_probe_end(rules, span.last)))
                 .collect();
             let mut plans: Vec<Option<Plan>> = (0..spans.len()).map(|_| None).collect();
             for row in tx
-                .query(&s.neighbours, &[&devices, &firsts, &lasts, &probes])
+                .query(
+                    &s.neighbours,
+                    &[&devices, &firsts, &lasts, &probes, &newest_known],
+                )
                 .await?
             {
                 let i = ordinal(&row)?;
@@ -309,6 +322,7 @@ impl DerivedWriter for Writer {
                 let left = stored_at(&row, 1)?;
                 let right_end: Option<Timestamp> = row.try_get(12)?;
                 let newest_after: Option<Timestamp> = row.try_get(13)?;
+                let newest_after = newest_known.get(i).copied().flatten().or(newest_after);
                 let first = stored_at(&row, 14)?;
                 let newest = newest_after.map_or(span.last, |after| after.0.max(span.last));
                 let region = region(
@@ -446,18 +460,23 @@ impl DerivedWriter for Writer {
                     rules,
                     plan.newest,
                 );
-                // remembered only when the region reaches the device's newest fix (read, or
-                // known to leave no run to continue)
-                let seen_newest = plan.region.end_micros >= plan.newest;
-                remember.push((
-                    span.device,
-                    seen_newest.then(|| Remembered {
-                        version: version_of(span.device, known),
+                // remembered when the region reaches the device's newest fix (read, or known to
+                // leave no run to continue), or when it stays clear of what the writer remembers
+                // of it (older fixes: a late fix, a newest-first backlog)
+                let version = version_of(span.device, known);
+                let remembered = if plan.region.end_micros >= plan.newest {
+                    Some(Remembered {
+                        version,
                         newest: plan.newest,
                         current: state
                             .map(|(run, tail)| (Stored::new(run, rules, plan.newest), tail)),
-                    }),
-                ));
+                    })
+                } else {
+                    known
+                        .filter(|_| !moved.contains_key(span.device))
+                        .and_then(|known| kept(known, version, plan, &new, rules))
+                };
+                remember.push((span.device, remembered));
             }
             flush(tx, s, &writes).await?;
             self.remember(remember);
@@ -558,37 +577,81 @@ fn appended<'a>(
     state.map(|(run, tail)| (Stored::new(run, rules, span.last), tail))
 }
 
+/// What the writer still knows of a device it remembered (`known`, valid: nobody else wrote it
+/// since) after a region of older fixes that ends before the device's newest fix, with `new`
+/// its runs: the newest fix is the same, and so is the latest run with its tail, unless the
+/// region reached it. The region may chain into that run (a newest-first backlog arriving in
+/// front of it): the run then starts earlier and ends where it did, and its tail (the fixes
+/// after its end) is the same. `None` when the region reached the latest run otherwise, or made
+/// a run that could still be continued (its tail was not read).
+fn kept(
+    known: Remembered,
+    version: i64,
+    plan: &Plan,
+    new: &[dataflow::trips::Run],
+    rules: &TripRules,
+) -> Option<Remembered> {
+    if plan.newest != known.newest {
+        return None;
+    }
+    let current = match known.current {
+        Some((stored, tail)) if plan.region.next == Some(stored.run) => {
+            let chained = *new.last()?;
+            (chained.end == stored.run.end)
+                .then(|| (Stored::new(chained, rules, known.newest), tail))?
+        }
+        Some(current) if plan.region.end_micros < current.0.run.start.ts_micros => current,
+        Some(_) => return None,
+        None => {
+            let reach = known.newest.saturating_sub(rules.stop_micros);
+            if new.iter().any(|run| run.end.ts_micros >= reach) {
+                return None;
+            }
+            return Some(Remembered {
+                version,
+                newest: known.newest,
+                current: None,
+            });
+        }
+    };
+    Some(Remembered {
+        version,
+        newest: known.newest,
+        current: Some(current),
+    })
+}
+
 /// Each device's fixes among the rows `positions` took this epoch, with their first and last
-/// time, in device order.
+/// time, in device order (the rows come in key order, one per key: each device's are a run of
+/// them, by time).
 fn spans<'a>(rows: &'a EpochRows<'a>, rules: &TripRules) -> Vec<Span<'a>> {
-    let mut by_device: HashMap<&'a str, Vec<Fix>> = HashMap::new();
-    let mut add = |row: &'a Position| {
-        by_device.entry(&row.device_id).or_default().push(Fix {
+    let mut spans: Vec<Span<'a>> = Vec::new();
+    for row in rows.positions {
+        let fix = Fix {
             ts_micros: row.ts_micros,
             latitude: row.latitude,
             longitude: row.longitude,
             speed: row.speed,
-        });
-    };
-    match rows.written {
-        Some(written) => written.iter().for_each(|row| add(row)),
-        None => rows.batch.positions().for_each(add),
-    }
-    let mut spans: Vec<Span<'a>> = by_device
-        .into_iter()
-        .map(|(device, mut fixes)| {
-            // stable: the first of each time stays first, and is the one kept
-            fixes.sort_by_key(|fix| fix.ts_micros);
-            fixes.dedup_by_key(|fix| fix.ts_micros);
-            Span {
-                device,
-                first: fixes.first().map_or(0, |fix| fix.ts_micros),
-                last: fixes.last().map_or(0, |fix| fix.ts_micros),
-                moving: fixes.iter().any(|fix| rules.is_moving(fix.speed)),
-                fixes,
+        };
+        match spans.last_mut() {
+            Some(span) if span.device == row.device_id => {
+                span.last = fix.ts_micros;
+                span.moving |= rules.is_moving(fix.speed);
+                span.fixes.push(fix);
             }
-        })
-        .collect();
-    spans.sort_unstable_by(|x, y| x.device.cmp(y.device));
+            _ => {
+                debug_assert!(spans
+                    .last()
+                    .is_none_or(|span| span.device < row.device_id.as_str()));
+                spans.push(Span {
+                    device: &row.device_id,
+                    first: fix.ts_micros,
+                    last: fix.ts_micros,
+                    moving: rules.is_moving(fix.speed),
+                    fixes: vec![fix],
+                })
+            }
+        }
+    }
     spans
 }

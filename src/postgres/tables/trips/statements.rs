@@ -12,8 +12,9 @@ pub(super) struct Statements {
     /// Per device: the latest stored run (trip or short run) starting before the epoch's first
     /// fix, with its kind and `open`; the latest end among stored runs starting from that fix to
     /// the right-hand probe (only probed for when one of them starts among the epoch's fixes:
-    /// else it is the first one's, or there is none); the newest fix after the epoch's last; the
-    /// first of those stored runs, with its kind and `open`.
+    /// else it is the first one's, or there is none); the newest fix after the epoch's last
+    /// (only looked for when `$5`, the device's newest fix as the writer remembers it, is NULL);
+    /// the first of those stored runs, with its kind and `open`.
     pub(super) neighbours: Statement,
     /// The fixes of each device's region.
     pub(super) fixes: Statement,
@@ -105,11 +106,12 @@ impl Statements {
                                  UNION ALL
                                  SELECT r.end_ts FROM trip_runs r
                                   WHERE r.device_id = n.d AND {reach}) AS x) END,
-                            (SELECT max(p.ts) FROM positions p
-                              WHERE p.device_id = n.d AND p.ts > n.b),
+                            CASE WHEN n.k IS NULL THEN (SELECT max(p.ts) FROM positions p
+                              WHERE p.device_id = n.d AND p.ts > n.b) END,
                             f.trip, {f}, f.open
                      FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[],
-                                 $4::timestamptz[]) WITH ORDINALITY AS n(d, a, b, p, i)
+                                 $4::timestamptz[], $5::timestamptz[])
+                          WITH ORDINALITY AS n(d, a, b, p, k, i)
                      LEFT JOIN LATERAL ({left}) AS l ON true
                      LEFT JOIN LATERAL ({first}) AS f ON true"
                 ))
