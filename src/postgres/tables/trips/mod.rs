@@ -221,6 +221,10 @@ impl DerivedWriter for Writer {
             if spans.is_empty() {
                 return Ok(Changes::default());
             }
+            // until this write succeeds, committing its transaction forgets its devices: a
+            // refused trips share rolls back to its savepoint while the positions commit, and the
+            // tables then hold fixes the writer's memory does not
+            self.remember(spans.iter().map(|span| (span.device, None)).collect());
             let s = &self.statements;
             let rules = &self.rules;
             // what this writer remembers of each device, and so the version it expects
