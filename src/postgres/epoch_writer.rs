@@ -236,9 +236,7 @@ impl EpochWriter {
             }
         }
         tx.commit().await.map_err(|e| failed(&e))?;
-        for (_, writer) in &conn.derived {
-            writer.committed();
-        }
+        conn.committed();
         let refused = isolation
             .refused
             .into_iter()
@@ -280,10 +278,15 @@ impl Connection {
             tables.push(TableChanges { table, changes });
         }
         tx.commit().await?;
+        self.committed();
+        Ok(tables)
+    }
+
+    /// Tells every derived table's writer that its last write's transaction committed.
+    fn committed(&self) {
         for (_, writer) in &self.derived {
             writer.committed();
         }
-        Ok(tables)
     }
 }
 

@@ -104,11 +104,13 @@ struct Writer {
     identity: i64,
     /// What this writer last wrote of each device it saw recently (least recently seen evicted):
     /// used instead of reading it back only while the device's `trip_devices` row says nobody
-    /// else wrote it since.
+    /// else wrote it since. A write takes its devices out, and they come back with what it wrote
+    /// only when its transaction commits: a device whose write is not known to have committed
+    /// (rolled back, refused, or a commit whose outcome is unknown) is not remembered.
     memory: Mutex<LruCache<String, Remembered>>,
-    /// What the last successful write would have it remember, applied to `memory` when its
-    /// transaction commits (a write's start drops what an uncommitted one left).
-    pending: Mutex<Vec<(String, Option<Remembered>)>>,
+    /// What the last successful write would have it remember, put into `memory` when its
+    /// transaction commits.
+    pending: Mutex<Vec<(String, Remembered)>>,
 }
 
 /// A device's trips as this writer left them.
@@ -189,12 +191,12 @@ struct Plan {
 }
 
 impl Writer {
-    /// Keeps (or forgets, with `None`) what was written of each device, once its transaction
-    /// commits (`committed`).
+    /// Keeps what was written of each device (none for `None`), once its transaction commits
+    /// (`committed`).
     fn remember(&self, what: Vec<(&str, Option<Remembered>)>) {
         *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = what
             .into_iter()
-            .map(|(device, remembered)| (device.to_owned(), remembered))
+            .filter_map(|(device, remembered)| Some((device.to_owned(), remembered?)))
             .collect();
     }
 }
@@ -207,33 +209,22 @@ impl DerivedWriter for Writer {
         _chunk: usize,
     ) -> BoxFuture<'a, Result<Changes, tokio_postgres::Error>> {
         Box::pin(async move {
-            // a write before this one whose commit was not seen: its devices are forgotten (the
-            // transaction may have committed, or not)
-            let uncommitted =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-            if !uncommitted.is_empty() {
-                let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-                for (device, _) in uncommitted {
-                    memory.pop(&device);
-                }
-            }
+            // nothing of a write before this one that did not commit is to be kept
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             let spans = spans(rows, &self.rules);
             if spans.is_empty() {
                 return Ok(Changes::default());
             }
-            // until this write succeeds, committing its transaction forgets its devices: a
-            // refused trips share rolls back to its savepoint while the positions commit, and the
-            // tables then hold fixes the writer's memory does not
-            self.remember(spans.iter().map(|span| (span.device, None)).collect());
             let s = &self.statements;
             let rules = &self.rules;
-            // what this writer remembers of each device, and so the version it expects
+            // what this writer remembers of each device (and so the version it expects), taken
+            // out until this write's commit puts back what it wrote
             let known: Vec<Option<Remembered>> = {
-                let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-                spans
-                    .iter()
-                    .map(|span| memory.peek(span.device).copied())
-                    .collect()
+                let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+                spans.iter().map(|span| memory.pop(span.device)).collect()
             };
             let devices: Vec<&str> = spans.iter().map(|span| span.device).collect();
             let expected: Vec<i64> = known
@@ -248,39 +239,33 @@ impl DerivedWriter for Writer {
             for row in &locked {
                 moved.insert(row.try_get(0)?, row.try_get(1)?);
             }
-            let version_of = |device: &str, known: Option<Remembered>| {
-                moved
-                    .get(device)
-                    .copied()
-                    .or(known.map(|known| known.version))
-                    .unwrap_or(0)
-            };
 
             // 0. devices whose fixes are all newer than what this writer last wrote of them,
             // with nobody else's write since: no reads, the state continues from memory
             let mut writes = Writes::default();
             let mut remember: Vec<(&str, Option<Remembered>)> = Vec::new();
+            // per slow device: what the writer remembers of it that still holds, and its version
             let mut slow = Vec::new();
             let mut slow_known = Vec::new();
             for (span, known) in spans.into_iter().zip(known) {
-                let version = version_of(span.device, known);
+                let moved = moved.get(span.device).copied();
+                let known = known.filter(|_| moved.is_none());
                 match known {
-                    Some(known)
-                        if !moved.contains_key(span.device) && span.first > known.newest =>
-                    {
+                    Some(known) if span.first > known.newest => {
                         let current = appended(&mut writes, &span, known, rules);
                         remember.push((
                             span.device,
                             Some(Remembered {
-                                version,
                                 newest: span.last,
                                 current,
+                                ..known
                             }),
                         ));
                     }
                     _ => {
+                        let version = moved.or(known.map(|known| known.version)).unwrap_or(0);
                         slow.push(span);
-                        slow_known.push(known);
+                        slow_known.push((known, version));
                     }
                 }
             }
@@ -298,14 +283,9 @@ impl DerivedWriter for Writer {
             let lasts: Vec<Timestamp> = spans.iter().map(|span| Timestamp(span.last)).collect();
             // a device this writer remembers (nobody else wrote it since) has its newest fix
             // there: the query does not look for it
-            let newest_known: Vec<Option<Timestamp>> = spans
+            let newest_known: Vec<Option<Timestamp>> = slow_known
                 .iter()
-                .zip(&slow_known)
-                .map(|(span, known)| {
-                    known
-                        .filter(|_| !moved.contains_key(span.device))
-                        .map(|known| Timestamp(known.newest))
-                })
+                .map(|(known, _)| known.map(|known| Timestamp(known.newest)))
                 .collect();
             let probes: Vec<Timestamp> = spans
                 .iter()
@@ -444,7 +424,7 @@ impl DerivedWriter for Writer {
             }
 
             // 3. recompute, and write only what changed
-            for ((((span, plan), fixes), old), known) in spans
+            for ((((span, plan), fixes), old), (known, version)) in spans
                 .iter()
                 .zip(&plans)
                 .zip(&fixes)
@@ -467,7 +447,6 @@ impl DerivedWriter for Writer {
                 // remembered when the region reaches the device's newest fix (read, or known to
                 // leave no run to continue), or when it stays clear of what the writer remembers
                 // of it (older fixes: a late fix, a newest-first backlog)
-                let version = version_of(span.device, known);
                 let remembered = if plan.region.end_micros >= plan.newest {
                     Some(Remembered {
                         version,
@@ -476,9 +455,7 @@ impl DerivedWriter for Writer {
                             .map(|(run, tail)| (Stored::new(run, rules, plan.newest), tail)),
                     })
                 } else {
-                    known
-                        .filter(|_| !moved.contains_key(span.device))
-                        .and_then(|known| kept(known, version, plan, &new, rules))
+                    known.and_then(|known| kept(known, plan, &new, rules))
                 };
                 remember.push((span.device, remembered));
             }
@@ -494,20 +471,9 @@ impl DerivedWriter for Writer {
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         for (device, remembered) in pending {
-            match remembered {
-                Some(remembered) => {
-                    if let Some(entry) = memory.get_mut(&device) {
-                        *entry = remembered;
-                    } else {
-                        memory.put(device, remembered);
-                        if memory.len() > REMEMBERED {
-                            memory.pop_lru();
-                        }
-                    }
-                }
-                None => {
-                    memory.pop(&device);
-                }
+            memory.put(device, remembered);
+            if memory.len() > REMEMBERED {
+                memory.pop_lru();
             }
         }
     }
@@ -582,15 +548,15 @@ fn appended<'a>(
 }
 
 /// What the writer still knows of a device it remembered (`known`, valid: nobody else wrote it
-/// since) after a region of older fixes that ends before the device's newest fix, with `new`
-/// its runs: the newest fix is the same, and so is the latest run with its tail, unless the
-/// region reached it. The region may chain into that run (a newest-first backlog arriving in
-/// front of it): the run then starts earlier and ends where it did, and its tail (the fixes
-/// after its end) is the same. `None` when the region reached the latest run otherwise, or made
-/// a run that could still be continued (its tail was not read).
+/// since, so its version is the one the row holds) after a region of older fixes that ends
+/// before the device's newest fix, with `new` its runs: the newest fix is the same, and so is
+/// the latest run with its tail, unless the region reached it. The region may chain into that
+/// run (a newest-first backlog arriving in front of it): the run then starts earlier and ends
+/// where it did, and its tail (the fixes after its end) is the same. `None` when the region
+/// reached the latest run otherwise, or made a run that could still be continued (its tail was
+/// not read).
 fn kept(
     known: Remembered,
-    version: i64,
     plan: &Plan,
     new: &[dataflow::trips::Run],
     rules: &TripRules,
@@ -598,31 +564,21 @@ fn kept(
     if plan.newest != known.newest {
         return None;
     }
+    let reach = known.newest.saturating_sub(rules.stop_micros);
     let current = match known.current {
         Some((stored, tail)) if plan.region.next == Some(stored.run) => {
             let chained = *new.last()?;
-            (chained.end == stored.run.end)
-                .then(|| (Stored::new(chained, rules, known.newest), tail))?
-        }
-        Some(current) if plan.region.end_micros < current.0.run.start.ts_micros => current,
-        Some(_) => return None,
-        None => {
-            let reach = known.newest.saturating_sub(rules.stop_micros);
-            if new.iter().any(|run| run.end.ts_micros >= reach) {
+            if chained.end != stored.run.end {
                 return None;
             }
-            return Some(Remembered {
-                version,
-                newest: known.newest,
-                current: None,
-            });
+            Some((Stored::new(chained, rules, known.newest), tail))
         }
+        Some(current) if plan.region.end_micros < current.0.run.start.ts_micros => Some(current),
+        Some(_) => return None,
+        None if new.iter().any(|run| run.end.ts_micros >= reach) => return None,
+        None => None,
     };
-    Some(Remembered {
-        version,
-        newest: known.newest,
-        current: Some(current),
-    })
+    Some(Remembered { current, ..known })
 }
 
 /// Each device's fixes among the rows `positions` took this epoch, with their first and last
