@@ -155,6 +155,7 @@ impl EpochWriter {
             batch,
             written: None,
             positions: &rows,
+            fresh: false,
         };
         let mut path = WritePath::Copy;
         let mut tables = match conn.transact(path, &rows, &epoch, chunk).await {
@@ -209,6 +210,7 @@ impl EpochWriter {
             batch,
             written: Some(&written),
             positions: &written,
+            fresh: false,
         };
         let mut tables = vec![TableChanges {
             table: POSITIONS,
@@ -273,8 +275,12 @@ impl Connection {
             table: POSITIONS,
             changes: positions,
         });
+        let epoch = EpochRows {
+            fresh: path == WritePath::Copy,
+            ..*epoch
+        };
         for (table, writer) in &self.derived {
-            let changes = writer.write(&tx, epoch, chunk).await?;
+            let changes = writer.write(&tx, &epoch, chunk).await?;
             tables.push(TableChanges { table, changes });
         }
         tx.commit().await?;

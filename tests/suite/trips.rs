@@ -590,6 +590,7 @@ async fn trips_off_writes_no_trip() {
 ///   across a stop that starts a new trip;
 /// - a late fix into an earlier trip reads its device once; what the writer remembers of the
 ///   current trip stays, so the fixes in order after it are not read;
+/// - fixes filling gaps of the current trip read only their neighbours fixes, not the trip;
 /// - a newest-first backlog reads its device at every commit of older fixes (each chaining into
 ///   the trip after it), and the fixes in order after the backlog are not read;
 /// - after a rebuild of one device (another writer of its trips) the service reads that device
@@ -628,6 +629,23 @@ async fn a_device_is_read_back_only_when_memory_cannot_serve() {
         5.0,
         "in order after the late fix"
     );
+    // fixes filling gaps of the current trip (off its line, so its distance grows), one with a
+    // newer fix in the same commit: only their neighbours are read
+    let gap = |d: usize, seconds: &[i64]| -> Vec<String> {
+        let off_line = |seconds: i64| 54.0 + d as f64 + seconds as f64 * 0.00009 + 0.001;
+        seconds
+            .iter()
+            .map(|&s| {
+                let ts = 1_790_000_000_000 + s * 1_000;
+                fix_payload(&devices[d], ts, off_line(s), 25.0, Some(36.0))
+            })
+            .collect()
+    };
+    // the newest fix is at 2,990 s
+    let mut gaps = gap(2, &[2_655]);
+    gaps.extend(gap(3, &[2_945, 2_995]));
+    publish(&mut env, gaps).await;
+    assert_eq!(read_back(&running).await, 5.0, "gaps in the current trip");
 
     let backlog = ["back-0".to_owned()];
     for batch in [60..90, 30..60, 0..30] {

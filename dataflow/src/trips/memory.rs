@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{region, Fix, Run, Trip, TripRules};
+use super::{inside, region, Fix, Run, Trip, TripRules};
 
 /// One device's fixes, runs and trips.
 #[derive(Debug, Default)]
@@ -20,9 +20,16 @@ impl DeviceStore {
     /// One commit of `batch` (fixes of this device in any order; a time stored already keeps
     /// its first fix).
     pub fn commit(&mut self, rules: &TripRules, batch: &[Fix]) {
+        let mut taken: Vec<Fix> = Vec::with_capacity(batch.len());
         for fix in batch {
-            self.fixes.entry(fix.ts_micros).or_insert(*fix);
+            if let std::collections::btree_map::Entry::Vacant(entry) =
+                self.fixes.entry(fix.ts_micros)
+            {
+                entry.insert(*fix);
+                taken.push(*fix);
+            }
         }
+        taken.sort_by_key(|fix| fix.ts_micros);
         let Some(a) = batch.iter().map(|fix| fix.ts_micros).min() else {
             return;
         };
@@ -38,12 +45,35 @@ impl DeviceStore {
             last_end: right.next_back().or(first).map(|run| run.end.ts_micros),
         };
         let region = region::region(rules, a, b, left, right);
-        let fixes: Vec<Fix> = self
-            .fixes
-            .range(region.read_from()..=region.read_to())
-            .map(|(_, fix)| *fix)
-            .collect();
-        let runs = region.runs(rules, &fixes);
+        // new fixes strictly inside the left run fill a gap of it: only their neighbours count
+        // (the region is then exactly that run: it replaces it and nothing else)
+        let filled = left
+            .filter(|run| {
+                region.replaces_from() == run.start.ts_micros
+                    && region.end_micros == run.end.ts_micros
+            })
+            .and_then(|run| {
+                let (first, last) = (taken.first()?, taken.last()?);
+                let before = self.fixes.range(..first.ts_micros).next_back()?.0;
+                let after = self.fixes.range(last.ts_micros + 1..).next()?.0;
+                let around: Vec<Fix> = self
+                    .fixes
+                    .range(before..=after)
+                    .map(|(_, fix)| *fix)
+                    .collect();
+                inside::fill(run, &taken, &around)
+            });
+        let runs = match filled {
+            Some(run) => vec![run],
+            None => {
+                let fixes: Vec<Fix> = self
+                    .fixes
+                    .range(region.read_from()..=region.read_to())
+                    .map(|(_, fix)| *fix)
+                    .collect();
+                region.runs(rules, &fixes)
+            }
+        };
         let replaced: Vec<i64> = self
             .runs
             .range(region.replaces_from()..=region.end_micros)

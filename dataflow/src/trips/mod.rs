@@ -21,6 +21,7 @@
 
 mod distance;
 mod fold;
+pub mod inside;
 mod memory;
 pub mod reference;
 pub mod region;

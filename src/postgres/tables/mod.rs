@@ -76,6 +76,7 @@ pub struct TableChanges {
 }
 
 /// The epoch's rows as a derived table sees them.
+#[derive(Clone, Copy)]
 pub(super) struct EpochRows<'a> {
     /// Everything the dataflow emitted for the epochs of this transaction.
     pub(super) batch: &'a Batch<Rows>,
@@ -85,6 +86,9 @@ pub(super) struct EpochRows<'a> {
     /// The positions written or offered to `positions`: the first of each key, in key order
     /// (device, then time), without the refused ones.
     pub(super) positions: &'a [&'a Position],
+    /// Every one of `positions` is new to the table, none a resend of a stored row: the binary
+    /// COPY took them all (it fails on any key stored already).
+    pub(super) fresh: bool,
 }
 
 /// A table written from an epoch's rows after `positions`, in the same transaction.

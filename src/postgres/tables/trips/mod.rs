@@ -10,7 +10,9 @@
 //!    them as it remembers only locks the row; any other bumps the version and sets itself
 //!    (`rows::LOCK_REMEMBERED` says why that proves nobody else wrote the device since);
 //! 2. if every fix is newer than what this writer remembers writing of the device, and the
-//!    row shows nobody wrote it since, continues the device's fold from memory (no reads);
+//!    row shows nobody wrote it since, continues the device's fold from memory (no reads); if
+//!    the older ones fill gaps of the current run it remembers, and all are new to `positions`,
+//!    reads only their stored neighbours ([`dataflow::trips::inside`]) and continues likewise;
 //! 3. otherwise reads the runs around the epoch's span from `trips` and `trip_runs` (index
 //!    probes), plans the region the new fixes can change ([`dataflow::trips::region`]), and reads
 //!    the region's fixes from `positions` as committed plus this transaction's own rows (the first
@@ -33,7 +35,7 @@ mod statements;
 
 use std::sync::{Mutex, PoisonError};
 
-use dataflow::trips::{region, Fix, Region, Right, RunFold, Start, Tail, TripRules};
+use dataflow::trips::{inside, region, Fix, Region, Right, RunFold, Start, Tail, TripRules};
 use lru::LruCache;
 use tokio_postgres::{Client, Row, Transaction};
 
@@ -161,6 +163,17 @@ fn ordinal(row: &Row) -> Result<usize, tokio_postgres::Error> {
     Ok(usize::try_from(i - 1).unwrap_or(usize::MAX))
 }
 
+/// Reads a fix from `at` (`ts`), `at + 1` (latitude), `at + 2` (longitude), `at + 3` (speed).
+fn fix_at(row: &Row, at: usize) -> Result<Fix, tokio_postgres::Error> {
+    let ts: Timestamp = row.try_get(at)?;
+    Ok(Fix {
+        ts_micros: ts.0,
+        latitude: row.try_get(at + 1)?,
+        longitude: row.try_get(at + 2)?,
+        speed: row.try_get(at + 3)?,
+    })
+}
+
 /// Reads a stored run with its kind and `open` at `at` (kind), `at + 1..` (the run's columns),
 /// `at + 10` (open); `None` when NULL (no such run).
 fn stored_at(row: &Row, at: usize) -> Result<Option<Stored>, tokio_postgres::Error> {
@@ -247,11 +260,16 @@ impl DerivedWriter for Writer {
             // per slow device: what the writer remembers of it that still holds, and its version
             let mut slow = Vec::new();
             let mut slow_known = Vec::new();
+            // per device whose older fixes fill gaps of its current run: its span, what the
+            // writer remembers of it, and how many of its fixes are older than its newest
+            let mut gaps: Vec<(Span, Remembered, usize)> = Vec::new();
             for (span, known) in spans.into_iter().zip(known) {
                 let moved = moved.get(span.device).copied();
                 let known = known.filter(|_| moved.is_none());
-                match known {
-                    Some(known) if span.first > known.newest => {
+                let older = known.and_then(|known| filling(&span, &known, rows.fresh));
+                match (known, older) {
+                    (Some(known), Some(older)) => gaps.push((span, known, older)),
+                    (Some(known), None) if span.first > known.newest => {
                         let current = appended(&mut writes, &span, known, rules);
                         remember.push((
                             span.device,
@@ -266,6 +284,61 @@ impl DerivedWriter for Writer {
                         let version = moved.or(known.map(|known| known.version)).unwrap_or(0);
                         slow.push(span);
                         slow_known.push((known, version));
+                    }
+                }
+            }
+            // 0b. the gaps: each device's new fixes with their stored neighbours, no more
+            if !gaps.is_empty() {
+                let mut around: Vec<Vec<Fix>> = vec![Vec::new(); gaps.len()];
+                let mut arrays: (Vec<&str>, [Vec<Timestamp>; 4]) = Default::default();
+                for (span, known, older) in &gaps {
+                    let (Some((stored, _)), Some(last)) =
+                        (known.current, span.fixes.get(older - 1))
+                    else {
+                        continue;
+                    };
+                    arrays.0.push(span.device);
+                    for (list, at) in arrays.1.iter_mut().zip([
+                        stored.run.start.ts_micros,
+                        span.first,
+                        last.ts_micros,
+                        stored.run.end.ts_micros,
+                    ]) {
+                        list.push(Timestamp(at));
+                    }
+                }
+                let [starts, firsts, lasts, ends] = &arrays.1;
+                for row in tx
+                    .query(&s.around, &[&arrays.0, starts, firsts, lasts, ends])
+                    .await?
+                {
+                    if let Some(list) = around.get_mut(ordinal(&row)?) {
+                        list.push(fix_at(&row, 1)?);
+                    }
+                }
+                for ((span, known, older), around) in gaps.into_iter().zip(around) {
+                    let filled = known.current.and_then(|(stored, tail)| {
+                        let run = inside::fill(stored.run, &span.fixes[..older], &around)?;
+                        Some((stored, (run, tail)))
+                    });
+                    match filled {
+                        Some((stored, state)) => {
+                            let newest = known.newest.max(span.last);
+                            let current =
+                                continued(&mut writes, &span, older, stored, state, newest, rules);
+                            remember.push((
+                                span.device,
+                                Some(Remembered {
+                                    newest,
+                                    current,
+                                    ..known
+                                }),
+                            ));
+                        }
+                        None => {
+                            slow.push(span);
+                            slow_known.push((Some(known), known.version));
+                        }
                     }
                 }
             }
@@ -386,19 +459,13 @@ impl DerivedWriter for Writer {
                     .query(&s.fixes, &[&fetch_devices, &fetch_from, &fetch_to])
                     .await?
                 {
-                    let ts: Timestamp = row.try_get(1)?;
                     let Some(list) = fetch_index
                         .get(ordinal(&row)?)
                         .and_then(|&i| fixes.get_mut(i))
                     else {
                         continue;
                     };
-                    list.push(Fix {
-                        ts_micros: ts.0,
-                        latitude: row.try_get(2)?,
-                        longitude: row.try_get(3)?,
-                        speed: row.try_get(4)?,
-                    });
+                    list.push(fix_at(&row, 1)?);
                 }
             }
             let mut old: Vec<Vec<Stored>> = plans
@@ -545,6 +612,44 @@ fn appended<'a>(
     let (runs, state) = fold.finish_with_state();
     writes.replace_region(span.device, &region, left, &old, &runs, rules, span.last);
     state.map(|(run, tail)| (Stored::new(run, rules, span.last), tail))
+}
+
+/// How many of `span`'s fixes are older than the device's newest fix, when the writer remembers
+/// the device (`known`, valid) with a current run, those fixes all fall strictly inside that run
+/// (gaps of it: a newest-first backlog filling in behind the part that came first, a fix a minute
+/// late) and `positions` had none of the span's fixes before (`fresh`), so the span's fixes are
+/// the ones it holds now. `None` otherwise, or when none is older.
+fn filling(span: &Span<'_>, known: &Remembered, fresh: bool) -> Option<usize> {
+    let (stored, _) = known.current?;
+    let older = span
+        .fixes
+        .partition_point(|fix| fix.ts_micros <= known.newest);
+    let (first, last) = (span.fixes.first()?, span.fixes.get(older.checked_sub(1)?)?);
+    (fresh
+        && first.ts_micros > stored.run.start.ts_micros
+        && last.ts_micros < stored.run.end.ts_micros)
+        .then_some(older)
+}
+
+/// The writes of `span` whose first `older` fixes filled gaps of the device's current run
+/// (`stored`; `state` is the fold's state after the device's newest fix with them taken in) and
+/// whose others come after that newest fix (`newest` is the device's newest fix now); returns what to remember of the device now.
+fn continued<'a>(
+    writes: &mut Writes<'a>,
+    span: &Span<'a>,
+    older: usize,
+    stored: Stored,
+    state: (dataflow::trips::Run, Tail),
+    newest: i64,
+    rules: &TripRules,
+) -> Option<(Stored, Tail)> {
+    let mut fold = RunFold::resuming_state(*rules, state);
+    for fix in span.fixes.get(older..).unwrap_or_default() {
+        fold.push(fix);
+    }
+    let (runs, state) = fold.finish_with_state();
+    writes.replace(span.device, &[stored], &runs, rules, newest);
+    state.map(|(run, tail)| (Stored::new(run, rules, newest), tail))
 }
 
 /// What the writer still knows of a device it remembered (`known`, valid: nobody else wrote it

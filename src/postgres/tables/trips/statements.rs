@@ -18,6 +18,9 @@ pub(super) struct Statements {
     pub(super) neighbours: Statement,
     /// The fixes of each device's region.
     pub(super) fixes: Statement,
+    /// Per device, for new fixes `$3..=$4` inside its run `$2..=$5`: those fixes with the last
+    /// one before them and the first one after (see [`dataflow::trips::inside`]).
+    pub(super) around: Statement,
     /// The stored runs (both kinds) starting in each device's region.
     pub(super) stored: Statement,
     /// Inserts or updates trips (in place: the key does not change).
@@ -122,6 +125,26 @@ impl Statements {
                      FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) \
                           WITH ORDINALITY AS n(d, f, e, i) \
                      JOIN positions p ON p.device_id = n.d AND p.ts >= n.f AND p.ts <= n.e \
+                     ORDER BY n.i, p.ts",
+                )
+                .await?,
+            around: client
+                .prepare(
+                    "SELECT n.i, p.ts, p.latitude, p.longitude, p.speed \
+                     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], \
+                                 $4::timestamptz[], $5::timestamptz[]) \
+                          WITH ORDINALITY AS n(d, s, a, b, l, i) \
+                     CROSS JOIN LATERAL ( \
+                       (SELECT p.ts, p.latitude, p.longitude, p.speed FROM positions p \
+                         WHERE p.device_id = n.d AND p.ts >= n.s AND p.ts < n.a \
+                         ORDER BY p.ts DESC LIMIT 1) \
+                       UNION ALL \
+                       SELECT p.ts, p.latitude, p.longitude, p.speed FROM positions p \
+                        WHERE p.device_id = n.d AND p.ts >= n.a AND p.ts <= n.b \
+                       UNION ALL \
+                       (SELECT p.ts, p.latitude, p.longitude, p.speed FROM positions p \
+                         WHERE p.device_id = n.d AND p.ts > n.b AND p.ts <= n.l \
+                         ORDER BY p.ts LIMIT 1)) AS p \
                      ORDER BY n.i, p.ts",
                 )
                 .await?,
