@@ -32,12 +32,27 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     }
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
+    without_jit(&mut config);
     if config.get_ssl_mode() == SslMode::Require {
         let tls = crate::tls::postgres_connector(ca_file)
             .map_err(|e| PostgresError::other("connect", e.to_string()))?;
         open(&config, tls).await
     } else {
         open(&config, tokio_postgres::NoTls).await
+    }
+}
+
+/// Turns JIT compilation off for the session, unless the connection string's `options` set
+/// `jit` themselves. Every statement of the service touches a few rows per device, but its
+/// arrays of thousands of devices give the planner row estimates above `jit_above_cost` on the
+/// first (custom) plans, and compiling one costs PostgreSQL tens to hundreds of milliseconds that
+/// the statement never wins back: measured, a newest-first backlog of 500,000 records spent about
+/// 1 s of the database's CPU in JIT for the trips writer's reads (`docs/performance.md`).
+fn without_jit(config: &mut tokio_postgres::Config) {
+    let options = config.get_options().unwrap_or_default();
+    if !options.contains("jit=") {
+        let options = format!("{options} -c jit=off");
+        config.options(options.trim_start());
     }
 }
 

@@ -41,6 +41,7 @@ mod readme;
 mod redis_ops;
 mod refusal_stall;
 mod refused_rows;
+mod sessions;
 mod stream_hygiene;
 mod timescale;
 mod tls;
@@ -67,6 +68,7 @@ fn main() -> std::process::ExitCode {
             redis_ops::tests(),
             refusal_stall::tests(),
             refused_rows::tests(),
+            sessions::tests(),
             stream_hygiene::tests(),
             timescale::tests(),
             tls::tests(),
