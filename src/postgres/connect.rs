@@ -32,7 +32,6 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     }
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
-    without_jit(&mut config);
     if config.get_ssl_mode() == SslMode::Require {
         let tls = crate::tls::postgres_connector(ca_file)
             .map_err(|e| PostgresError::other("connect", e.to_string()))?;
@@ -42,18 +41,19 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     }
 }
 
-/// Turns JIT compilation off for the session, unless the connection string's `options` set
-/// `jit` themselves. Every statement of the service touches a few rows per device, but its
-/// arrays of thousands of devices give the planner row estimates above `jit_above_cost` on the
-/// first (custom) plans, and compiling one costs PostgreSQL tens to hundreds of milliseconds that
-/// the statement never wins back: measured, a newest-first backlog of 500,000 records spent about
-/// 1 s of the database's CPU in JIT for the trips writer's reads (`docs/performance.md`).
-fn without_jit(config: &mut tokio_postgres::Config) {
-    let options = config.get_options().unwrap_or_default();
-    if !options.contains("jit=") {
-        let options = format!("{options} -c jit=off");
-        config.options(options.trim_start());
-    }
+/// Whether the connection string's `options` set `jit` (`-c jit=...`, `-cjit=...`,
+/// `--jit=...`; parameter names are case-insensitive).
+fn sets_jit(config: &tokio_postgres::Config) -> bool {
+    config
+        .get_options()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|token| token.to_ascii_lowercase())
+        .any(|token| {
+            let token = token.strip_prefix("--").unwrap_or(&token);
+            let token = token.strip_prefix("-c").unwrap_or(token);
+            token.starts_with("jit=")
+        })
 }
 
 /// Where `config` connects: `host:port` for each host (a socket directory for a Unix socket),
@@ -95,5 +95,32 @@ where
             tracing::debug!(error = %crate::redact::redact_error(&error), "postgres connection ended");
         }
     });
+    if !sets_jit(config) {
+        without_jit(&client, config).await;
+    }
     Ok(client)
+}
+
+/// Turns JIT compilation off for the session. Every statement of the service touches a few rows
+/// per device, but its arrays of thousands of devices give the planner's first (custom) plans
+/// cost estimates above `jit_above_cost`, and compiling one costs PostgreSQL tens to hundreds of
+/// milliseconds that the statement never wins back: a newest-first backlog of 500,000 records
+/// spent about 1 s of the database's CPU in JIT for the trips writer's reads
+/// (`docs/performance.md`). A `SET` after connecting, not a startup option: a pooler may refuse
+/// startup options it does not know (PgBouncer's `ignore_startup_parameters`). Where the `SET`
+/// fails, or a server that accepted the connection does not answer it within the connect
+/// timeout, the session keeps the server's setting: this is a saving, not a requirement, and
+/// connecting never waits on it longer than on the connection itself.
+async fn without_jit(client: &Client, config: &tokio_postgres::Config) {
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(5));
+    match tokio::time::timeout(limit, client.batch_execute("SET jit = off")).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(error = %crate::redact::redact_error(&error), "jit stays as the server sets it");
+        }
+        Err(_) => tracing::debug!("jit stays as the server sets it: SET jit timed out"),
+    }
 }

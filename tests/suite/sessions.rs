@@ -26,13 +26,13 @@ async fn jit(url: &str) -> String {
 }
 
 /// JIT compilation is off in the service's sessions (its statements are short; compiling them
-/// costs more than it saves), and an operator's `jit` in the URL's `options` wins, beside the
-/// other options there.
+/// costs more than it saves), and an operator's `jit` in the URL's `options` wins (in any case),
+/// beside the other options there.
 async fn sessions_run_without_jit_unless_the_url_sets_it() {
     let url = servers().database_url;
     assert_eq!(jit(&url).await, "off");
     let separator = if url.contains('?') { '&' } else { '?' };
-    let chosen = format!("{url}{separator}options=-c%20jit%3Don%20-c%20work_mem%3D8MB");
+    let chosen = format!("{url}{separator}options=-c%20JIT%3Don%20-c%20work_mem%3D8MB");
     assert_eq!(jit(&chosen).await, "on");
     let other = format!("{url}{separator}options=-c%20work_mem%3D8MB");
     let client = processor::postgres::connect(&other, None)

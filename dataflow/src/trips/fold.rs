@@ -14,6 +14,10 @@ pub struct Tail {
     last: Option<Point>,
 }
 
+/// A fold's runs, in time order, and its state after the last fix
+/// ([`RunFold::finish_with_state`]).
+pub type Folded = (Vec<Run>, Option<(Run, Tail)>);
+
 /// Runs from fixes pushed in increasing time order; the last run stays extendable until
 /// [`RunFold::finish`].
 #[derive(Debug)]

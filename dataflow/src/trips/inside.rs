@@ -10,20 +10,25 @@
 //! newest-first backlog filling in behind the part of the trip that came first, a fix a minute
 //! late) costs its neighbours, not the trip's history.
 
-use super::{haversine_m, Fix, Run};
+use super::{haversine_m, Fix, Folded, Run, RunFold, Tail, TripRules};
 
 /// `run` with `new` taken in: `new` sorted by time, none at a time the device had stored before,
 /// each strictly between the run's first and last fix; `around`, sorted by time, holds every
 /// stored fix from the last one before `new`'s first through the first one after `new`'s last,
-/// `new` included. `None` when `new` is empty or not inside the run, or `around` does not hold it
-/// so (the caller reads the run back instead).
+/// `new` included (all within the run). `None` when `new` is empty or not inside the run, or
+/// `around` does not hold it so (the caller reads the run back instead).
 pub fn fill(run: Run, new: &[Fix], around: &[Fix]) -> Option<Run> {
     let (first, last) = (new.first()?, new.last()?);
     if first.ts_micros <= run.start.ts_micros || last.ts_micros >= run.end.ts_micros {
         return None;
     }
     let (before, rest) = around.split_first()?;
-    if before.ts_micros >= first.ts_micros || around.last()?.ts_micros <= last.ts_micros {
+    let after = around.last()?;
+    if before.ts_micros < run.start.ts_micros
+        || before.ts_micros >= first.ts_micros
+        || after.ts_micros <= last.ts_micros
+        || after.ts_micros > run.end.ts_micros
+    {
         return None;
     }
     let leg = |from: &Fix, to: &Fix| {
@@ -64,6 +69,26 @@ pub fn fill(run: Run, new: &[Fix], around: &[Fix]) -> Option<Run> {
         fixes: run.fixes + u32::try_from(taken).ok()?,
         ..run
     })
+}
+
+/// The device's current run and the fold's state after its newest fix (`state`, as
+/// [`RunFold::finish_with_state`] left it) with `older` filled into the run ([`fill`]: `older`
+/// and `around` as there) and `newer`, every one after that newest fix, folded on: the runs from
+/// the current run's start on (the first keeps its start, so its key), and the fold's state
+/// after. `None` where [`fill`] refuses.
+pub fn fill_and_continue(
+    rules: &TripRules,
+    state: (Run, Tail),
+    older: &[Fix],
+    around: &[Fix],
+    newer: &[Fix],
+) -> Option<Folded> {
+    let (run, tail) = state;
+    let mut fold = RunFold::resuming_state(*rules, (fill(run, older, around)?, tail));
+    for fix in newer {
+        fold.push(fix);
+    }
+    Some(fold.finish_with_state())
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub mod region;
 mod rules;
 
 pub use distance::{haversine_m, EARTH_RADIUS_M};
-pub use fold::{RunFold, Tail};
+pub use fold::{Folded, RunFold, Tail};
 pub use memory::DeviceStore;
 pub use region::{region, Region, Right, Start};
 pub use rules::TripRules;

@@ -12,7 +12,8 @@
 //! 2. if every fix is newer than what this writer remembers writing of the device, and the
 //!    row shows nobody wrote it since, continues the device's fold from memory (no reads); if
 //!    the older ones fill gaps of the current run it remembers, and all are new to `positions`,
-//!    reads only their stored neighbours ([`dataflow::trips::inside`]) and continues likewise;
+//!    reads only the stored fixes from the one before them to the one after them
+//!    ([`dataflow::trips::inside`]) and continues likewise;
 //! 3. otherwise reads the runs around the epoch's span from `trips` and `trip_runs` (index
 //!    probes), plans the region the new fixes can change ([`dataflow::trips::region`]), and reads
 //!    the region's fixes from `positions` as committed plus this transaction's own rows (the first
@@ -260,15 +261,18 @@ impl DerivedWriter for Writer {
             // per slow device: what the writer remembers of it that still holds, and its version
             let mut slow = Vec::new();
             let mut slow_known = Vec::new();
-            // per device whose older fixes fill gaps of its current run: its span, what the
-            // writer remembers of it, and how many of its fixes are older than its newest
-            let mut gaps: Vec<(Span, Remembered, usize)> = Vec::new();
+            let mut gaps: Vec<Gap> = Vec::new();
             for (span, known) in spans.into_iter().zip(known) {
                 let moved = moved.get(span.device).copied();
                 let known = known.filter(|_| moved.is_none());
-                let older = known.and_then(|known| filling(&span, &known, rows.fresh));
-                match (known, older) {
-                    (Some(known), Some(older)) => gaps.push((span, known, older)),
+                let gap = known.and_then(|known| filling(&span, &known, rows.fresh));
+                match (known, gap) {
+                    (Some(known), Some((older, current))) => gaps.push(Gap {
+                        span,
+                        known,
+                        older,
+                        current,
+                    }),
                     (Some(known), None) if span.first > known.newest => {
                         let current = appended(&mut writes, &span, known, rules);
                         remember.push((
@@ -287,21 +291,18 @@ impl DerivedWriter for Writer {
                     }
                 }
             }
-            // 0b. the gaps: each device's new fixes with their stored neighbours, no more
+            // 0b. the gaps: each device's stored fixes from the one before its new ones to the one
+            // after them, no more
             if !gaps.is_empty() {
                 let mut around: Vec<Vec<Fix>> = vec![Vec::new(); gaps.len()];
                 let mut arrays: (Vec<&str>, [Vec<Timestamp>; 4]) = Default::default();
-                for (span, known, older) in &gaps {
-                    let (Some((stored, _)), Some(last)) =
-                        (known.current, span.fixes.get(older - 1))
-                    else {
-                        continue;
-                    };
-                    arrays.0.push(span.device);
+                for gap in &gaps {
+                    let (stored, _) = gap.current;
+                    arrays.0.push(gap.span.device);
                     for (list, at) in arrays.1.iter_mut().zip([
                         stored.run.start.ts_micros,
-                        span.first,
-                        last.ts_micros,
+                        gap.span.first,
+                        gap.older_last(),
                         stored.run.end.ts_micros,
                     ]) {
                         list.push(Timestamp(at));
@@ -316,16 +317,27 @@ impl DerivedWriter for Writer {
                         list.push(fix_at(&row, 1)?);
                     }
                 }
-                for ((span, known, older), around) in gaps.into_iter().zip(around) {
-                    let filled = known.current.and_then(|(stored, tail)| {
-                        let run = inside::fill(stored.run, &span.fixes[..older], &around)?;
-                        Some((stored, (run, tail)))
-                    });
+                for (gap, around) in gaps.into_iter().zip(around) {
+                    let Gap {
+                        span,
+                        known,
+                        older,
+                        current: (stored, tail),
+                    } = gap;
+                    let (filling, newer) = span.fixes.split_at(older.min(span.fixes.len()));
+                    let filled = inside::fill_and_continue(
+                        rules,
+                        (stored.run, tail),
+                        filling,
+                        &around,
+                        newer,
+                    );
                     match filled {
-                        Some((stored, state)) => {
+                        Some((runs, state)) => {
                             let newest = known.newest.max(span.last);
+                            writes.replace(span.device, &[stored], &runs, rules, newest);
                             let current =
-                                continued(&mut writes, &span, older, stored, state, newest, rules);
+                                state.map(|(run, tail)| (Stored::new(run, rules, newest), tail));
                             remember.push((
                                 span.device,
                                 Some(Remembered {
@@ -614,42 +626,41 @@ fn appended<'a>(
     state.map(|(run, tail)| (Stored::new(run, rules, span.last), tail))
 }
 
-/// How many of `span`'s fixes are older than the device's newest fix, when the writer remembers
-/// the device (`known`, valid) with a current run, those fixes all fall strictly inside that run
-/// (gaps of it: a newest-first backlog filling in behind the part that came first, a fix a minute
-/// late) and `positions` had none of the span's fixes before (`fresh`), so the span's fixes are
-/// the ones it holds now. `None` otherwise, or when none is older.
-fn filling(span: &Span<'_>, known: &Remembered, fresh: bool) -> Option<usize> {
-    let (stored, _) = known.current?;
+/// A device whose older fixes fill gaps of the current run the writer remembers.
+struct Gap<'a> {
+    span: Span<'a>,
+    known: Remembered,
+    /// How many of the span's fixes are older than the device's newest (the first ones).
+    older: usize,
+    /// The current run, with the fold's state after the newest fix.
+    current: (Stored, Tail),
+}
+
+impl Gap<'_> {
+    /// The newest of the older fixes.
+    fn older_last(&self) -> i64 {
+        self.span
+            .fixes
+            .get(self.older.saturating_sub(1))
+            .map_or(self.span.first, |fix| fix.ts_micros)
+    }
+}
+
+/// How many of `span`'s fixes are older than the device's newest fix, and the current run, when
+/// the writer remembers the device (`known`, valid) with a current run, those fixes all fall
+/// strictly inside that run (gaps of it: a newest-first backlog filling in behind the part that
+/// came first, a fix a minute late) and `positions` had none of the span's fixes before
+/// (`fresh`), so the span's fixes are the ones it holds now. `None` otherwise, or when none is
+/// older.
+fn filling(span: &Span<'_>, known: &Remembered, fresh: bool) -> Option<(usize, (Stored, Tail))> {
+    let current = known.current?;
+    let run = current.0.run;
     let older = span
         .fixes
         .partition_point(|fix| fix.ts_micros <= known.newest);
     let (first, last) = (span.fixes.first()?, span.fixes.get(older.checked_sub(1)?)?);
-    (fresh
-        && first.ts_micros > stored.run.start.ts_micros
-        && last.ts_micros < stored.run.end.ts_micros)
-        .then_some(older)
-}
-
-/// The writes of `span` whose first `older` fixes filled gaps of the device's current run
-/// (`stored`; `state` is the fold's state after the device's newest fix with them taken in) and
-/// whose others come after that newest fix (`newest` is the device's newest fix now); returns what to remember of the device now.
-fn continued<'a>(
-    writes: &mut Writes<'a>,
-    span: &Span<'a>,
-    older: usize,
-    stored: Stored,
-    state: (dataflow::trips::Run, Tail),
-    newest: i64,
-    rules: &TripRules,
-) -> Option<(Stored, Tail)> {
-    let mut fold = RunFold::resuming_state(*rules, state);
-    for fix in span.fixes.get(older..).unwrap_or_default() {
-        fold.push(fix);
-    }
-    let (runs, state) = fold.finish_with_state();
-    writes.replace(span.device, &[stored], &runs, rules, newest);
-    state.map(|(run, tail)| (Stored::new(run, rules, newest), tail))
+    (fresh && first.ts_micros > run.start.ts_micros && last.ts_micros < run.end.ts_micros)
+        .then_some((older, current))
 }
 
 /// What the writer still knows of a device it remembered (`known`, valid: nobody else wrote it

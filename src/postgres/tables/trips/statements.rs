@@ -18,8 +18,8 @@ pub(super) struct Statements {
     pub(super) neighbours: Statement,
     /// The fixes of each device's region.
     pub(super) fixes: Statement,
-    /// Per device, for new fixes `$3..=$4` inside its run `$2..=$5`: those fixes with the last
-    /// one before them and the first one after (see [`dataflow::trips::inside`]).
+    /// Per device, for new fixes `$3..=$4` inside its run `$2..=$5`: the stored fixes from the
+    /// last one before them to the first one after (see [`dataflow::trips::inside`]).
     pub(super) around: Statement,
     /// The stored runs (both kinds) starting in each device's region.
     pub(super) stored: Statement,
