@@ -10,6 +10,9 @@ use tokio_postgres::{Client, Socket};
 
 use super::PostgresError;
 
+/// How long a connection attempt may take unless the connection string says otherwise.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects and spawns the connection driver. When the server goes away the driver ends and the
 /// client's next statement fails with a closed-connection error, which writers answer by
 /// reconnecting (see `EpochWriter`).
@@ -25,7 +28,7 @@ pub async fn connect(database_url: &str, ca_file: Option<&Path>) -> Result<Clien
     let mut config = tokio_postgres::Config::from_str(&crate::tls::normalize_sslmode(database_url))
         .map_err(|e| PostgresError::query("connect", &e))?;
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(Duration::from_secs(30));
@@ -115,7 +118,7 @@ async fn without_jit(client: &Client, config: &tokio_postgres::Config) {
     let limit = config
         .get_connect_timeout()
         .copied()
-        .unwrap_or(Duration::from_secs(5));
+        .unwrap_or(CONNECT_TIMEOUT);
     match tokio::time::timeout(limit, client.batch_execute("SET jit = off")).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {

@@ -151,21 +151,15 @@ impl EpochWriter {
         let (rows, total) = first_of_each_key(batch);
         let repeated = (total - rows.len()) as u64;
         let conn = self.connection().await?;
-        let epoch = EpochRows {
-            batch,
-            written: None,
-            positions: &rows,
-            fresh: false,
-        };
         let mut path = WritePath::Copy;
-        let mut tables = match conn.transact(path, &rows, &epoch, chunk).await {
+        let mut tables = match conn.transact(path, batch, &rows, chunk).await {
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tracing::debug!(
                     rows = rows.len(),
                     "a key exists already; writing the batch with ON CONFLICT"
                 );
                 path = WritePath::Insert;
-                conn.transact(path, &rows, &epoch, chunk).await
+                conn.transact(path, batch, &rows, chunk).await
             }
             written => written,
         }
@@ -256,13 +250,13 @@ impl EpochWriter {
 }
 
 impl Connection {
-    /// One transaction of `rows` into `positions` by `path`, then of `epoch` into every derived
-    /// table; each table's changes, `positions` first.
+    /// One transaction of `rows` (`batch`'s, the first of each key) into `positions` by `path`,
+    /// then into every derived table; each table's changes, `positions` first.
     async fn transact(
         &mut self,
         path: WritePath,
+        batch: &Batch<Rows>,
         rows: &[&Position],
-        epoch: &EpochRows<'_>,
         chunk: usize,
     ) -> Result<Vec<TableChanges>, tokio_postgres::Error> {
         let tx = self.client.transaction().await?;
@@ -276,8 +270,11 @@ impl Connection {
             changes: positions,
         });
         let epoch = EpochRows {
+            batch,
+            written: None,
+            positions: rows,
+            // a COPY that returned took every row: it fails on any key stored already
             fresh: path == WritePath::Copy,
-            ..*epoch
         };
         for (table, writer) in &self.derived {
             let changes = writer.write(&tx, &epoch, chunk).await?;

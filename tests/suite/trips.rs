@@ -590,7 +590,7 @@ async fn trips_off_writes_no_trip() {
 ///   across a stop that starts a new trip;
 /// - a late fix into an earlier trip reads its device once; what the writer remembers of the
 ///   current trip stays, so the fixes in order after it are not read;
-/// - fixes filling gaps of the current trip read only their neighbours fixes, not the trip;
+/// - fixes filling gaps of the current trip read only the fixes around them, not the trip;
 /// - a newest-first backlog reads its device at every commit of older fixes (each chaining into
 ///   the trip after it), and the fixes in order after the backlog are not read;
 /// - after a rebuild of one device (another writer of its trips) the service reads that device

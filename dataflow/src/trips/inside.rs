@@ -71,6 +71,16 @@ pub fn fill(run: Run, new: &[Fix], around: &[Fix]) -> Option<Run> {
     })
 }
 
+/// How many of `fixes` (sorted by time, none stored before) are older than `newest`, the
+/// device's newest fix before them, when those all fall strictly inside `run` and there is at
+/// least one: the fixes [`fill`] can take into it (the others are newer than everything stored).
+/// `None` otherwise.
+pub fn older_inside(run: &Run, fixes: &[Fix], newest: i64) -> Option<usize> {
+    let older = fixes.partition_point(|fix| fix.ts_micros <= newest);
+    let (first, last) = (fixes.first()?, fixes.get(older.checked_sub(1)?)?);
+    (first.ts_micros > run.start.ts_micros && last.ts_micros < run.end.ts_micros).then_some(older)
+}
+
 /// The device's current run and the fold's state after its newest fix (`state`, as
 /// [`RunFold::finish_with_state`] left it) with `older` filled into the run ([`fill`]: `older`
 /// and `around` as there) and `newer`, every one after that newest fix, folded on: the runs from

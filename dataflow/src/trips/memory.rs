@@ -94,13 +94,13 @@ impl DeviceStore {
         let Some((&start, &latest)) = self.runs.iter().next_back() else {
             return false;
         };
-        let (older, newer) = taken.split_at(taken.partition_point(|fix| fix.ts_micros < newest));
+        let Some(older) = inside::older_inside(&latest, taken, newest) else {
+            return false;
+        };
+        let (older, newer) = taken.split_at(older);
         let (Some(first), Some(last)) = (older.first(), older.last()) else {
             return false;
         };
-        if first.ts_micros <= latest.start.ts_micros || last.ts_micros >= latest.end.ts_micros {
-            return false;
-        }
         // the fold's state after the newest fix: the latest run over the fixes after it (none of
         // the batch's: they are inside the run or after the newest)
         let mut fold = RunFold::resuming(*rules, latest);

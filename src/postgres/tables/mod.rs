@@ -76,7 +76,6 @@ pub struct TableChanges {
 }
 
 /// The epoch's rows as a derived table sees them.
-#[derive(Clone, Copy)]
 pub(super) struct EpochRows<'a> {
     /// Everything the dataflow emitted for the epochs of this transaction.
     pub(super) batch: &'a Batch<Rows>,

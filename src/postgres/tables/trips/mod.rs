@@ -324,7 +324,7 @@ impl DerivedWriter for Writer {
                         older,
                         current: (stored, tail),
                     } = gap;
-                    let (filling, newer) = span.fixes.split_at(older.min(span.fixes.len()));
+                    let (filling, newer) = span.fixes.split_at(older);
                     let filled = inside::fill_and_continue(
                         rules,
                         (stored.run, tail),
@@ -653,14 +653,9 @@ impl Gap<'_> {
 /// (`fresh`), so the span's fixes are the ones it holds now. `None` otherwise, or when none is
 /// older.
 fn filling(span: &Span<'_>, known: &Remembered, fresh: bool) -> Option<(usize, (Stored, Tail))> {
-    let current = known.current?;
-    let run = current.0.run;
-    let older = span
-        .fixes
-        .partition_point(|fix| fix.ts_micros <= known.newest);
-    let (first, last) = (span.fixes.first()?, span.fixes.get(older.checked_sub(1)?)?);
-    (fresh && first.ts_micros > run.start.ts_micros && last.ts_micros < run.end.ts_micros)
-        .then_some((older, current))
+    let current = known.current.filter(|_| fresh)?;
+    let older = inside::older_inside(&current.0.run, &span.fixes, known.newest)?;
+    Some((older, current))
 }
 
 /// What the writer still knows of a device it remembered (`known`, valid: nobody else wrote it
