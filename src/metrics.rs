@@ -268,7 +268,7 @@ impl Metrics {
             )?,
             trips_devices_read: counter(
                 "processor_trips_devices_read_total",
-                "Devices whose trips a commit read back from the tables instead of continuing from the writer's memory: a device's first commit since start, a fix older than its newest, or a write by another replica or a rebuild since.",
+                "Devices whose trips a commit read back from the tables instead of continuing from the writer's memory: a device's first commit since start, a fix older than its newest (other than in a gap of its current trip), or a write by another replica or a rebuild since.",
             )?,
             table_rows: counter_vec2(
                 "processor_table_rows_total",
